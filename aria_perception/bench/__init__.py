@@ -1,0 +1,1 @@
+"""Rosbag replay benchmark, sample data and reports."""

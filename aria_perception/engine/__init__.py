@@ -1,0 +1,1 @@
+"""The ROS-free inference engine (torch): MiDaS small, YOLO, fusion, CUDA streams."""

@@ -1,0 +1,1 @@
+"""The rclpy adapter: node, image codec, messages, parameters, diagnostics (no torch)."""

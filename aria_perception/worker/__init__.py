@@ -1,0 +1,1 @@
+"""The inference worker process: shared-memory slots, protocol, child and supervisor."""
