@@ -1,1 +1,27 @@
-"""The ROS-free inference engine (torch): MiDaS small, YOLO, fusion, CUDA streams."""
+"""The ROS-free inference engine (torch): MiDaS small, YOLO, fusion, CUDA streams and graphs.
+
+Only the worker child process and the benchmarks import this package; the node never does.
+"""
+
+from aria_perception.engine.detector import DetectionTensors, YoloDetector
+from aria_perception.engine.engine import Engine, validate_engine_config
+from aria_perception.engine.fusion import box_depth_median, box_depth_median_lowres
+from aria_perception.engine.midas import MIDAS_SMALL_CFG, MidasSmall
+from aria_perception.engine.preprocess import MidasPreprocess, midas_input_size, upsample_depth
+from aria_perception.engine.weights import create_midas_small, load_midas_weights
+
+__all__ = [
+    "MIDAS_SMALL_CFG",
+    "DetectionTensors",
+    "Engine",
+    "MidasPreprocess",
+    "MidasSmall",
+    "YoloDetector",
+    "box_depth_median",
+    "box_depth_median_lowres",
+    "create_midas_small",
+    "load_midas_weights",
+    "midas_input_size",
+    "upsample_depth",
+    "validate_engine_config",
+]

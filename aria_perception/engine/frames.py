@@ -1,0 +1,119 @@
+"""Frames on the device: encodings to RGB, compressed decoding, and the ``input.rotation`` maps.
+
+The node hands over the frame as it was received (raw pixels in the message's encoding, or the
+compressed bytes); everything here runs on the engine's device so that the host only copies.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from aria_perception.errors import FrameError
+
+#: Raw encodings and their channel counts (DESIGN 3).
+RAW_CHANNELS = {"rgb8": 3, "bgr8": 3, "mono8": 1, "rgba8": 4, "bgra8": 4}
+#: Compressed formats.
+COMPRESSED = ("jpeg", "png")
+
+
+def to_rgb(pixels: torch.Tensor, encoding: str) -> torch.Tensor:
+    """Return an (H, W, 3) uint8 RGB view or copy of ``pixels`` given in ``encoding``.
+
+    Args:
+        pixels: (H, W, C) or (H, W) uint8 tensor in the message's encoding.
+        encoding: one of :data:`RAW_CHANNELS`.
+
+    Raises:
+        FrameError: the encoding is unknown or the channel count does not match it.
+    """
+    channels = RAW_CHANNELS.get(encoding)
+    if channels is None:
+        raise FrameError(
+            f"unsupported encoding {encoding!r} (supported: {', '.join(RAW_CHANNELS)})"
+        )
+    if pixels.dim() == 2:
+        pixels = pixels.unsqueeze(-1)
+    if pixels.dim() != 3 or pixels.shape[-1] != channels:
+        raise FrameError(
+            f"{encoding} frame must have {channels} channel(s), got shape {tuple(pixels.shape)}"
+        )
+    if encoding == "rgb8":
+        return pixels
+    if encoding == "mono8":
+        return pixels.expand(-1, -1, 3)
+    if encoding == "rgba8":
+        return pixels[..., :3]
+    # bgr8 / bgra8: reverse the first three channels.
+    return pixels[..., [2, 1, 0]]
+
+
+def decode(data: torch.Tensor, fmt: str, device: torch.device) -> torch.Tensor:
+    """Decode compressed bytes to an (H, W, 3) uint8 RGB tensor on ``device``.
+
+    JPEG is decoded on the GPU (nvjpeg through torchvision) when ``device`` is CUDA, so only the
+    compressed bytes cross the bus; PNG is decoded on the CPU and uploaded.
+
+    Raises:
+        FrameError: unknown format or corrupt data.
+    """
+    from torchvision.io import ImageReadMode, decode_jpeg, decode_png
+
+    if fmt not in COMPRESSED:
+        raise FrameError(f"unsupported compressed format {fmt!r} (supported: jpeg, png)")
+    if data.dtype != torch.uint8 or data.dim() != 1 or data.numel() == 0:
+        raise FrameError("compressed frame must be a non-empty 1-D uint8 buffer")
+    try:
+        if fmt == "jpeg":
+            target = device if device.type == "cuda" else "cpu"
+            chw = decode_jpeg(data, mode=ImageReadMode.RGB, device=target)
+        else:
+            chw = decode_png(data, mode=ImageReadMode.RGB)
+    except RuntimeError as err:
+        raise FrameError(f"corrupt {fmt} data: {err}") from err
+    return chw.permute(1, 2, 0).to(device, non_blocking=True)
+
+
+def rotation_turns(rotation: int) -> int:
+    """Quarter turns for :func:`torch.rot90` that turn an image ``rotation`` degrees clockwise."""
+    if rotation not in (0, 90, 180, 270):
+        raise ValueError(f"rotation must be 0, 90, 180 or 270, got {rotation}")
+    return -(rotation // 90)
+
+
+def rotate_image(
+    image: torch.Tensor, rotation: int, dims: tuple[int, int] = (0, 1)
+) -> torch.Tensor:
+    """Rotate an image tensor ``rotation`` degrees clockwise over its (row, column) ``dims``."""
+    turns = rotation_turns(rotation)
+    return image if turns == 0 else torch.rot90(image, turns, dims)
+
+
+def unrotate_image(
+    image: torch.Tensor, rotation: int, dims: tuple[int, int] = (0, 1)
+) -> torch.Tensor:
+    """Undo :func:`rotate_image`."""
+    turns = rotation_turns(rotation)
+    return image if turns == 0 else torch.rot90(image, -turns, dims)
+
+
+def unrotate_boxes(boxes: torch.Tensor, rotation: int, height: int, width: int) -> torch.Tensor:
+    """Map xyxy boxes found in the rotated image back to the received image's pixels.
+
+    Args:
+        boxes: (N, 4) x1, y1, x2, y2 in the rotated image (continuous pixel edges).
+        rotation: the clockwise rotation that was applied.
+        height: received image height.
+        width: received image width.
+    """
+    if rotation == 0 or boxes.numel() == 0:
+        return boxes
+    x1, y1, x2, y2 = boxes.unbind(-1)
+    if rotation == 90:  # received (x, y) -> rotated (height - y, x)
+        out = (y1, height - x2, y2, height - x1)
+    elif rotation == 180:  # -> (width - x, height - y)
+        out = (width - x2, height - y2, width - x1, height - y1)
+    elif rotation == 270:  # -> (y, width - x)
+        out = (width - y2, x1, width - y1, x2)
+    else:
+        raise ValueError(f"rotation must be 0, 90, 180 or 270, got {rotation}")
+    return torch.stack(out, dim=-1)

@@ -1,0 +1,67 @@
+"""The ``models`` command: fetch the official weights on a machine that has internet.
+
+MiDaS v2.1 small goes to the torch hub cache (where ``depth.weights: ""`` looks), the YOLO
+checkpoint to the models directory (``$ARIA_PERCEPTION_MODELS`` or
+``~/.cache/aria_perception/models``, where ``detector.weights`` file names are looked up).
+Nothing else in the package downloads anything; this command is not run by the tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import shutil
+import sys
+import tempfile
+import urllib.request
+from pathlib import Path
+
+#: Ultralytics' published detection checkpoints (file name -> URL).
+YOLO_RELEASE = "https://github.com/ultralytics/assets/releases/download/v8.3.0/"
+
+
+def _download(url: str, dest: Path, sha256_prefix: str = "") -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=dest.parent, delete=False) as tmp:
+        with urllib.request.urlopen(url, timeout=60) as response:  # noqa: S310 - fixed URLs
+            shutil.copyfileobj(response, tmp)
+        tmp_path = Path(tmp.name)
+    digest = hashlib.sha256(tmp_path.read_bytes()).hexdigest()
+    if sha256_prefix and not digest.startswith(sha256_prefix):
+        tmp_path.unlink()
+        raise RuntimeError(f"{url}: SHA-256 {digest[:12]}... does not start with {sha256_prefix}")
+    tmp_path.replace(dest)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point ``models``."""
+    from aria_perception.engine.detector import models_dir
+    from aria_perception.engine.midas import MIDAS_SMALL_CFG
+    from aria_perception.engine.weights import hub_checkpoint_dir
+
+    parser = argparse.ArgumentParser(prog="models", description=__doc__)
+    parser.add_argument("--detector", default="yolov8n.pt", help="Ultralytics checkpoint name")
+    parser.add_argument("--force", action="store_true", help="download even if present")
+    args = parser.parse_args(argv)
+
+    midas = MIDAS_SMALL_CFG.checkpoints[0]
+    jobs = [
+        (midas.url, hub_checkpoint_dir() / midas.file_name, midas.sha256_prefix),
+        (YOLO_RELEASE + args.detector, models_dir() / args.detector, ""),
+    ]
+    failed = 0
+    for url, dest, sha in jobs:
+        if dest.exists() and not args.force:
+            print(f"models: {dest} already there")
+            continue
+        print(f"models: {url} -> {dest}")
+        try:
+            _download(url, dest, sha)
+        except (OSError, RuntimeError) as err:
+            print(f"models: FAILED {url}: {err}", file=sys.stderr)
+            failed += 1
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
