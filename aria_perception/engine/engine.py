@@ -147,6 +147,7 @@ class Engine:
             self._pool = torch.cuda.graph_pool_handle() if self._graphs_enabled else None
         self._plans: dict[tuple[int, int, int, str], _Plan] = {}
         self._pinned_in: torch.Tensor | None = None
+        self._registered: list[tuple[int, int]] = []  # (address, nbytes) page-locked by us
         self._pinned_depth: torch.Tensor | None = None
         self._pinned_dets: torch.Tensor | None = None
         self._frame_index = 0
@@ -186,6 +187,41 @@ class Engine:
             confidence=thresholds.confidence, iou=thresholds.iou, classes=ids
         )
 
+    def register_host_buffer(self, array: np.ndarray) -> bool:
+        """Page-lock ``array``'s memory so frames and depth maps move by DMA, without staging.
+
+        For long-lived buffers such as the worker's shared-memory slots: frames read from and
+        depth maps written to registered memory skip a host-side copy of several MB. Does
+        nothing on the CPU. Registrations end with :meth:`close`.
+
+        Returns:
+            Whether the memory is now registered.
+        """
+        if not self.runtime.is_cuda or array.nbytes == 0:
+            return False
+        address = array.__array_interface__["data"][0]
+        if self._is_registered(address, array.nbytes):
+            return True
+        err = torch.cuda.cudart().cudaHostRegister(address, array.nbytes, 0)
+        if int(err) != 0:
+            _LOG.warning("cudaHostRegister of %d bytes failed (%s); staging copies", array.nbytes,
+                         err)  # fmt: skip
+            return False
+        self._registered.append((address, array.nbytes))
+        return True
+
+    def _is_registered(self, address: int, nbytes: int) -> bool:
+        return any(a <= address and address + nbytes <= a + n for a, n in self._registered)
+
+    def _host_tensor(self, array: np.ndarray) -> torch.Tensor | None:
+        """``array`` as a tensor if it lies in registered memory (DMA-able), else None."""
+        if not self._registered or not array.flags.c_contiguous:
+            return None
+        address = array.__array_interface__["data"][0]
+        if not self._is_registered(address, array.nbytes):
+            return None
+        return torch.from_numpy(array).reshape(-1)
+
     def memory_mb(self) -> tuple[float, float]:
         """(current, peak) GPU memory reserved by this process's allocator, in MB (0 on CPU)."""
         if not self.runtime.is_cuda:
@@ -206,6 +242,9 @@ class Engine:
         self._pinned_in = self._pinned_depth = self._pinned_dets = None
         if self.runtime.is_cuda:
             torch.cuda.synchronize(self.runtime.device)
+            for address, _ in self._registered:
+                torch.cuda.cudart().cudaHostUnregister(address)
+            self._registered.clear()
             torch.cuda.empty_cache()
 
     def __enter__(self) -> Engine:
@@ -342,7 +381,19 @@ class Engine:
             if depth_done is not None and depth_full is not None:
                 tstream.wait_event(depth_done)
             watch["d2h"].start(tstream)
-            fetch_depth = self._download(depth_full, "_pinned_depth")
+            direct = None
+            if depth_full is not None and depth_out is not None:
+                if depth_out.shape != tuple(depth_full.shape) or depth_out.dtype != np.float32:
+                    raise FrameError(
+                        f"depth_out must be float32 {tuple(depth_full.shape)}, "
+                        f"got {depth_out.dtype} {depth_out.shape}"
+                    )
+                direct = self._host_tensor(depth_out)
+            if direct is not None:  # straight into registered memory (a shared-memory slot)
+                direct.copy_(depth_full.view(-1), non_blocking=True)
+                fetch_depth = None
+            else:
+                fetch_depth = self._download(depth_full, "_pinned_depth")
             fetch_dets = self._download(packed, "_pinned_dets")
             watch["d2h"].stop(tstream)
             if rt.is_cuda:
@@ -351,17 +402,13 @@ class Engine:
                 done.synchronize()
         depth_host = None
         if depth_full is not None:
-            depth_host = fetch_depth().reshape(depth_full.shape)
-            if depth_out is not None:
-                if depth_out.shape != depth_host.shape or depth_out.dtype != np.float32:
-                    raise FrameError(
-                        f"depth_out must be float32 {depth_host.shape}, "
-                        f"got {depth_out.dtype} {depth_out.shape}"
-                    )
-                depth_out[...] = depth_host
+            if fetch_depth is None:
+                depth_host = depth_out
+            elif depth_out is not None:
+                depth_out[...] = fetch_depth().reshape(depth_out.shape)
                 depth_host = depth_out
             else:
-                depth_host = depth_host.copy()
+                depth_host = fetch_depth().reshape(depth_full.shape).copy()
         dets_host = np.zeros((0, 7), np.float32)
         if packed is not None:
             dets_host = fetch_dets().reshape(packed.shape).copy()
@@ -448,6 +495,10 @@ class Engine:
         src = torch.from_numpy(np.ascontiguousarray(frame))
         if not self.runtime.is_cuda:
             plan.frame.copy_(src.view(plan.frame.shape))
+            return
+        direct = self._host_tensor(frame)
+        if direct is not None:
+            plan.frame.view(-1).copy_(direct, non_blocking=True)
             return
         pinned = self._staging("_pinned_in", src.numel(), torch.uint8)
         pinned.copy_(src.reshape(-1))
