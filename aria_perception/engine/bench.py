@@ -96,6 +96,71 @@ def run_config(
         engine.close()
 
 
+def run_seed_baseline(frame: np.ndarray, iterations: int, warmup: int) -> dict[str, object]:
+    """The original plan's per-frame code, for comparison (DESIGN 7, first row).
+
+    cv2 transform on the CPU, fp32 MiDaS, ``.cpu().numpy()`` of the upsampled depth, then
+    ``YOLO.predict`` on the same frame; random weights, CUDA device.
+    """
+    import cv2
+    import torch
+    from ultralytics import YOLO
+
+    from aria_perception.engine.midas import MIDAS_SMALL_CFG, MidasSmall
+    from aria_perception.engine.preprocess import midas_input_size
+
+    device = torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
+    midas = MidasSmall().to(device).eval()
+    yolo = YOLO("yolov8n.yaml")
+    cfg = MIDAS_SMALL_CFG
+    mean, std = np.asarray(cfg.mean, np.float32), np.asarray(cfg.std, np.float32)
+    h, w = midas_input_size(*frame.shape[:2], cfg.input_size)
+
+    def once() -> None:
+        img = frame.astype(np.float32) / 255.0
+        img = cv2.resize(img, (w, h), interpolation=cv2.INTER_CUBIC)
+        x = torch.from_numpy(((img - mean) / std).transpose(2, 0, 1)[None].copy()).to(device)
+        with torch.no_grad():
+            pred = midas(x)
+            pred = torch.nn.functional.interpolate(
+                pred[:, None], size=frame.shape[:2], mode="bicubic", align_corners=False
+            )
+        pred.squeeze().cpu().numpy()
+        yolo.predict(frame[..., ::-1], imgsz=640, device=device, verbose=False)
+
+    for _ in range(warmup):
+        once()
+    latencies = []
+    start = time.perf_counter()
+    for _ in range(iterations):
+        t0 = time.perf_counter()
+        once()
+        latencies.append((time.perf_counter() - t0) * 1000.0)
+    wall = time.perf_counter() - start
+    nan = float("nan")
+    return {
+        "name": "seed-style baseline",
+        "config": {},
+        "iterations": iterations,
+        "latency_ms": {
+            "p50": _percentile(latencies, 50),
+            "p95": _percentile(latencies, 95),
+            "p99": _percentile(latencies, 99),
+            "mean": float(np.mean(latencies)),
+        },
+        "fps": iterations / wall,
+        "stages_ms_p50": dict.fromkeys(
+            ("preprocess_ms", "depth_ms", "detect_ms", "transfer_ms", "total_ms"), nan
+        ),
+        "gpu_mem_mb": nan,
+        "gpu_mem_peak_mb": nan,
+        "device": str(device),
+        "precision": "fp32",
+        "weights": "random",
+        "registered_io": False,
+    }
+
+
 def format_table(rows: list[dict[str, object]]) -> str:
     """The results as a Markdown table."""
     head = (
@@ -145,6 +210,11 @@ def main(argv: list[str] | None = None) -> int:
         default="registered",
         help="registered: frame and depth buffers page-locked as the worker's "
         "shared memory is; staged: plain numpy arrays (host copies)",
+    )
+    parser.add_argument(
+        "--baseline",
+        action="store_true",
+        help="also time the seed-style per-frame code (DESIGN 7, first row)",
     )
     parser.add_argument("--depth-weights", default="")
     parser.add_argument("--detector-weights", default="yolov8n.pt")
@@ -196,6 +266,9 @@ def main(argv: list[str] | None = None) -> int:
                 args.io == "registered",
             )
         )
+    if args.baseline and encoding != "jpeg":
+        print("engine_bench: seed-style baseline ...", file=sys.stderr, flush=True)
+        rows.append(run_seed_baseline(frame, args.iterations, args.warmup))
     print(
         f"\n{width}x{height} {encoding}, {args.iterations} iterations, {args.io} host buffers, "
         "random weights\n"

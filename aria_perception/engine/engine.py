@@ -22,6 +22,7 @@ import torch
 
 from aria_perception.engine import frames
 from aria_perception.engine.detector import YoloDetector
+from aria_perception.engine.fold import fold_batchnorm
 from aria_perception.engine.fusion import box_depth_median_lowres
 from aria_perception.engine.preprocess import MidasPreprocess, upsample_depth
 from aria_perception.engine.runtime import Runtime, Stopwatch, resolve_runtime
@@ -113,6 +114,7 @@ class Engine:
             midas, status = create_midas_small(
                 config.depth_weights, allow_random_weights=config.allow_random_weights
             )
+            midas, _ = fold_batchnorm(midas)  # the official layout stays for loading only
             memory_format = torch.channels_last if channels_last else torch.contiguous_format
             self._midas = midas.to(rt.device, rt.dtype, memory_format=memory_format).eval()
             self._midas_pre = MidasPreprocess(config.depth_input_size, rt.dtype, channels_last).to(
@@ -338,13 +340,17 @@ class Engine:
             if fresh:
                 self._run("depth", plan, dstream, self._depth)
                 plan.depth_valid = True
+            # Fusion needs only the network's map: let it start while the upsample runs.
+            depth_done = torch.cuda.Event() if rt.is_cuda else None
+            if depth_done is not None:
+                depth_done.record(dstream)
             if run_depth and want_depth:
                 full = upsample_depth(plan.depth_low[None], plan.rotated_hw, torch.float32)[0]
                 depth_full = frames.unrotate_image(full, rotation).contiguous()
             watch["depth"].stop(dstream)
-            depth_done = torch.cuda.Event() if rt.is_cuda else None
-            if depth_done is not None:
-                depth_done.record(dstream)
+            upsampled = torch.cuda.Event() if rt.is_cuda else None
+            if upsampled is not None:
+                upsampled.record(dstream)
 
         # --- detect stream ------------------------------------------------------------------
         packed: torch.Tensor | None = None
@@ -378,8 +384,8 @@ class Engine:
 
         # --- back to the host -----------------------------------------------------------------
         with _on(tstream):
-            if depth_done is not None and depth_full is not None:
-                tstream.wait_event(depth_done)
+            if upsampled is not None and depth_full is not None:
+                tstream.wait_event(upsampled)
             watch["d2h"].start(tstream)
             direct = None
             if depth_full is not None and depth_out is not None:
