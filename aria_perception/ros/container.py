@@ -1,0 +1,106 @@
+"""``perception_container``: several perception nodes in one process under one executor.
+
+The nodes are named on the command line (``name`` or ``/namespace/name``) or, when none is
+given, taken from the section keys of the ``--params-file`` YAML (``/central_perception:``,
+``/slam_left/perception:``; wildcard sections such as ``/**`` apply to every node and name
+none), e.g. ``perception_container --ros-args --params-file config/container.yaml
+-r central_perception:image:=/camera-rgb/image_raw
+-r slam_left_perception:image:=/camera-slam-left/image_raw``.
+
+Node-specific remaps (``node:from:=to``) give each node its camera. Each node starts its own
+worker (the GPU is shared; memory per worker is what DESIGN 7 budgets).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import rclpy
+from rclpy.executors import ExternalShutdownException
+from rclpy.utilities import remove_ros_args
+
+from aria_perception.errors import ConfigError
+from aria_perception.ros.node import PerceptionNode, spin
+
+
+def params_files(argv: list[str]) -> list[Path]:
+    """The ``--params-file`` paths inside the ``--ros-args`` sections of ``argv``."""
+    files = []
+    in_ros = False
+    it = iter(argv)
+    for arg in it:
+        if arg == "--ros-args":
+            in_ros = True
+        elif arg == "--":
+            in_ros = False
+        elif in_ros and arg == "--params-file":
+            path = next(it, None)
+            if path is not None:
+                files.append(Path(path))
+    return files
+
+
+def node_names_from_yaml(path: Path) -> list[str]:
+    """Fully qualified node names of the non-wildcard sections of a ROS params file."""
+    import yaml
+
+    doc = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{path}: a ROS params file must be a mapping of node names")
+    names = []
+    for key, body in doc.items():
+        key = str(key)
+        if "*" in key or not isinstance(body, dict) or "ros__parameters" not in body:
+            continue
+        names.append(key if key.startswith("/") else "/" + key)
+    return names
+
+
+def split_name(fqn: str) -> tuple[str, str]:
+    """``/ns/name`` -> (``name``, ``/ns``); ``name`` -> (``name``, ``""``)."""
+    fqn = fqn.rstrip("/")
+    namespace, _, name = fqn.rpartition("/")
+    return name, namespace if namespace else ("/" if fqn.startswith("/") else "")
+
+
+def main(args: list[str] | None = None) -> int:
+    """Console script ``perception_container``."""
+    argv = list(sys.argv if args is None else args)
+    rclpy.init(args=argv)
+    nodes: list[PerceptionNode] = []
+    code = 0
+    try:
+        names = remove_ros_args(argv)[1:]
+        if not names:
+            for path in params_files(argv):
+                names.extend(node_names_from_yaml(path))
+        if not names:
+            print(
+                "perception_container: no nodes: name them (e.g. central_perception "
+                "/slam_left/perception) or give a --params-file with a section per node",
+                file=sys.stderr,
+            )
+            return 2
+        for fqn in dict.fromkeys(names):  # keep order, drop duplicates
+            name, namespace = split_name(fqn)
+            node = PerceptionNode(name, namespace=namespace or None)
+            nodes.append(node)
+            if node.start_error:
+                code = 1
+        if code == 0:
+            spin(nodes)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except ConfigError as err:
+        print(f"perception_container: invalid parameter: {err}", file=sys.stderr)
+        code = 2
+    finally:
+        for node in nodes:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,257 @@
+"""Rates, latency percentiles and the node's DiagnosticStatus (DESIGN 3.2).
+
+The trackers are plain Python and thread-safe: frames are counted in the executor thread and
+results in the supervisor's thread, while the diagnostics timer reads both.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aria_perception.records import StageTimes
+
+#: Every key of DESIGN 3.2, in publishing order.
+KEYS: tuple[str, ...] = (
+    "input_fps",
+    "output_fps",
+    "latency_ms_p50",
+    "latency_ms_p95",
+    "latency_ms_p99",
+    "depth_ms",
+    "detect_ms",
+    "preprocess_ms",
+    "transfer_ms",
+    "dropped_frames",
+    "rejected_frames",
+    "lost_samples",
+    "worker_restarts",
+    "worker_state",
+    "gpu_mem_mb",
+    "gpu_mem_peak_mb",
+    "device",
+    "precision",
+    "depth_frame_skip",
+    "weights",
+)
+
+# diagnostic_msgs/DiagnosticStatus levels (bytes in the message).
+OK, WARN, ERROR, STALE = 0, 1, 2, 3
+
+
+class RateTracker:
+    """Events per second over a sliding time window."""
+
+    def __init__(self, window_s: float = 2.0, clock: Callable[[], float] = time.monotonic):
+        self._window_s = window_s
+        self._clock = clock
+        self._times: deque[float] = deque()
+        self._lock = threading.Lock()
+
+    def tick(self, now: float | None = None) -> None:
+        """Count one event (now, or at ``now`` on the tracker's clock)."""
+        now = self._clock() if now is None else now
+        with self._lock:
+            self._times.append(now)
+            self._trim(now)
+
+    def rate(self, now: float | None = None) -> float:
+        """Events per second over the window ending now (0 with fewer than two events).
+
+        (n - 1) intervals over the time since the oldest event in the window: exact for a
+        steady stream from its second event on, and decaying once the stream stops.
+        """
+        now = self._clock() if now is None else now
+        with self._lock:
+            self._trim(now)
+            count = len(self._times)
+            if count < 2:
+                return 0.0
+            span = max(now - self._times[0], self._times[-1] - self._times[0])
+            return (count - 1) / span if span > 0 else 0.0
+
+    def reset(self) -> None:
+        """Forget every event."""
+        with self._lock:
+            self._times.clear()
+
+    def _trim(self, now: float) -> None:
+        limit = now - self._window_s
+        while self._times and self._times[0] < limit:
+            self._times.popleft()
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    """Linear-interpolated percentile ``q`` (0..100) of an ascending list (NaN when empty)."""
+    if not sorted_values:
+        return math.nan
+    pos = (len(sorted_values) - 1) * q / 100.0
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(sorted_values) - 1)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
+
+
+class LatencyTracker:
+    """The last ``size`` latencies and stage times, for percentiles and means."""
+
+    def __init__(self, size: int = 300):
+        self._latency: deque[float] = deque(maxlen=size)
+        self._stages: deque[StageTimes] = deque(maxlen=size)
+        self._lock = threading.Lock()
+
+    def add(self, latency_ms: float, stages: StageTimes | None = None) -> None:
+        """Record one frame's latency (received -> published) and its engine stage times."""
+        with self._lock:
+            self._latency.append(latency_ms)
+            if stages is not None:
+                self._stages.append(stages)
+
+    def percentiles(self, *qs: float) -> tuple[float, ...]:
+        """Percentiles of the recorded latencies (NaN each while empty)."""
+        with self._lock:
+            values = sorted(self._latency)
+        return tuple(percentile(values, q) for q in qs)
+
+    def stage_means(self) -> StageTimes:
+        """Mean of every stage time over the recorded frames (zeros while empty)."""
+        with self._lock:
+            stages = list(self._stages)
+        if not stages:
+            return StageTimes()
+        n = len(stages)
+        return StageTimes(
+            preprocess_ms=sum(s.preprocess_ms for s in stages) / n,
+            depth_ms=sum(s.depth_ms for s in stages) / n,
+            detect_ms=sum(s.detect_ms for s in stages) / n,
+            transfer_ms=sum(s.transfer_ms for s in stages) / n,
+            total_ms=sum(s.total_ms for s in stages) / n,
+        )
+
+    def reset(self) -> None:
+        """Forget every sample."""
+        with self._lock:
+            self._latency.clear()
+            self._stages.clear()
+
+
+@dataclass
+class Snapshot:
+    """Everything one diagnostics message reports (DESIGN 3.2)."""
+
+    input_fps: float = 0.0
+    output_fps: float = 0.0
+    latency_ms_p50: float = math.nan
+    latency_ms_p95: float = math.nan
+    latency_ms_p99: float = math.nan
+    stages: StageTimes | None = None
+    dropped_frames: int = 0
+    rejected_frames: int = 0
+    lost_samples: int = 0
+    worker_restarts: int = 0
+    worker_state: str = "STOPPED"
+    gpu_mem_mb: float = 0.0
+    gpu_mem_peak_mb: float = 0.0
+    device: str = "unknown"
+    device_name: str = "unknown"
+    precision: str = "unknown"
+    depth_frame_skip: int = 1
+    weights: str = "unknown"
+    active: bool = False
+    worker_down: bool = False
+    last_error: str = ""
+
+
+def _fmt(value: float, digits: int = 2) -> str:
+    return "nan" if not math.isfinite(value) else f"{value:.{digits}f}"
+
+
+def values(snap: Snapshot) -> dict[str, str]:
+    """The KeyValue strings of a snapshot, one per key of :data:`KEYS`."""
+    stages = snap.stages or StageTimes()
+    return {
+        "input_fps": _fmt(snap.input_fps),
+        "output_fps": _fmt(snap.output_fps),
+        "latency_ms_p50": _fmt(snap.latency_ms_p50),
+        "latency_ms_p95": _fmt(snap.latency_ms_p95),
+        "latency_ms_p99": _fmt(snap.latency_ms_p99),
+        "depth_ms": _fmt(stages.depth_ms, 3),
+        "detect_ms": _fmt(stages.detect_ms, 3),
+        "preprocess_ms": _fmt(stages.preprocess_ms, 3),
+        "transfer_ms": _fmt(stages.transfer_ms, 3),
+        "dropped_frames": str(snap.dropped_frames),
+        "rejected_frames": str(snap.rejected_frames),
+        "lost_samples": str(snap.lost_samples),
+        "worker_restarts": str(snap.worker_restarts),
+        "worker_state": snap.worker_state,
+        "gpu_mem_mb": _fmt(snap.gpu_mem_mb, 1),
+        "gpu_mem_peak_mb": _fmt(snap.gpu_mem_peak_mb, 1),
+        "device": snap.device,
+        "precision": snap.precision,
+        "depth_frame_skip": str(snap.depth_frame_skip),
+        "weights": snap.weights,
+    }
+
+
+def level_and_message(
+    snap: Snapshot, expected_fps: float, latency_budget_ms: float
+) -> tuple[int, str]:
+    """The status level and summary of DESIGN 3.2.
+
+    ERROR while the worker is down; WARN below ``expected_fps`` (output rate, while active and
+    frames arrive), over ``latency_budget_ms`` (p95) or on random weights; OK otherwise.
+    A threshold of 0 turns its check off.
+    """
+    if snap.worker_down:
+        text = f"worker down ({snap.worker_state})"
+        if snap.last_error:
+            text += f": {snap.last_error}"
+        return ERROR, text
+    if not snap.active:
+        return OK, "inactive (lifecycle): not consuming frames"
+    warnings = []
+    if snap.weights == "random":
+        warnings.append("running RANDOM weights (outputs are meaningless)")
+    if expected_fps > 0 and snap.output_fps < expected_fps:
+        if snap.input_fps <= 0:
+            warnings.append("no input frames")
+        else:
+            warnings.append(
+                f"output {snap.output_fps:.1f} FPS below expected {expected_fps:g} "
+                f"(input {snap.input_fps:.1f} FPS)"
+            )
+    if (
+        latency_budget_ms > 0
+        and math.isfinite(snap.latency_ms_p95)
+        and snap.latency_ms_p95 > latency_budget_ms
+    ):
+        warnings.append(
+            f"latency p95 {snap.latency_ms_p95:.1f} ms over budget {latency_budget_ms:g} ms"
+        )
+    if warnings:
+        return WARN, "; ".join(warnings)
+    return OK, f"{snap.output_fps:.1f} FPS, p50 {_fmt(snap.latency_ms_p50, 1)} ms"
+
+
+def build_status(
+    snap: Snapshot, node_name: str, expected_fps: float, latency_budget_ms: float
+) -> Any:
+    """The node's ``diagnostic_msgs/DiagnosticStatus``.
+
+    Name ``aria_perception: <node name>``, ``hardware_id`` the GPU name or ``cpu``, one
+    ``KeyValue`` per key of :data:`KEYS`.
+    """
+    from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
+
+    level, message = level_and_message(snap, expected_fps, latency_budget_ms)
+    status = DiagnosticStatus()
+    status.level = bytes([level])
+    status.name = f"aria_perception: {node_name}"
+    status.message = message
+    status.hardware_id = snap.device_name
+    status.values = [KeyValue(key=k, value=v) for k, v in values(snap).items()]
+    return status

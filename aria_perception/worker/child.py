@@ -1,0 +1,243 @@
+"""The worker process: builds the engine, runs frames from shared memory, reports back.
+
+:func:`run` is the target of the spawned process. Importing this module is light (no torch): the
+engine class named in :class:`~aria_perception.worker.protocol.Start` is imported inside the child,
+so the models and the CUDA context exist only there.
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import importlib
+import inspect
+import os
+import signal
+import threading
+import time
+from multiprocessing.connection import Connection
+from typing import Any
+
+import numpy as np
+
+from aria_perception import errors
+from aria_perception.errors import ConfigError, FrameError
+from aria_perception.worker import protocol as msg
+from aria_perception.worker.slots import SharedSlots
+
+#: Exit code of a worker that stops after an engine error (the parent restarts it).
+EXIT_ENGINE_ERROR = 3
+#: Exit code of the ``crash`` debug action.
+EXIT_DEBUG_CRASH = 70
+
+
+def load_factory(path: str) -> Any:
+    """Import ``"package.module:Name"`` and return ``Name``.
+
+    Raises:
+        ConfigError: the path is malformed or cannot be imported.
+    """
+    module_name, _, attr = path.partition(":")
+    if not module_name or not attr:
+        raise ConfigError(f"engine factory must look like 'package.module:Class', got {path!r}")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        if err.name is None or not (module_name + ".").startswith(err.name + "."):
+            raise  # the engine module exists but something it imports does not
+        raise ConfigError(f"engine factory {path!r}: no module named {err.name!r}") from err
+    try:
+        return getattr(module, attr)
+    except AttributeError as err:
+        raise ConfigError(f"engine factory {path!r}: {module_name} has no {attr!r}") from err
+
+
+def _accepts(function: Any, name: str) -> bool:
+    """Whether ``function`` takes a keyword argument ``name``."""
+    try:
+        return name in inspect.signature(function).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def run(conn: Connection, start: msg.Start) -> None:
+    """Entry point of the worker process (target of the spawned ``Process``)."""
+    # Ctrl-C in a terminal reaches the whole process group; the parent decides when we stop.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A crash in native code (a model, CUDA) leaves a Python traceback on stderr.
+    faulthandler.enable()
+    code = _Worker(conn, start).main()
+    if code:
+        raise SystemExit(code)
+
+
+class _Worker:
+    def __init__(self, conn: Connection, start: msg.Start) -> None:
+        self.conn = conn
+        self.start = start
+        self.gen = start.generation
+        self.send_lock = threading.Lock()
+        self.engine: Any = None
+        self.slots: SharedSlots | None = None
+        self.quiet = threading.Event()  # set by the "freeze" debug action: heartbeats stop
+        self.raise_next: msg.ErrorInfo | None = None
+        self.depth_out = False  # whether Engine.process takes a depth_out array
+
+    def send(self, message: object) -> None:
+        try:
+            with self.send_lock:
+                self.conn.send(message)
+        except (OSError, ValueError):
+            # The parent is gone; nobody is left to report to.
+            os._exit(0)
+
+    def memory(self) -> tuple[float, float]:
+        engine = self.engine
+        if engine is None:
+            return 0.0, 0.0
+        try:
+            current, peak = engine.memory_mb()
+        except Exception:  # a figure for diagnostics must not kill the worker
+            return 0.0, 0.0
+        return float(current), float(peak)
+
+    def heartbeat(self) -> None:
+        interval = self.start.heartbeat_interval_s
+        while True:
+            time.sleep(interval)
+            if os.getppid() != self.start.parent_pid:
+                # The parent died (we were re-parented); a busy main thread would never see EOF.
+                os._exit(0)
+            if not self.quiet.is_set():
+                current, peak = self.memory()
+                self.send(msg.Heartbeat(self.gen, time.monotonic(), current, peak))
+
+    def main(self) -> int:
+        started = time.monotonic()
+        threading.Thread(target=self.heartbeat, name="aria-heartbeat", daemon=True).start()
+        try:
+            self.slots = SharedSlots.attach(self.start.shm_name, self.start.layout)
+            factory = load_factory(self.start.engine_factory)
+            self.engine = factory(self.start.config)
+            if self.start.thresholds is not None:
+                self.engine.set_thresholds(self.start.thresholds)
+            info = self.engine.info
+            self.depth_out = _accepts(self.engine.process, "depth_out")
+            register = getattr(self.engine, "register_host_buffer", None)
+            if register is not None:
+                # Page-locked slots: frames go up and depth maps come down by DMA, no staging.
+                register(self.slots.buffer)
+        except Exception as exc:  # reported to the parent, which decides
+            self.send(msg.StartFailed(self.gen, msg.ErrorInfo.from_exception(exc)))
+            return 1
+        current, peak = self.memory()
+        self.send(
+            msg.Ready(self.gen, os.getpid(), info, current, peak, time.monotonic() - started)
+        )
+        try:
+            return self.loop()
+        finally:
+            try:
+                self.engine.close()
+            finally:
+                self.slots.close()
+
+    def loop(self) -> int:
+        while True:
+            try:
+                message = self.conn.recv()
+            except (EOFError, OSError):
+                return 0  # the parent closed the pipe or died
+            if isinstance(message, msg.Frame):
+                if not self.frame(message):
+                    return EXIT_ENGINE_ERROR
+            elif isinstance(message, msg.SetThresholds):
+                try:
+                    self.engine.set_thresholds(message.thresholds)
+                except Exception as exc:  # reported, the engine keeps its thresholds
+                    self.send(msg.Failure(self.gen, msg.ErrorInfo.from_exception(exc)))
+            elif isinstance(message, msg.Debug):
+                self.debug(message)
+            elif isinstance(message, msg.Shutdown):
+                return 0
+
+    def frame(self, message: msg.Frame) -> bool:
+        """Process one frame; False when the engine failed and the worker must go."""
+        received = time.monotonic()
+        assert self.slots is not None
+        try:
+            if self.raise_next is not None:
+                injected, self.raise_next = self.raise_next, None
+                raise injected.to_exception()
+            size = int(np.prod(message.shape))
+            frame = self.slots.input(message.in_slot)[:size].reshape(message.shape)
+            out = self.slots.output(message.out_slot)
+            kwargs: dict[str, Any] = {"want_depth": message.want_depth}
+            if self.depth_out and message.want_depth and len(message.shape) >= 2:
+                # Raw frames: the depth map has the frame's height and width, so the engine
+                # can write it straight into the output slot and save a copy.
+                h, w = message.shape[:2]
+                kwargs["depth_out"] = out.depth[: h * w].reshape(h, w)
+            t0 = time.monotonic()
+            result = self.engine.process(frame, message.encoding, **kwargs)
+            t1 = time.monotonic()
+            n, depth_shape = out.write(result)
+            t2 = time.monotonic()
+        except FrameError as exc:
+            self.send(
+                msg.FrameFailed(
+                    message.frame_id, self.gen, msg.ErrorInfo.from_exception(exc), fatal=False
+                )
+            )
+            return True
+        except Exception as exc:  # CUDA errors, OOM: restart with a fresh context
+            self.send(
+                msg.FrameFailed(
+                    message.frame_id, self.gen, msg.ErrorInfo.from_exception(exc), fatal=True
+                )
+            )
+            return False
+        current, peak = self.memory()
+        self.send(
+            msg.Result(
+                frame_id=message.frame_id,
+                generation=self.gen,
+                out_slot=message.out_slot,
+                n_detections=n,
+                depth_shape=depth_shape,
+                depth_fresh=bool(result.depth_fresh),
+                times=result.times,
+                engine_ms=(t1 - t0) * 1e3,
+                copy_out_ms=(t2 - t1) * 1e3,
+                received_at=received,
+                sent_at=time.monotonic(),
+                gpu_mem_mb=current,
+                gpu_mem_peak_mb=peak,
+            )
+        )
+        return True
+
+    def debug(self, message: msg.Debug) -> None:
+        action = message.action
+        if action in ("hang", "freeze"):
+            if action == "freeze":
+                self.quiet.set()
+            while True:
+                time.sleep(3600)
+        elif action == "crash":
+            os._exit(EXIT_DEBUG_CRASH)
+        elif action == "segfault":
+            faulthandler.disable()  # an injected crash needs no traceback on stderr
+            os.kill(os.getpid(), signal.SIGSEGV)
+        elif action == "raise":
+            if not isinstance(getattr(errors, message.kind, None), type):
+                self.send(
+                    msg.Failure(
+                        self.gen, msg.ErrorInfo("ConfigError", f"unknown error {message.kind!r}")
+                    )
+                )
+                return
+            self.raise_next = msg.ErrorInfo(message.kind, message.message or "injected")
+        else:
+            self.send(
+                msg.Failure(self.gen, msg.ErrorInfo("ConfigError", f"unknown debug {action!r}"))
+            )

@@ -1,0 +1,191 @@
+"""Control messages between the supervisor and the worker (small, picklable, no arrays).
+
+Images, depth maps and detections travel through :mod:`aria_perception.worker.slots`; the pipe
+only carries these records: which slot, which frame and generation, shapes, counts and times.
+Errors cross as :class:`ErrorInfo` (class name, message, traceback text) so that the parent never
+has to unpickle a class it may not import (a torch exception, for instance).
+"""
+
+from __future__ import annotations
+
+import traceback
+from dataclasses import dataclass
+
+from aria_perception import errors
+from aria_perception.errors import AriaPerceptionError, EngineError
+from aria_perception.records import EngineConfig, EngineInfo, StageTimes, Thresholds
+from aria_perception.worker.slots import SlotLayout
+
+#: Actions of :class:`Debug` (fault injection for tests).
+DEBUG_ACTIONS = ("hang", "freeze", "crash", "segfault", "raise")
+
+
+@dataclass(frozen=True)
+class ErrorInfo:
+    """An error raised in the worker, as text.
+
+    Attributes:
+        kind: Name of a class in :mod:`aria_perception.errors`.
+        message: The error's message.
+        traceback: The worker's formatted traceback (for logs; may be empty).
+    """
+
+    kind: str
+    message: str
+    traceback: str = ""
+
+    @classmethod
+    def from_exception(cls, exc: BaseException) -> ErrorInfo:
+        """Describe ``exc``; anything not ours becomes an ``EngineError`` naming its type."""
+        tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        if isinstance(exc, AriaPerceptionError):
+            kind = type(exc).__name__
+            if not isinstance(getattr(errors, kind, None), type):
+                # A subclass defined elsewhere: report its nearest base from errors.py.
+                kind = next(
+                    k.__name__
+                    for k in type(exc).__mro__
+                    if isinstance(getattr(errors, k.__name__, None), type)
+                )
+            return cls(kind, str(exc), tb)
+        return cls(EngineError.__name__, f"{type(exc).__name__}: {exc}", tb)
+
+    def to_exception(self) -> AriaPerceptionError:
+        """The error as an instance of its class from :mod:`aria_perception.errors`."""
+        cls = getattr(errors, self.kind, None)
+        if not (isinstance(cls, type) and issubclass(cls, AriaPerceptionError)):
+            return EngineError(f"{self.kind}: {self.message}")
+        return cls(self.message)
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.message}"
+
+
+# Parent -> worker ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Start:
+    """Everything a new worker needs; the argument of the spawned process."""
+
+    generation: int
+    parent_pid: int
+    config: EngineConfig
+    thresholds: Thresholds | None
+    engine_factory: str
+    shm_name: str
+    layout: SlotLayout
+    heartbeat_interval_s: float
+
+
+@dataclass(frozen=True)
+class Frame:
+    """A frame is waiting in input slot ``in_slot``; write its result to ``out_slot``."""
+
+    frame_id: int
+    generation: int
+    in_slot: int
+    out_slot: int
+    shape: tuple[int, ...]
+    encoding: str
+    want_depth: bool
+
+
+@dataclass(frozen=True)
+class SetThresholds:
+    """Apply new detector thresholds."""
+
+    thresholds: Thresholds
+
+
+@dataclass(frozen=True)
+class Debug:
+    """Fault injection for tests.
+
+    Actions: ``hang`` (sleep forever, heartbeats go on), ``freeze`` (sleep forever, heartbeats
+    stop), ``crash`` (``os._exit``), ``segfault`` (SIGSEGV), ``raise`` (the next frame raises
+    ``kind(message)``, a class name from :mod:`aria_perception.errors`).
+    """
+
+    action: str
+    kind: str = ""
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class Shutdown:
+    """Close the engine and exit."""
+
+
+# Worker -> parent ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Ready:
+    """The engine is built; frames may come."""
+
+    generation: int
+    pid: int
+    info: EngineInfo
+    gpu_mem_mb: float
+    gpu_mem_peak_mb: float
+    startup_s: float
+
+
+@dataclass(frozen=True)
+class StartFailed:
+    """The engine could not be built (bad weights, bad config, import error)."""
+
+    generation: int
+    error: ErrorInfo
+
+
+@dataclass(frozen=True)
+class Result:
+    """The result of ``frame_id`` is in output slot ``out_slot``.
+
+    Times are ``time.monotonic()`` seconds (one clock for both processes on Linux) and
+    milliseconds.
+    """
+
+    frame_id: int
+    generation: int
+    out_slot: int
+    n_detections: int
+    depth_shape: tuple[int, int] | None
+    depth_fresh: bool
+    times: StageTimes
+    engine_ms: float
+    copy_out_ms: float
+    received_at: float
+    sent_at: float
+    gpu_mem_mb: float
+    gpu_mem_peak_mb: float
+
+
+@dataclass(frozen=True)
+class FrameFailed:
+    """``frame_id`` raised; ``fatal`` means the worker exits (anything but a ``FrameError``)."""
+
+    frame_id: int
+    generation: int
+    error: ErrorInfo
+    fatal: bool
+
+
+@dataclass(frozen=True)
+class Failure:
+    """An error not tied to a frame (e.g. thresholds the engine refused)."""
+
+    generation: int
+    error: ErrorInfo
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    """The worker is alive."""
+
+    generation: int
+    sent_at: float
+    gpu_mem_mb: float
+    gpu_mem_peak_mb: float

@@ -1,0 +1,173 @@
+"""Perception on the central RGB camera of Project Aria glasses (DESIGN 2a, 3).
+
+    ros2 launch aria_perception central.launch.py
+    ros2 launch aria_perception central.launch.py image_topic:=/my_cam/image_raw \
+        camera_info_topic:=/my_cam/camera_info device:=cuda:0 namespace:=aria
+
+Runs ``perception_node`` as ``central_perception`` with ``config/central.yaml``; its outputs are
+``[<namespace>/]central_perception/{detections, depth/raw, depth/normalized, detections/overlay,
+depth/camera_info}`` (what ``config/central.rviz`` shows). ``device`` and ``allow_random_weights``
+override the params file only when given.
+
+Large frames and Fast DDS (DESIGN 3): unless you already set FASTDDS_BUILTIN_TRANSPORTS,
+FASTDDS_DEFAULT_PROFILES_FILE or FASTRTPS_DEFAULT_PROFILES_FILE, the node gets a large-data
+transport: the shipped ``config/fastdds_large_data.xml`` (shared memory with 64 MB segments) on
+Humble or with localhost-only discovery (where LARGE_DATA delivered nothing in our tests), else
+FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA. The camera driver / ``ros2 bag play`` needs the same
+setting on its side; ``fastdds_large_data:=off`` leaves the environment alone.
+
+Only launch and launch_ros APIs that exist in Humble are used.
+"""
+
+import os
+
+from ament_index_python.packages import get_package_share_directory
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, LogInfo, OpaqueFunction, SetEnvironmentVariable
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node
+
+PACKAGE = "aria_perception"
+NODE_NAME = "central_perception"
+# Aria's RGB stream is labelled "camera-rgb"; ROS 2 names cannot contain '-'.
+DEFAULT_IMAGE_TOPIC = "/camera_rgb/image_raw"
+DEFAULT_CAMERA_INFO_TOPIC = "/camera_rgb/camera_info"
+FASTDDS_VARIABLES = (
+    "FASTDDS_BUILTIN_TRANSPORTS",
+    "FASTDDS_DEFAULT_PROFILES_FILE",
+    "FASTRTPS_DEFAULT_PROFILES_FILE",
+)
+# Fast DDS 2.x distros read FASTRTPS_DEFAULT_PROFILES_FILE; Fast DDS 3 (Kilted on) the new name.
+FASTDDS_2_DISTROS = ("humble", "iron", "jazzy")
+
+
+def _share() -> str:
+    return get_package_share_directory(PACKAGE)
+
+
+def _fastdds_actions(mode: str) -> list:
+    """Environment actions for the large-data transport (``fastdds_large_data`` argument)."""
+    if mode == "off":
+        return []
+    user = [name for name in FASTDDS_VARIABLES if os.environ.get(name)]
+    if mode == "auto" and user:
+        return [LogInfo(msg=f"Fast DDS: keeping your {', '.join(user)}")]
+    distro = os.environ.get("ROS_DISTRO", "").lower()
+    local_only = (
+        os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE", "").upper()
+        in (
+            "LOCALHOST",
+            "OFF",
+        )
+        or os.environ.get("ROS_LOCALHOST_ONLY") == "1"
+    )
+    if mode == "auto":
+        mode = "profile" if distro in ("", "humble") or local_only else "builtin"
+    if mode == "builtin":
+        return [
+            SetEnvironmentVariable("FASTDDS_BUILTIN_TRANSPORTS", "LARGE_DATA"),
+            LogInfo(msg="Fast DDS: FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA (set it for the "
+                    "camera publisher too)"),
+        ]  # fmt: skip
+    profile = os.path.join(_share(), "config", "fastdds_large_data.xml")
+    variable = (
+        "FASTRTPS_DEFAULT_PROFILES_FILE"
+        if distro in FASTDDS_2_DISTROS
+        else "FASTDDS_DEFAULT_PROFILES_FILE"
+    )
+    return [
+        SetEnvironmentVariable(variable, profile),
+        LogInfo(msg=f"Fast DDS: {variable}={profile} (set it for the camera publisher too)"),
+    ]
+
+
+def _launch_setup(context, *args, **kwargs):
+    def arg(name: str) -> str:
+        return LaunchConfiguration(name).perform(context).strip()
+
+    actions = _fastdds_actions(arg("fastdds_large_data"))
+    overrides = {"use_sim_time": arg("use_sim_time").lower() in ("true", "1", "yes")}
+    if arg("device"):
+        overrides["device"] = arg("device")
+    if arg("allow_random_weights"):
+        overrides["allow_random_weights"] = arg("allow_random_weights").lower() in (
+            "true",
+            "1",
+            "yes",
+        )
+    image_topic = arg("image_topic")
+    namespace = arg("namespace")
+    node_kwargs = {"namespace": namespace} if namespace else {}
+    actions.append(
+        Node(
+            package=PACKAGE,
+            executable="perception_node",
+            name=NODE_NAME,
+            parameters=[arg("params_file"), overrides],
+            remappings=[
+                ("image", image_topic),
+                # image_transport convention: the compressed stream is <topic>/compressed.
+                ("image/compressed", image_topic.rstrip("/") + "/compressed"),
+                ("camera_info", arg("camera_info_topic")),
+            ],
+            arguments=["--ros-args", "--log-level", arg("log_level")],
+            output="screen",
+            emulate_tty=True,
+            **node_kwargs,
+        )
+    )
+    return actions
+
+
+def generate_launch_description() -> LaunchDescription:
+    return LaunchDescription(
+        [
+            DeclareLaunchArgument(
+                "namespace", default_value="", description="Namespace of the node."
+            ),
+            DeclareLaunchArgument(
+                "image_topic",
+                default_value=DEFAULT_IMAGE_TOPIC,
+                description="Input sensor_msgs/Image topic (CompressedImage: <topic>/compressed "
+                "with input.transport: compressed).",
+            ),
+            DeclareLaunchArgument(
+                "camera_info_topic",
+                default_value=DEFAULT_CAMERA_INFO_TOPIC,
+                description="Input CameraInfo, re-published as depth/camera_info.",
+            ),
+            DeclareLaunchArgument(
+                "params_file",
+                default_value=os.path.join(_share(), "config", "central.yaml"),
+                description="Node parameters (every parameter with its default).",
+            ),
+            DeclareLaunchArgument(
+                "use_sim_time",
+                default_value="false",
+                description="Use /clock (rosbag replay with --clock).",
+            ),
+            DeclareLaunchArgument(
+                "device",
+                default_value="",
+                description="Override the params file's device: auto, cpu, cuda, cuda:N.",
+            ),
+            DeclareLaunchArgument(
+                "allow_random_weights",
+                default_value="",
+                description="Override the params file's allow_random_weights: true or false.",
+            ),
+            DeclareLaunchArgument(
+                "log_level",
+                default_value="info",
+                description="debug, info, warn, error or fatal.",
+            ),
+            DeclareLaunchArgument(
+                "fastdds_large_data",
+                default_value="auto",
+                choices=["auto", "profile", "builtin", "off"],
+                description="Large-frame Fast DDS transport for the node: auto, profile "
+                "(config/fastdds_large_data.xml), builtin (LARGE_DATA) or off.",
+            ),
+            OpaqueFunction(function=_launch_setup),
+        ]
+    )

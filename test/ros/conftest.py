@@ -1,0 +1,38 @@
+"""Fixtures of the ROS adapter tests: an rclpy context on a DDS domain of each test module."""
+
+from __future__ import annotations
+
+import os
+import zlib
+from collections.abc import Iterator
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def domain_id(request: pytest.FixtureRequest) -> int:
+    """A DDS domain for this module: modules and parallel sessions never see each other."""
+    salt = zlib.crc32(request.module.__name__.encode())
+    return 1 + (os.getpid() + salt) % 200
+
+
+@pytest.fixture(scope="module")
+def ros_env(domain_id: int) -> dict[str, str]:
+    """Environment for child processes of this module (same domain, localhost discovery)."""
+    env = dict(os.environ)
+    env["ROS_DOMAIN_ID"] = str(domain_id)
+    env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+@pytest.fixture(scope="module")
+def ros_context(domain_id: int) -> Iterator[object]:
+    """An initialised rclpy context of its own on the module's domain."""
+    import rclpy
+    from rclpy.context import Context
+
+    context = Context()
+    rclpy.init(context=context, domain_id=domain_id)
+    yield context
+    context.try_shutdown()

@@ -1,0 +1,109 @@
+"""perception_container: two nodes from one params file in one process, each on its camera."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from ros_harness import (
+    CONTAINER_MAIN,
+    FAST_CPU,
+    Harness,
+    NodeProcess,
+    frame,
+    node_env,
+    wait_for,
+)
+from sensor_msgs.msg import Image
+from vision_msgs.msg import Detection2DArray
+
+from aria_perception.ros.image_codec import image_from_array
+
+pytestmark = pytest.mark.slow
+
+
+def _yaml(path: Path) -> None:
+    lines = ["/**:", "  ros__parameters:"]
+    for name, value in FAST_CPU.items():
+        text = str(value).lower() if isinstance(value, bool) else value
+        lines.append(f"    {name}: {text}")
+    lines += [
+        "/cam_a:",
+        "  ros__parameters:",
+        "    input.rotation: 90",
+        "/cams/cam_b:",
+        "  ros__parameters:",
+        "    depth.frame_skip: 2",
+    ]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_two_nodes_in_one_process(domain_id: int, tmp_path: Path) -> None:
+    params = tmp_path / "container.yaml"
+    _yaml(params)
+    env = node_env(domain_id)
+    harness = Harness.open(env, domain_id)
+    harness.subscribe("/cam_a/detections", Detection2DArray)
+    harness.subscribe("/cams/cam_b/detections", Detection2DArray)
+    argv = [
+        "--ros-args",
+        "--params-file",
+        str(params),
+        "-r",
+        "cam_a:image:=/camera_a/image",
+        "-r",
+        "cam_b:image:=/camera_b/image",
+    ]
+    container = NodeProcess(argv, env, tmp_path / "container.log", main=CONTAINER_MAIN)
+    try:
+        assert wait_for(
+            lambda: (
+                container.proc.poll() is not None
+                or all(
+                    (harness.last_status(n) or {}).get("worker_state") == "READY"
+                    for n in ("cam_a", "cam_b")
+                )
+            ),
+            timeout=240,
+        ), container.log()
+        assert container.proc.poll() is None, container.log()
+        assert len(container.workers()) == 2
+        assert "libtorch" not in container.maps()
+        pubs = {
+            "a": harness.publisher("/camera_a/image", Image),
+            "b": harness.publisher("/camera_b/image", Image),
+        }
+        start = time.monotonic()
+
+        def answered() -> bool:
+            a = harness.messages("/cam_a/detections", start)
+            b = harness.messages("/cams/cam_b/detections", start)
+            return any(m.header.frame_id == "a" for m in a) and any(
+                m.header.frame_id == "b" for m in b
+            )
+
+        deadline = time.monotonic() + 90
+        n = 0
+        while time.monotonic() < deadline and not answered():
+            n += 1
+            for key, pub in pubs.items():
+                msg = image_from_array(frame(120, 160, n), "rgb8")
+                msg.header.frame_id = key
+                msg.header.stamp.sec = n
+                pub.publish(msg)
+            wait_for(answered, 0.5)
+        assert answered()
+        # Each node only sees its own camera.
+        assert {m.header.frame_id for m in harness.messages("/cam_a/detections")} == {"a"}
+        assert {m.header.frame_id for m in harness.messages("/cams/cam_b/detections")} == {"b"}
+        pid = container.pid
+        workers = container.workers()
+        assert container.interrupt(timeout=20, sig=signal.SIGTERM) == 0, container.log()[-3000:]
+        assert not [p for p in workers if Path(f"/proc/{p}").exists()], "worker left behind"
+        assert not [s for s in os.listdir("/dev/shm") if s.startswith(f"aria_{pid}_")]
+    finally:
+        container.stop()
+        harness.close()

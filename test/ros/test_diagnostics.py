@@ -1,0 +1,136 @@
+"""Rates, percentiles and the DiagnosticStatus of DESIGN 3.2."""
+
+from __future__ import annotations
+
+import math
+import threading
+
+import numpy as np
+import pytest
+
+from aria_perception.records import StageTimes
+from aria_perception.ros import diagnostics as diag
+
+
+def test_rate_of_a_steady_stream_and_its_decay() -> None:
+    rate = diag.RateTracker(window_s=2.0)
+    assert rate.rate(now=0.0) == 0.0
+    for i in range(100):  # 30 Hz for 3.3 s
+        rate.tick(now=i / 30)
+    last = 99 / 30
+    assert rate.rate(now=last) == pytest.approx(30.0, rel=1e-6)
+    assert rate.rate(now=last + 1.0) < 20.0  # the stream stopped a second ago
+    assert rate.rate(now=last + 2.5) == 0.0
+    rate.reset()
+    assert rate.rate(now=last) == 0.0
+
+
+def test_rate_of_a_fresh_stream_is_not_underestimated() -> None:
+    rate = diag.RateTracker(window_s=5.0)
+    for i in range(4):
+        rate.tick(now=10.0 + i * 0.1)
+    assert rate.rate(now=10.3) == pytest.approx(10.0)
+
+
+def test_percentiles_match_numpy() -> None:
+    values = np.random.default_rng(0).exponential(5.0, 257).tolist()
+    tracker = diag.LatencyTracker(size=1000)
+    for v in values:
+        tracker.add(v)
+    got = tracker.percentiles(50, 95, 99)
+    np.testing.assert_allclose(got, np.percentile(values, [50, 95, 99]))
+    assert all(math.isnan(v) for v in diag.LatencyTracker().percentiles(50, 99))
+
+
+def test_latency_window_keeps_the_newest_samples() -> None:
+    tracker = diag.LatencyTracker(size=10)
+    for v in range(100):
+        tracker.add(float(v), StageTimes(depth_ms=float(v)))
+    assert tracker.percentiles(0, 100) == (90.0, 99.0)
+    assert tracker.stage_means().depth_ms == pytest.approx(94.5)
+
+
+def test_trackers_are_thread_safe() -> None:
+    tracker = diag.LatencyTracker(size=50)
+    rate = diag.RateTracker()
+    stop = threading.Event()
+
+    def writer() -> None:
+        while not stop.is_set():
+            tracker.add(1.0, StageTimes())
+            rate.tick()
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        for _ in range(2000):
+            tracker.percentiles(50, 95)
+            tracker.stage_means()
+            rate.rate()
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _snap(**kw: object) -> diag.Snapshot:
+    base = dict(
+        input_fps=30.0,
+        output_fps=30.0,
+        latency_ms_p50=8.0,
+        latency_ms_p95=12.0,
+        latency_ms_p99=14.0,
+        stages=StageTimes(1.0, 2.0, 3.0, 0.5, 6.5),
+        worker_state="READY",
+        device="cuda:0",
+        device_name="NVIDIA H100",
+        precision="fp16",
+        weights="official",
+        active=True,
+    )
+    base.update(kw)
+    return diag.Snapshot(**base)  # type: ignore[arg-type]
+
+
+def test_status_has_every_key_of_the_design() -> None:
+    status = diag.build_status(_snap(dropped_frames=3, lost_samples=2), "central_perception",
+                               30.0, 30.0)  # fmt: skip
+    assert status.name == "aria_perception: central_perception"
+    assert status.hardware_id == "NVIDIA H100"
+    got = {kv.key: kv.value for kv in status.values}
+    assert list(got) == list(diag.KEYS)
+    assert set(diag.KEYS) == {
+        "input_fps", "output_fps", "latency_ms_p50", "latency_ms_p95", "latency_ms_p99",
+        "depth_ms", "detect_ms", "preprocess_ms", "transfer_ms", "dropped_frames",
+        "rejected_frames", "lost_samples", "worker_restarts", "worker_state", "gpu_mem_mb",
+        "gpu_mem_peak_mb", "device", "precision", "depth_frame_skip", "weights",
+    }  # fmt: skip
+    assert got["depth_ms"] == "2.000" and got["dropped_frames"] == "3"
+    assert got["lost_samples"] == "2" and got["weights"] == "official"
+    assert status.level == bytes([diag.OK])
+
+
+@pytest.mark.parametrize(
+    ("snap", "level", "text"),
+    [
+        (_snap(), diag.OK, "30.0 FPS"),
+        (_snap(output_fps=12.0), diag.WARN, "output 12.0 FPS below expected 30"),
+        (_snap(input_fps=0.0, output_fps=0.0), diag.WARN, "no input frames"),
+        (_snap(latency_ms_p95=45.0), diag.WARN, "latency p95 45.0 ms over budget 30 ms"),
+        (_snap(weights="random"), diag.WARN, "RANDOM weights"),
+        (_snap(worker_down=True, worker_state="RESTARTING"), diag.ERROR, "worker down"),
+        (
+            _snap(worker_down=True, worker_state="FAILED", last_error="WeightsError: x"),
+            diag.ERROR,
+            "WeightsError: x",
+        ),  # fmt: skip
+        (_snap(active=False, output_fps=0.0), diag.OK, "inactive"),
+    ],
+)
+def test_levels(snap: diag.Snapshot, level: int, text: str) -> None:
+    got, message = diag.level_and_message(snap, 30.0, 30.0)
+    assert got == level and text in message
+
+
+def test_zero_thresholds_turn_checks_off() -> None:
+    level, _ = diag.level_and_message(_snap(output_fps=1.0, latency_ms_p95=900.0), 0.0, 0.0)
+    assert level == diag.OK

@@ -1,0 +1,205 @@
+"""launch/central.launch.py, config/central.rviz, config/container.yaml, the Fast DDS profile.
+
+`launch` and `launch_ros` are not installable here (DESIGN 6), so the launch file is checked by
+compiling and parsing it: the APIs it uses (all present in Humble), its arguments, the node it
+starts and the topics that come out of it, which the rviz config must show.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import yaml
+
+from aria_perception.ros import params
+from aria_perception.ros.container import node_names_from_yaml, split_name
+from aria_perception.ros.node import OUTPUT_TOPICS
+
+ROOT = Path(__file__).resolve().parents[2]
+LAUNCH = ROOT / "launch" / "central.launch.py"
+
+# launch / launch_ros names that exist in Humble (and later) with the arguments used.
+HUMBLE_API = {
+    "launch": {"LaunchDescription"},
+    "launch.actions": {
+        "DeclareLaunchArgument",
+        "LogInfo",
+        "OpaqueFunction",
+        "SetEnvironmentVariable",
+    },
+    "launch.substitutions": {"LaunchConfiguration"},
+    "launch_ros.actions": {"Node"},
+    "ament_index_python.packages": {"get_package_share_directory"},
+}
+
+
+def _tree() -> ast.Module:
+    source = LAUNCH.read_text()
+    compile(source, str(LAUNCH), "exec")  # it at least compiles
+    return ast.parse(source)
+
+
+def _constant(tree: ast.Module, name: str) -> str:
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == name for t in node.targets
+        ):
+            return ast.literal_eval(node.value)
+    raise AssertionError(f"{name} not defined in {LAUNCH.name}")
+
+
+def _calls(tree: ast.Module, func: str) -> list[ast.Call]:
+    return [
+        n
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == func
+    ]
+
+
+def _kw(call: ast.Call, name: str) -> ast.expr | None:
+    return next((k.value for k in call.keywords if k.arg == name), None)
+
+
+def test_launch_file_uses_only_humble_apis() -> None:
+    tree = _tree()
+    imported: dict[str, set[str]] = {}
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom):
+            imported.setdefault(node.module or "", set()).update(a.name for a in node.names)
+        elif isinstance(node, ast.Import):
+            assert all(a.name in ("os",) for a in node.names), ast.dump(node)
+    for module, names in imported.items():
+        assert module in HUMBLE_API, f"unexpected import from {module}"
+        assert names <= HUMBLE_API[module], names - HUMBLE_API[module]
+    assert any(
+        isinstance(n, ast.FunctionDef) and n.name == "generate_launch_description"
+        for n in tree.body
+    )
+
+
+def test_launch_arguments() -> None:
+    tree = _tree()
+    declared = {ast.literal_eval(c.args[0]) for c in _calls(tree, "DeclareLaunchArgument")}
+    required = {
+        "namespace",
+        "image_topic",
+        "camera_info_topic",
+        "params_file",
+        "use_sim_time",
+        "device",
+        "allow_random_weights",
+        "log_level",
+    }
+    assert required <= declared, required - declared
+    # Every LaunchConfiguration read is declared.
+    reads = {
+        c.args[0].value
+        for c in _calls(tree, "LaunchConfiguration") + _calls(tree, "arg")
+        if c.args and isinstance(c.args[0], ast.Constant)
+    }
+    assert reads and reads <= declared, reads - declared
+    # params_file defaults to the installed config/central.yaml.
+    [params_arg] = [
+        c
+        for c in _calls(tree, "DeclareLaunchArgument")
+        if ast.literal_eval(c.args[0]) == "params_file"
+    ]
+    default = ast.unparse(_kw(params_arg, "default_value"))
+    assert "_share()" in default and "'central.yaml'" in default and "'config'" in default
+    assert "get_package_share_directory(PACKAGE)" in ast.unparse(tree)
+    assert _constant(tree, "PACKAGE") == "aria_perception"
+
+
+def test_launch_starts_the_node_as_central_perception_with_remaps() -> None:
+    tree = _tree()
+    assert _constant(tree, "NODE_NAME") == "central_perception"
+    [node] = _calls(tree, "Node")
+    assert ast.unparse(_kw(node, "package")) == "PACKAGE"
+    executable = ast.literal_eval(_kw(node, "executable"))
+    setup = (ROOT / "setup.py").read_text()
+    assert f"{executable} = aria_perception.ros.node:main" in setup
+    assert ast.unparse(_kw(node, "name")) == "NODE_NAME"
+    remaps = ast.unparse(_kw(node, "remappings"))
+    for topic in ("'image'", "'image/compressed'", "'camera_info'"):
+        assert topic in remaps
+    image_topic = _constant(tree, "DEFAULT_IMAGE_TOPIC")
+    assert re.fullmatch(r"(/[A-Za-z_][A-Za-z0-9_]*)+", image_topic), "a valid ROS 2 name"
+    assert re.fullmatch(
+        r"(/[A-Za-z_][A-Za-z0-9_]*)+", _constant(tree, "DEFAULT_CAMERA_INFO_TOPIC")
+    )
+
+
+def test_launch_sets_a_large_data_transport_unless_the_user_did() -> None:
+    tree = _tree()
+    source = ast.unparse(tree)
+    assert set(_constant(tree, "FASTDDS_VARIABLES")) == {
+        "FASTDDS_BUILTIN_TRANSPORTS",
+        "FASTDDS_DEFAULT_PROFILES_FILE",
+        "FASTRTPS_DEFAULT_PROFILES_FILE",
+    }
+    assert "SetEnvironmentVariable('FASTDDS_BUILTIN_TRANSPORTS', 'LARGE_DATA')" in source
+    assert "'fastdds_large_data.xml'" in source
+    assert (ROOT / "config" / "fastdds_large_data.xml").is_file()
+
+
+def _rviz_image_topics() -> dict[str, str]:
+    doc = yaml.safe_load((ROOT / "config" / "central.rviz").read_text())
+    displays = doc["Visualization Manager"]["Displays"]
+    return {
+        d["Name"]: d["Topic"]["Value"]
+        for d in displays
+        if d["Class"] == "rviz_default_plugins/Image" and d.get("Enabled", True)
+    }
+
+
+def test_rviz_shows_the_overlay_and_normalized_depth_the_launch_produces() -> None:
+    node_name = _constant(_tree(), "NODE_NAME")
+    produced = {
+        f"/{node_name}/{OUTPUT_TOPICS[key].removeprefix('~/')}"
+        for key in ("detections/overlay", "depth/normalized")
+    }
+    topics = set(_rviz_image_topics().values())
+    assert topics == produced
+    doc = yaml.safe_load((ROOT / "config" / "central.rviz").read_text())
+    for name in _rviz_image_topics():
+        assert name in doc["Window Geometry"], f"panel geometry of {name}"
+
+
+def test_container_yaml_names_nodes_with_known_parameters() -> None:
+    path = ROOT / "config" / "container.yaml"
+    names = node_names_from_yaml(path)
+    assert names == ["/central_perception", "/slam_left_perception", "/slam_right_perception"]
+    assert split_name("/central_perception") == ("central_perception", "/")
+    assert split_name("/aria/slam/perception") == ("perception", "/aria/slam")
+    assert split_name("perception") == ("perception", "")
+
+    def flatten(prefix: str, node: dict) -> dict:
+        out = {}
+        for k, v in node.items():
+            out.update(flatten(f"{prefix}{k}.", v) if isinstance(v, dict) else {prefix + k: v})
+        return out
+
+    for section in yaml.safe_load(path.read_text()).values():
+        values = flatten("", section["ros__parameters"])
+        assert set(values) <= set(params.SPECS), set(values) - set(params.SPECS)
+        for name, value in values.items():
+            params.validate(name, value)
+
+
+def test_fastdds_profile_holds_an_aria_frame_in_shared_memory() -> None:
+    ns = {"f": "http://www.eprosima.com/XMLSchemas/fastRTPS_Profiles"}
+    root = ET.parse(ROOT / "config" / "fastdds_large_data.xml").getroot()
+    descriptors = {
+        d.findtext("f:transport_id", namespaces=ns): d
+        for d in root.findall("f:transport_descriptors/f:transport_descriptor", ns)
+    }
+    shm = [d for d in descriptors.values() if d.findtext("f:type", namespaces=ns) == "SHM"]
+    assert shm and int(shm[0].findtext("f:segment_size", namespaces=ns)) >= 4 * 1408 * 1408 * 3
+    [participant] = root.findall("f:participant", ns)
+    assert participant.get("is_default_profile") == "true"
+    used = [t.text for t in participant.findall("f:rtps/f:userTransports/f:transport_id", ns)]
+    assert set(used) == set(descriptors)
+    assert participant.findtext("f:rtps/f:useBuiltinTransports", namespaces=ns) == "false"

@@ -1,0 +1,91 @@
+"""Input QoS: profiles per policy and the auto policy re-matching a publisher (real DDS)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import rclpy
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import Image
+
+from aria_perception.ros import qos
+
+
+def test_profiles() -> None:
+    if qos.BEST_AVAILABLE is not None:
+        assert qos.input_profile("auto").reliability == ReliabilityPolicy.BEST_AVAILABLE
+    else:
+        assert qos.input_profile("auto") == qos_profile_sensor_data
+    assert qos.input_profile("sensor_data") == qos_profile_sensor_data
+    assert qos.input_profile("reliable").reliability == ReliabilityPolicy.RELIABLE
+    assert qos.input_profile("best_effort").reliability == ReliabilityPolicy.BEST_EFFORT
+    for name in ("auto", "reliable", "best_effort"):
+        assert qos.input_profile(name).durability in (
+            DurabilityPolicy.VOLATILE,
+            qos_profile_sensor_data.durability,
+        )
+    with pytest.raises(ValueError, match="unknown input.qos"):
+        qos.input_profile("fast")
+
+
+def test_matching_profile() -> None:
+    rel = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
+    be = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
+    assert qos.matching_profile([rel]).reliability == ReliabilityPolicy.RELIABLE
+    assert qos.matching_profile([rel, be]).reliability == ReliabilityPolicy.BEST_EFFORT
+    assert qos.matching_profile([]).reliability == ReliabilityPolicy.RELIABLE
+    assert "BEST_EFFORT" in qos.describe(be)
+
+
+def _exchange(ros_context, policy: str, publisher_reliability, seconds: float = 8.0):
+    """Subscribe with ``policy``, then start a publisher; return (received, subscription)."""
+    sub_node = rclpy.create_node(f"qos_sub_{policy}", context=ros_context)
+    pub_node = rclpy.create_node(f"qos_pub_{policy}", context=ros_context)
+    executor = SingleThreadedExecutor(context=ros_context)
+    executor.add_node(sub_node)
+    executor.add_node(pub_node)
+    received: list[Image] = []
+    topic = f"/qos_test_{policy}/image"
+    sub = qos.InputSubscription(sub_node, Image, topic, received.append, policy)
+    try:
+        sub.create()
+        pub = pub_node.create_publisher(
+            Image, topic, QoSProfile(depth=5, reliability=publisher_reliability)
+        )
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and len(received) < 3:
+            msg = Image(height=1, width=1, encoding="mono8", step=1)
+            msg.data = [7]
+            pub.publish(msg)
+            executor.spin_once(timeout_sec=0.05)
+        return received, sub
+    finally:
+        sub.destroy()
+        executor.shutdown()
+        sub_node.destroy_node()
+        pub_node.destroy_node()
+
+
+@pytest.mark.skipif(qos.BEST_AVAILABLE is None, reason="best-available QoS needs Iron or later")
+def test_auto_rematches_a_best_effort_publisher_started_later(ros_context, capfd) -> None:
+    received, sub = _exchange(ros_context, "auto", ReliabilityPolicy.BEST_EFFORT)
+    assert len(received) >= 3
+    assert sub.rematches == 1
+    assert sub.profile.reliability == ReliabilityPolicy.BEST_EFFORT
+    log = capfd.readouterr().err
+    assert "input.qos auto: publisher(s) on /qos_test_auto/image offer" in log
+    assert "re-subscribed with BEST_EFFORT" in log
+
+
+def test_auto_with_a_reliable_publisher_started_later(ros_context) -> None:
+    received, sub = _exchange(ros_context, "auto", ReliabilityPolicy.RELIABLE)
+    assert len(received) >= 3 and sub.rematches == 0
+
+
+def test_forced_reliable_does_not_rematch_a_best_effort_publisher(ros_context, capfd) -> None:
+    received, sub = _exchange(ros_context, "reliable", ReliabilityPolicy.BEST_EFFORT, 2.0)
+    assert received == [] and sub.rematches == 0
+    assert sub.profile.reliability == ReliabilityPolicy.RELIABLE
+    assert "NO frames will arrive from it" in capfd.readouterr().err  # never silent

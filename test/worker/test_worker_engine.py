@@ -1,0 +1,253 @@
+"""Acceptance of the worker (issue 4) with a real spawned worker running the real engine on CPU.
+
+One worker serves the whole module (a start costs ~15 s of imports on a 2-core machine); the
+tests run in file order and the kill and hang tests each cost one restart. Random weights are
+seeded (``worker_real_engine``) so that the engine in this process holds the same ones.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+from worker_helpers import (
+    MODULE_SUPERVISORS,
+    Collector,
+    alive,
+    assert_same_result,
+    check_counts,
+    our_segments,
+    wait_for,
+)
+from worker_real_engine import FACTORY, seeded_engine
+
+from aria_perception.errors import (
+    WeightsError,
+    WorkerDiedError,
+    WorkerStartError,
+    WorkerTimeoutError,
+)
+from aria_perception.records import EngineConfig, Thresholds, WorkerState
+from aria_perception.worker.settings import DEFAULT_ENGINE_FACTORY, WorkerSettings
+from aria_perception.worker.supervisor import Supervisor
+
+pytestmark = pytest.mark.slow
+
+# Small network inputs keep a CPU frame at ~40 ms; confidence 0 makes random weights give boxes.
+CONFIG = EngineConfig(
+    device="cpu",
+    allow_random_weights=True,
+    confidence=0.0,
+    max_detections=20,
+    depth_input_size=128,
+    detector_image_size=160,
+)
+SETTINGS = WorkerSettings(
+    max_pixels=160 * 160,
+    engine_factory=FACTORY,
+    startup_timeout_s=120.0,
+    frame_timeout_s=10.0,
+    first_frame_timeout_s=60.0,
+    heartbeat_timeout_s=30.0,
+    backoff_initial_s=0.1,
+)
+SHAPES = [((96, 128, 3), "rgb8"), ((120, 90, 3), "bgr8"), ((64, 64), "mono8"), ((80, 100), "jpeg")]
+
+
+def make_frame(i: int) -> tuple[Any, str]:
+    """Frame ``i`` of the test stream: its shape and encoding cycle through :data:`SHAPES`."""
+    shape, encoding = SHAPES[i % len(SHAPES)]
+    rng = np.random.default_rng(i)
+    if encoding != "jpeg":
+        return rng.integers(0, 256, shape, dtype=np.uint8), encoding
+    import torch
+    from torchvision.io import encode_jpeg
+
+    image = torch.from_numpy(rng.integers(0, 256, (3, *shape), dtype=np.uint8))
+    return encode_jpeg(image, quality=90).numpy(), encoding
+
+
+@pytest.fixture(scope="module")
+def engine() -> Iterator[Any]:
+    """The real engine in this process, with the worker's (seeded) weights and thread count."""
+    import torch
+
+    threads = torch.get_num_threads()
+    e = seeded_engine(CONFIG)
+    yield e
+    e.close()
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def worker() -> Iterator[tuple[Supervisor, Collector]]:
+    collector = Collector()
+    sup = Supervisor(CONFIG, SETTINGS, on_result=collector.on_result, on_error=collector.on_error)
+    MODULE_SUPERVISORS.append(sup)
+    try:
+        sup.start()
+        yield sup, collector
+    finally:
+        sup.stop()
+        MODULE_SUPERVISORS.remove(sup)
+    assert sup.state is WorkerState.STOPPED
+
+
+def _reset(col: Collector) -> None:
+    with col.cond:
+        col.results.clear()
+        col.errors.clear()
+
+
+def test_200_frames_equal_the_engine_in_process(
+    worker: tuple[Supervisor, Collector], engine: Any
+) -> None:
+    sup, col = worker
+    _reset(col)
+    info = sup.info
+    assert info is not None and info.device == "cpu" and info.weights == "random"
+    assert info.class_names == engine.info.class_names
+    before = sup.stats()
+    n = 200
+    boxes = 0
+    for i in range(n):
+        data, encoding = make_frame(i)
+        fid = sup.submit(data, encoding, tag=i)
+        expected = engine.process(data, encoding)  # runs while the worker works on the same
+        got = col.wait_results(i + 1, timeout=120)[i]
+        assert (got.tag, got.frame_id) == (i, fid)
+        assert_same_result(got, expected)
+        boxes += len(got.detections)
+    assert boxes > n  # the comparison covered detections, not only depth maps
+    stats = sup.stats()
+    assert stats.processed - before.processed == n and stats.dropped == before.dropped
+    assert stats.restarts == 0 and not col.errors
+    check_counts(stats)
+
+
+def test_thresholds_reach_the_worker(worker: tuple[Supervisor, Collector], engine: Any) -> None:
+    sup, col = worker
+    _reset(col)
+    thresholds = Thresholds(confidence=0.0, iou=0.45, classes=("person", "car"))
+    sup.set_thresholds(thresholds)
+    engine.set_thresholds(thresholds)
+    try:
+        data, encoding = make_frame(0)
+        sup.submit(data, encoding, tag="filtered")
+        got = col.wait_results(1, timeout=60)[0]
+        assert_same_result(got, engine.process(data, encoding))
+        assert set(got.detections.class_ids.tolist()) <= {0, 2} and len(got.detections)
+    finally:
+        everything = Thresholds(CONFIG.confidence, CONFIG.iou, ())
+        sup.set_thresholds(everything)
+        engine.set_thresholds(everything)
+
+
+def test_kill_9_mid_stream_is_noticed_restarted_and_never_misattributed(
+    worker: tuple[Supervisor, Collector], engine: Any
+) -> None:
+    sup, col = worker
+    _reset(col)
+    before = sup.stats()
+    frames = [make_frame(i) for i in range(2000)]
+    stop = threading.Event()
+
+    def stream() -> None:
+        for i, (data, encoding) in enumerate(frames):
+            if stop.is_set():
+                return
+            sup.submit(data, encoding, tag=i)
+            time.sleep(0.02)  # faster than the CPU worker: drops happen, as they should
+
+    feeder = threading.Thread(target=stream)
+    feeder.start()
+    try:
+        col.wait_results(5, timeout=60)
+        pid = before.pid
+        killed_at = time.monotonic()
+        os.kill(pid, signal.SIGKILL)
+        col.wait_errors(1, timeout=10)
+        _, _, error, noticed_at = col.errors[0]
+        assert isinstance(error, WorkerDiedError) and "SIGKILL" in str(error)
+        assert noticed_at - killed_at < 1.0, "the supervisor took over a second to notice"
+        assert sup.state in (WorkerState.RESTARTING, WorkerState.READY)
+        assert not alive(pid)
+        # The replacement worker imports torch again: allow for a loaded 2-core machine.
+        assert wait_for(
+            lambda: any(r.generation == before.generation + 1 for r in col.results), 180
+        )
+        assert col.wait(
+            lambda: sum(r.generation > before.generation for r in col.results) >= 5, 120
+        )
+    finally:
+        stop.set()
+        feeder.join()
+    assert wait_for(lambda: not (sup.stats().in_flight or sup.stats().pending), 60)
+    stats = sup.stats()
+    assert stats.state is WorkerState.READY and stats.restarts == before.restarts + 1
+    assert stats.generation == before.generation + 1 and stats.pid != pid
+    assert stats.dropped > before.dropped
+    check_counts(stats)
+    lost = {tag for frame_id, tag, _, _ in col.errors if frame_id != -1}
+    assert stats.failed - before.failed == len(lost)
+    # Every result belongs to its frame: the same as the in-process engine on that frame.
+    tags = [r.tag for r in col.results]
+    assert tags == sorted(tags) and not lost & set(tags)
+    for r in col.results[:6] + col.results[-6:]:
+        assert_same_result(r, engine.process(*frames[r.tag]))
+
+
+def test_hung_worker_is_killed_after_the_frame_timeout_and_replaced(
+    worker: tuple[Supervisor, Collector],
+) -> None:
+    sup, col = worker
+    _reset(col)
+    before = sup.stats()
+    data, encoding = make_frame(0)
+    sup.submit(data, encoding, tag="warm")  # this shape is warm now: frame_timeout_s applies
+    col.wait_results(1, timeout=60)
+    sup.debug("hang")
+    sent = time.monotonic()
+    fid = sup.submit(data, encoding, tag="stuck")
+    col.wait_errors(1, timeout=30)
+    frame_id, tag, error, at = col.errors[0]
+    assert (frame_id, tag, type(error)) == (fid, "stuck", WorkerTimeoutError)
+    assert SETTINGS.frame_timeout_s <= at - sent < SETTINGS.frame_timeout_s + 3
+    assert not alive(before.pid)
+    assert wait_for(lambda: sup.state is WorkerState.READY, 180)
+    sup.submit(data, encoding, tag="after")
+    got = col.wait_results(2, timeout=120)[1]
+    assert got.tag == "after" and got.generation == before.generation + 1
+    stats = sup.stats()
+    assert stats.restarts == before.restarts + 1 and stats.failed == before.failed + 1
+    check_counts(stats)
+
+
+def test_missing_weights_fail_fast_in_the_parent() -> None:
+    config = CONFIG.replace(
+        allow_random_weights=False, depth_weights="/nowhere/midas_v21_small_256.pt"
+    )
+    sup = Supervisor(
+        config,
+        WorkerSettings(max_pixels=64 * 64, engine_factory=DEFAULT_ENGINE_FACTORY),
+        on_result=lambda r: None,
+    )
+    segments = our_segments()
+    started = time.monotonic()
+    with pytest.raises(WorkerStartError) as caught:
+        sup.start()
+    elapsed = time.monotonic() - started
+    assert elapsed < 90, f"took {elapsed:.0f} s: that is the start-up timeout, not a fast failure"
+    assert "WeightsError" in str(caught.value)
+    assert "/nowhere/midas_v21_small_256.pt" in str(caught.value)
+    assert isinstance(caught.value.__cause__, WeightsError)
+    stats = sup.stats()
+    assert stats.state is WorkerState.FAILED and stats.restarts == 0 and stats.generation == 0
+    assert our_segments() == segments  # its own segment is gone already
+    sup.stop()

@@ -1,0 +1,126 @@
+"""Helpers shared by the worker tests."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from aria_perception.errors import AriaPerceptionError
+from aria_perception.records import Detections, EngineResult
+from aria_perception.worker.settings import WorkerStats
+from aria_perception.worker.supervisor import FrameResult, FrameTiming, Supervisor
+
+#: Supervisors shared by the tests of a module: their workers outlive single tests.
+MODULE_SUPERVISORS: list[Supervisor] = []
+
+
+def our_segments() -> set[str]:
+    """Names in /dev/shm created by this test process (``aria_<pid>_<n>``)."""
+    prefix = f"aria_{os.getpid()}_"
+    return {name for name in os.listdir("/dev/shm") if name.startswith(prefix)}
+
+
+def wait_for(predicate: Callable[[], object], timeout: float, interval: float = 0.02) -> bool:
+    """Poll ``predicate`` until it is true or ``timeout`` passes; return its last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return bool(value)
+        time.sleep(interval)
+
+
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+    return state != "Z"
+
+
+def check_counts(stats: WorkerStats) -> None:
+    """Every submitted frame is accounted for exactly once."""
+    assert stats.submitted == (
+        stats.processed
+        + stats.dropped
+        + stats.rejected
+        + stats.failed
+        + stats.in_flight
+        + stats.pending
+    ), stats
+
+
+@dataclass
+class Got:
+    """A result as a test keeps it (the depth map copied out of shared memory)."""
+
+    tag: Any
+    frame_id: int
+    generation: int
+    depth: np.ndarray | None
+    detections: Detections
+    timing: FrameTiming
+    at: float
+
+
+class Collector:
+    """Callbacks for a supervisor that record results and errors for the test thread."""
+
+    def __init__(self) -> None:
+        self.results: list[Got] = []
+        self.errors: list[tuple[int, Any, AriaPerceptionError, float]] = []
+        self.cond = threading.Condition()
+
+    def on_result(self, r: FrameResult) -> None:
+        depth = None if r.result.depth is None else r.result.depth.copy()
+        got = Got(
+            r.tag, r.frame_id, r.generation, depth, r.result.detections, r.timing, time.monotonic()
+        )
+        with self.cond:
+            self.results.append(got)
+            self.cond.notify_all()
+
+    def on_error(self, frame_id: int, tag: Any, error: AriaPerceptionError) -> None:
+        with self.cond:
+            self.errors.append((frame_id, tag, error, time.monotonic()))
+            self.cond.notify_all()
+
+    def wait(self, predicate: Callable[[], object], timeout: float = 30.0) -> bool:
+        """Wait until ``predicate()`` (called under the lock) is true."""
+        with self.cond:
+            return bool(self.cond.wait_for(predicate, timeout))
+
+    def wait_results(self, n: int, timeout: float = 30.0) -> list[Got]:
+        assert self.wait(lambda: len(self.results) >= n, timeout), (
+            f"{len(self.results)} results, {n} expected; errors: {self.errors}"
+        )
+        return self.results
+
+    def wait_errors(self, n: int, timeout: float = 30.0) -> list:
+        assert self.wait(lambda: len(self.errors) >= n, timeout), (
+            f"{len(self.errors)} errors, {n} expected: {self.errors}"
+        )
+        return self.errors
+
+
+def assert_same_result(got: Got, expected: EngineResult) -> None:
+    """The worker's result equals the in-process engine's for the same frame."""
+    if expected.depth is None:
+        assert got.depth is None
+    else:
+        assert got.depth is not None and got.depth.shape == expected.depth.shape
+        np.testing.assert_array_equal(got.depth, expected.depth)
+    d, e = got.detections, expected.detections
+    assert len(d) == len(e), (len(d), len(e))
+    np.testing.assert_array_equal(d.boxes, e.boxes)
+    np.testing.assert_array_equal(d.scores, e.scores)
+    np.testing.assert_array_equal(d.class_ids, e.class_ids)
+    np.testing.assert_array_equal(d.depth, e.depth)

@@ -1,0 +1,92 @@
+"""TEST-ONLY engine with the Engine API: deterministic numpy work, no torch, starts in a blink.
+
+Used for the worker's mechanics tests (drops, crashes, hangs, restarts) where the real engine's
+~14 s start-up per spawned worker would make the suite slow. The acceptance tests use the real
+``aria_perception.engine.engine:Engine``. Knobs (read in the worker, inherited from the test's
+environment at spawn): ``ARIA_TOY_DELAY_S`` seconds of sleep per frame, ``ARIA_TOY_START_DELAY_S``
+seconds of sleep while "loading models".
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from aria_perception.errors import ConfigError, FrameError, WeightsError
+from aria_perception.records import (
+    Detections,
+    EngineConfig,
+    EngineInfo,
+    EngineResult,
+    StageTimes,
+    Thresholds,
+)
+
+FACTORY = "worker_toy_engine:ToyEngine"
+CLASS_NAMES = ("person", "car", "dog")
+CHANNELS = {"rgb8": 3, "bgr8": 3, "mono8": 1, "rgba8": 4, "bgra8": 4}
+
+
+class ToyEngine:
+    """Depth = mean of the channels / 255; one box per 64 of the first pixel's value."""
+
+    def __init__(self, config: EngineConfig) -> None:
+        if not config.allow_random_weights and not Path(config.detector_weights).is_file():
+            raise WeightsError(
+                f"detector weights {config.detector_weights!r} not found; "
+                "pass allow_random_weights to run with random weights"
+            )
+        time.sleep(float(os.environ.get("ARIA_TOY_START_DELAY_S", "0")))
+        self.delay_s = float(os.environ.get("ARIA_TOY_DELAY_S", "0"))
+        self.config = config
+        self.thresholds = Thresholds(config.confidence, config.iou, config.classes)
+        self.info = EngineInfo("cpu", "cpu", "fp32", CLASS_NAMES, "random")
+        self.frames = 0
+
+    def process(
+        self, frame: np.ndarray, encoding: str = "rgb8", *, want_depth: bool = True
+    ) -> EngineResult:
+        """Numpy stand-in for Engine.process."""
+        if encoding in ("jpeg", "png"):
+            if frame.ndim != 1:
+                raise FrameError(f"{encoding} frame must be 1-D bytes")
+            if bytes(frame[:3]) != b"TOY":
+                raise FrameError(f"corrupt {encoding} data")
+            image = frame[3:].reshape(1, -1, 1)
+        else:
+            if encoding not in CHANNELS:
+                raise FrameError(f"unsupported encoding {encoding!r}")
+            image = frame if frame.ndim == 3 else frame[:, :, None]
+            if image.shape[2] != CHANNELS[encoding]:
+                raise FrameError(f"{encoding} needs {CHANNELS[encoding]} channels")
+        time.sleep(self.delay_s)
+        depth = image[:, :, :3].mean(axis=2, dtype=np.float32) / np.float32(255)
+        n = int(image[0, 0, 0]) // 64
+        boxes = np.array([[i, i, i + 4, i + 8] for i in range(n)], np.float32).reshape(n, 4)
+        scores = np.full((n,), np.float32(depth.mean()), np.float32)
+        class_ids = (np.arange(n, dtype=np.int32) + int(self.thresholds.confidence * 10)) % 3
+        box_depth = np.array([depth[i : i + 8, i : i + 4].mean() for i in range(n)], np.float32)
+        self.frames += 1
+        return EngineResult(
+            detections=Detections(boxes, scores, class_ids, box_depth),
+            depth=depth if want_depth else None,
+            times=StageTimes(total_ms=float(self.frames)),
+            depth_fresh=True,
+        )
+
+    def set_thresholds(self, thresholds: Thresholds) -> None:
+        """Like Engine.set_thresholds: unknown class names are refused."""
+        unknown = [c for c in thresholds.classes if c not in CLASS_NAMES]
+        if unknown:
+            raise ConfigError(f"detector.classes: unknown class name(s) {unknown}")
+        self.thresholds = thresholds
+
+    def memory_mb(self) -> tuple[float, float]:
+        """Fixed figures, so tests can see them travel."""
+        return 1.5, 2.5
+
+    def close(self) -> None:
+        """Nothing to release."""
