@@ -1,1 +1,27 @@
-"""Rosbag replay benchmark, sample data and reports."""
+"""Rosbag replay benchmark, sample data, the echo reference and reports (no torch here)."""
+
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "BenchConfig": "aria_perception.bench.runner",
+    "Criteria": "aria_perception.bench.report",
+    "EchoNode": "aria_perception.bench.echo",
+    "Replayer": "aria_perception.bench.replay",
+    "SampleSpec": "aria_perception.bench.sample",
+    "TopicPlan": "aria_perception.bench.replay",
+    "read_bag": "aria_perception.bench.bag",
+    "run_bench": "aria_perception.bench.runner",
+    "sample_set": "aria_perception.bench.sample",
+    "write_bag": "aria_perception.bench.bag",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> object:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

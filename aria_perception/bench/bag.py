@@ -1,0 +1,224 @@
+"""Read and write rosbag2 bags of camera frames with rosbags (no ROS installation needed).
+
+Both storage plugins rosbags knows are supported: ``sqlite3`` (the Humble default) and ``mcap``
+(the default since Iron). Messages are (de)serialised with a rosbags typestore; Image and
+CompressedImage have the same definition in every ROS 2 distribution.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from aria_perception.bench.frame import (
+    COMPRESSED_TYPE,
+    IMAGE_TYPE,
+    Frame,
+    FrameSet,
+    as_byte_array,
+    pixels,
+)
+
+if TYPE_CHECKING:
+    from rosbags.rosbag2 import Reader
+
+STORAGES = ("sqlite3", "mcap")
+TYPESTORES = ("humble", "jazzy", "kilted")
+DEFAULT_IMAGE_TOPIC = "/camera/image_raw"
+
+
+class BagError(Exception):
+    """A bag cannot be read or written as the bench needs; the message says why."""
+
+
+def _typestore(distro: str = "kilted"):
+    from rosbags.typesys import Stores, get_typestore
+
+    stores = {"humble": Stores.ROS2_HUMBLE, "jazzy": Stores.ROS2_JAZZY}
+    return get_typestore(stores.get(distro, Stores.ROS2_KILTED))
+
+
+def _header(typestore, stamp_ns: int, frame_id: str):
+    time_t = typestore.types["builtin_interfaces/msg/Time"]
+    header_t = typestore.types["std_msgs/msg/Header"]
+    sec, nanosec = divmod(int(stamp_ns), 1_000_000_000)
+    return header_t(stamp=time_t(sec=sec, nanosec=nanosec), frame_id=frame_id)
+
+
+def write_bag(
+    path: str | Path,
+    frames: Iterable[Frame],
+    *,
+    topic: str | None = None,
+    storage: str = "sqlite3",
+    distro: str = "kilted",
+) -> int:
+    """Write frames to a new rosbag2 bag.
+
+    Args:
+        path: Bag directory to create (must not exist).
+        frames: Frames, all raw or all compressed; each is logged at its header stamp.
+        topic: Topic name; default ``/camera/image_raw`` (``.../compressed`` for JPEG frames).
+        storage: ``sqlite3`` or ``mcap``.
+        distro: Typestore used for serialisation and the recorded message definitions.
+
+    Returns:
+        Number of frames written.
+
+    Raises:
+        BagError: Bad arguments, an existing path, or mixed raw/compressed frames.
+    """
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    if storage not in STORAGES:
+        raise BagError(f"storage must be one of {STORAGES}, got {storage!r}")
+    path = Path(path)
+    if path.exists():
+        raise BagError(f"{path} exists; rosbag2 writes a new directory")
+    typestore = _typestore(distro)
+    plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
+    count = 0
+    with Writer(path, version=9, storage_plugin=plugin) as writer:
+        connection = None
+        compressed = None
+        for frame in frames:
+            if compressed is None:
+                compressed = frame.compressed
+                if topic is None:
+                    topic = DEFAULT_IMAGE_TOPIC + ("/compressed" if compressed else "")
+                connection = writer.add_connection(topic, frame.msgtype, typestore=typestore)
+            elif frame.compressed != compressed:
+                raise BagError("cannot mix raw and compressed frames on one topic")
+            data = np.frombuffer(frame.data, np.uint8)
+            header = _header(typestore, frame.stamp_ns, frame.frame_id)
+            if frame.compressed:
+                msg = typestore.types[COMPRESSED_TYPE](
+                    header=header, format=frame.encoding, data=data
+                )
+            else:
+                msg = typestore.types[IMAGE_TYPE](
+                    header=header,
+                    height=frame.height,
+                    width=frame.width,
+                    encoding=frame.encoding,
+                    is_bigendian=0,
+                    step=frame.step,
+                    data=data,
+                )
+            writer.write(connection, frame.stamp_ns, typestore.serialize_cdr(msg, frame.msgtype))
+            count += 1
+    return count
+
+
+def image_topics(path: str | Path) -> dict[str, str]:
+    """Topics of Image or CompressedImage messages in a bag, ``{topic: msgtype}``."""
+    with _reading(path) as reader:
+        return {
+            c.topic: c.msgtype
+            for c in reader.connections
+            if c.msgtype in (IMAGE_TYPE, COMPRESSED_TYPE)
+        }
+
+
+@contextmanager
+def _reading(path: str | Path) -> Iterator[Reader]:
+    """Open a bag for reading, turning rosbags' errors into :class:`BagError`."""
+    from rosbags.rosbag2 import Reader
+
+    path = Path(path)
+    if not path.exists():
+        raise BagError(f"bag {path} does not exist")
+    try:
+        reader = Reader(path)
+        reader.open()
+    except Exception as err:  # rosbags raises several types for unreadable bags
+        raise BagError(f"cannot open bag {path}: {err}") from err
+    try:
+        yield reader
+    finally:
+        reader.close()
+
+
+def read_bag(
+    path: str | Path, topic: str | None = None, limit: int | None = None, distro: str = "kilted"
+) -> FrameSet:
+    """Load camera frames from a rosbag2 bag (sqlite3 or mcap, detected by rosbags).
+
+    Args:
+        path: Bag directory (or a single ``.mcap``/``.db3`` file rosbags accepts).
+        topic: Image or CompressedImage topic; may be omitted when the bag has only one.
+        limit: Load at most this many frames (a long bag of raw Aria frames is many GB).
+        distro: Typestore for deserialisation.
+
+    Returns:
+        The frames in log order. Compressed frames get their size by decoding the first one.
+
+    Raises:
+        BagError: No image topic, an ambiguous or unknown topic, or an empty topic.
+    """
+    typestore = _typestore(distro)
+    with _reading(path) as reader:
+        images = {
+            c.topic: c.msgtype
+            for c in reader.connections
+            if c.msgtype in (IMAGE_TYPE, COMPRESSED_TYPE)
+        }
+        if topic is None:
+            if len(images) != 1:
+                listing = ", ".join(f"{t} ({m})" for t, m in sorted(images.items())) or "none"
+                raise BagError(
+                    f"bag {path} has {len(images)} image topics ({listing}); choose one with "
+                    "--topic"
+                    if images
+                    else f"bag {path} has no sensor_msgs Image or CompressedImage topic"
+                )
+            topic = next(iter(images))
+        if topic not in images:
+            others = ", ".join(sorted(images)) or "none"
+            raise BagError(f"bag {path} has no image topic {topic!r} (image topics: {others})")
+        msgtype = images[topic]
+        connections = [c for c in reader.connections if c.topic == topic]
+        total = sum(c.msgcount for c in connections)
+        frames: list[Frame] = []
+        size: tuple[int, int] | None = None
+        for connection, _, raw in reader.messages(connections=connections):
+            if limit is not None and len(frames) >= limit:
+                break
+            msg = typestore.deserialize_cdr(raw, connection.msgtype)
+            stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+            if msgtype == COMPRESSED_TYPE:
+                frame = Frame(
+                    stamp_ns=stamp_ns,
+                    frame_id=msg.header.frame_id,
+                    width=0,
+                    height=0,
+                    encoding=msg.format,
+                    step=0,
+                    data=as_byte_array(msg.data),
+                    compressed=True,
+                )
+                if size is None:
+                    height, width = pixels(frame).shape[:2]
+                    size = (width, height)
+                frame = dataclasses.replace(frame, width=size[0], height=size[1])
+            else:
+                frame = Frame(
+                    stamp_ns=stamp_ns,
+                    frame_id=msg.header.frame_id,
+                    width=msg.width,
+                    height=msg.height,
+                    encoding=msg.encoding,
+                    step=msg.step,
+                    data=as_byte_array(msg.data),
+                )
+            frames.append(frame)
+    if not frames:
+        raise BagError(f"topic {topic} in bag {path} holds no messages")
+    return FrameSet(
+        frames=frames, source=str(path), topic=topic, msgtype=msgtype, frames_available=total
+    )
