@@ -117,19 +117,26 @@ class LatencyTracker:
             values = sorted(self._latency)
         return tuple(percentile(values, q) for q in qs)
 
-    def stage_means(self) -> StageTimes:
-        """Mean of every stage time over the recorded frames (zeros while empty)."""
+    def stage_medians(self) -> StageTimes:
+        """Median of every stage time over the recorded frames (zeros while empty).
+
+        Medians, not means: a shape's first frames include cuDNN tuning and CUDA-graph capture
+        (hundreds of ms), which would dominate a mean for the whole window.
+        """
         with self._lock:
             stages = list(self._stages)
         if not stages:
             return StageTimes()
-        n = len(stages)
+
+        def median(values: list[float]) -> float:
+            return percentile(sorted(values), 50)
+
         return StageTimes(
-            preprocess_ms=sum(s.preprocess_ms for s in stages) / n,
-            depth_ms=sum(s.depth_ms for s in stages) / n,
-            detect_ms=sum(s.detect_ms for s in stages) / n,
-            transfer_ms=sum(s.transfer_ms for s in stages) / n,
-            total_ms=sum(s.total_ms for s in stages) / n,
+            preprocess_ms=median([s.preprocess_ms for s in stages]),
+            depth_ms=median([s.depth_ms for s in stages]),
+            detect_ms=median([s.detect_ms for s in stages]),
+            transfer_ms=median([s.transfer_ms for s in stages]),
+            total_ms=median([s.total_ms for s in stages]),
         )
 
     def reset(self) -> None:

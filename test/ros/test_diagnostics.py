@@ -47,7 +47,7 @@ def test_latency_window_keeps_the_newest_samples() -> None:
     for v in range(100):
         tracker.add(float(v), StageTimes(depth_ms=float(v)))
     assert tracker.percentiles(0, 100) == (90.0, 99.0)
-    assert tracker.stage_means().depth_ms == pytest.approx(94.5)
+    assert tracker.stage_medians().depth_ms == pytest.approx(94.5)
 
 
 def test_trackers_are_thread_safe() -> None:
@@ -65,7 +65,7 @@ def test_trackers_are_thread_safe() -> None:
     try:
         for _ in range(2000):
             tracker.percentiles(50, 95)
-            tracker.stage_means()
+            tracker.stage_medians()
             rate.rate()
     finally:
         stop.set()
@@ -134,3 +134,11 @@ def test_levels(snap: diag.Snapshot, level: int, text: str) -> None:
 def test_zero_thresholds_turn_checks_off() -> None:
     level, _ = diag.level_and_message(_snap(output_fps=1.0, latency_ms_p95=900.0), 0.0, 0.0)
     assert level == diag.OK
+
+
+def test_stage_times_are_medians_so_capture_frames_do_not_dominate() -> None:
+    tracker = diag.LatencyTracker(size=10)
+    tracker.add(900.0, StageTimes(depth_ms=900.0))  # first frame: graph capture
+    for _ in range(9):
+        tracker.add(3.0, StageTimes(depth_ms=1.5))
+    assert tracker.stage_medians().depth_ms == pytest.approx(1.5)
