@@ -271,8 +271,9 @@ class Engine:
             encoding: the message's encoding or compressed format.
             want_depth: return the full-resolution depth map (else it is neither upsampled
                 nor copied back; box depth is still computed).
-            depth_out: optional (H, W) float32 array to receive the depth map (e.g. a
-                shared-memory slot), saving a copy.
+            depth_out: optional (H, W) float32 array, or a flat float32 buffer of at least
+                H * W elements, to receive the depth map (e.g. a shared-memory slot), saving
+                a copy; the returned depth is then a view of it.
 
         Returns:
             Detections in the received image's pixels, the depth map (or None) and stage times.
@@ -389,11 +390,7 @@ class Engine:
             watch["d2h"].start(tstream)
             direct = None
             if depth_full is not None and depth_out is not None:
-                if depth_out.shape != tuple(depth_full.shape) or depth_out.dtype != np.float32:
-                    raise FrameError(
-                        f"depth_out must be float32 {tuple(depth_full.shape)}, "
-                        f"got {depth_out.dtype} {depth_out.shape}"
-                    )
+                depth_out = _depth_target(depth_out, tuple(depth_full.shape))
                 direct = self._host_tensor(depth_out)
             if direct is not None:  # straight into registered memory (a shared-memory slot)
                 direct.copy_(depth_full.view(-1), non_blocking=True)
@@ -547,6 +544,23 @@ def _assign(plan: _Plan, name: str, value: torch.Tensor) -> None:
         setattr(plan, name, value.clone(memory_format=torch.preserve_format))
     else:
         current.copy_(value)
+
+
+def _depth_target(out: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """``out`` as the (H, W) float32 array to write the depth map into.
+
+    ``out`` is either that array or a flat float32 buffer of at least H * W elements (a
+    shared-memory slot, for compressed frames whose size is known only once decoded).
+    """
+    size = int(np.prod(shape))
+    if out.dtype == np.float32 and out.ndim == 1 and out.size >= size:
+        return out[:size].reshape(shape)
+    if out.dtype != np.float32 or out.shape != shape:
+        raise FrameError(
+            f"depth_out must be float32 {shape} (or a flat float32 buffer of at least "
+            f"{size} elements), got {out.dtype} {out.shape}"
+        )
+    return out
 
 
 def _frame_shape(frame: np.ndarray, encoding: str) -> tuple[int, int, int]:

@@ -172,11 +172,14 @@ class _Worker:
             frame = self.slots.input(message.in_slot)[:size].reshape(message.shape)
             out = self.slots.output(message.out_slot)
             kwargs: dict[str, Any] = {"want_depth": message.want_depth}
-            if self.depth_out and message.want_depth and len(message.shape) >= 2:
-                # Raw frames: the depth map has the frame's height and width, so the engine
-                # can write it straight into the output slot and save a copy.
-                h, w = message.shape[:2]
-                kwargs["depth_out"] = out.depth[: h * w].reshape(h, w)
+            if self.depth_out and message.want_depth:
+                # The engine writes the depth map straight into the output slot: an (H, W) view
+                # for raw frames, the flat slot for compressed ones (size known once decoded).
+                if len(message.shape) >= 2:
+                    h, w = message.shape[:2]
+                    kwargs["depth_out"] = out.depth[: h * w].reshape(h, w)
+                else:
+                    kwargs["depth_out"] = out.depth
             t0 = time.monotonic()
             result = self.engine.process(frame, message.encoding, **kwargs)
             t1 = time.monotonic()

@@ -13,6 +13,8 @@ import itertools
 import mmap
 import os
 import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import shared_memory
 
@@ -29,6 +31,40 @@ OUTPUT_SLOTS = 2
 _PAGE = 4096
 _LINE = 64
 _names = itertools.count()
+
+
+#: Frames of at least this size are copied into a slot by several threads.
+PARALLEL_COPY_BYTES = 1 << 20
+_copy_pool: ThreadPoolExecutor | None = None
+_copy_pool_lock = threading.Lock()
+
+
+def _copy_threads() -> int:
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def copy_frame(dst: np.ndarray, src: np.ndarray) -> None:
+    """``np.copyto(dst, src)``, split over a few threads for multi-MB frames.
+
+    One thread copies a 1408x1408 rgb8 frame (5.9 MB) in about 0.8 ms on the GPU machine;
+    numpy releases the GIL while it copies, so row bands copy in parallel.
+    """
+    threads = _copy_threads()
+    if src.nbytes < PARALLEL_COPY_BYTES or threads == 1 or src.ndim == 0 or src.shape[0] < 2:
+        np.copyto(dst, src)
+        return
+    global _copy_pool
+    with _copy_pool_lock:
+        if _copy_pool is None:
+            _copy_pool = ThreadPoolExecutor(threads, thread_name_prefix="aria-copy")
+    bounds = np.linspace(0, src.shape[0], threads + 1).astype(int)
+    futures = [
+        _copy_pool.submit(np.copyto, dst[a:b], src[a:b])
+        for a, b in zip(bounds[:-1], bounds[1:], strict=True)
+        if b > a
+    ]
+    for future in futures:
+        future.result()
 
 
 def _align(n: int, to: int) -> int:

@@ -44,7 +44,13 @@ from aria_perception.records import EngineConfig, EngineInfo, EngineResult, Thre
 from aria_perception.worker import child
 from aria_perception.worker import protocol as msg
 from aria_perception.worker.settings import WorkerSettings, WorkerStats
-from aria_perception.worker.slots import INPUT_SLOTS, OUTPUT_SLOTS, SharedSlots, SlotLayout
+from aria_perception.worker.slots import (
+    INPUT_SLOTS,
+    OUTPUT_SLOTS,
+    SharedSlots,
+    SlotLayout,
+    copy_frame,
+)
 
 _log = logging.getLogger(__name__)
 
@@ -305,7 +311,7 @@ class Supervisor:
                 slot = self._free_inputs.pop()
             try:
                 dst = slots.input(slot)[: data.size]
-                np.copyto(dst.reshape(shape), data)
+                copy_frame(dst.reshape(shape), data)
             except BaseException:
                 with self._lock:
                     self._free_inputs.append(slot)

@@ -152,6 +152,13 @@ def test_depth_out_receives_the_map(engine: Engine, frame: np.ndarray) -> None:
     assert (out >= -0.5).all()
     with pytest.raises(FrameError, match="depth_out must be float32"):
         engine.process(frame, depth_out=np.zeros((2, 2), np.float32))
+    # A flat buffer (a shared-memory slot) receives the map in its first H * W elements.
+    flat = np.full(frame.shape[0] * frame.shape[1] + 10, -1.0, np.float32)
+    result = engine.process(frame, depth_out=flat)
+    assert result.depth.shape == frame.shape[:2]
+    assert np.shares_memory(result.depth, flat)
+    np.testing.assert_array_equal(flat[: result.depth.size], result.depth.reshape(-1))
+    assert (flat[result.depth.size :] == -1.0).all()
 
 
 def test_depth_frame_skip_reuses_the_map() -> None:
