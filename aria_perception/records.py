@@ -12,6 +12,10 @@ from enum import IntEnum
 import numpy as np
 
 ROTATIONS = (0, 90, 180, 270)
+#: Raw image encodings the pipeline takes, with their channel counts (DESIGN 3).
+RAW_CHANNELS: dict[str, int] = {"rgb8": 3, "bgr8": 3, "mono8": 1, "rgba8": 4, "bgra8": 4}
+#: Compressed formats the worker decodes.
+COMPRESSED_FORMATS: tuple[str, ...] = ("jpeg", "png")
 PRECISIONS = ("auto", "fp16", "fp32")
 
 

@@ -14,7 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-RAW_ENCODINGS = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}
+from aria_perception.records import RAW_CHANNELS
+
+RAW_ENCODINGS = RAW_CHANNELS
 # image_transport's compressed plugin writes "<input encoding>; jpeg compressed <codec encoding>".
 JPEG_FORMAT = "rgb8; jpeg compressed bgr8"
 IMAGE_TYPE = "sensor_msgs/msg/Image"

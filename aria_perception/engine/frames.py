@@ -9,11 +9,9 @@ from __future__ import annotations
 import torch
 
 from aria_perception.errors import FrameError
+from aria_perception.records import COMPRESSED_FORMATS, RAW_CHANNELS
 
-#: Raw encodings and their channel counts (DESIGN 3).
-RAW_CHANNELS = {"rgb8": 3, "bgr8": 3, "mono8": 1, "rgba8": 4, "bgra8": 4}
-#: Compressed formats.
-COMPRESSED = ("jpeg", "png")
+COMPRESSED = COMPRESSED_FORMATS
 
 
 def to_rgb(pixels: torch.Tensor, encoding: str) -> torch.Tensor:

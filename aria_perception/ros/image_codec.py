@@ -18,11 +18,7 @@ from typing import Any
 import numpy as np
 
 from aria_perception.errors import FrameError
-
-#: Raw encodings the engine takes, with their channel counts (DESIGN 3).
-RAW_CHANNELS: dict[str, int] = {"rgb8": 3, "bgr8": 3, "mono8": 1, "rgba8": 4, "bgra8": 4}
-#: Compressed formats the worker decodes.
-COMPRESSED_FORMATS: tuple[str, ...] = ("jpeg", "png")
+from aria_perception.records import RAW_CHANNELS
 
 # Encodings a camera driver may plausibly send that we name explicitly when refusing them.
 _SIXTEEN_BIT = ("mono16", "16uc1", "16sc1", "rgb16", "bgr16", "rgba16", "bgra16")

@@ -22,13 +22,20 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from aria_perception.records import Detections, EngineConfig, EngineInfo, EngineResult, Thresholds
+from aria_perception.records import (
+    RAW_CHANNELS,
+    Detections,
+    EngineConfig,
+    EngineInfo,
+    EngineResult,
+    Thresholds,
+)
 from aria_perception.worker.settings import DEFAULT_ENGINE_FACTORY, WorkerSettings
 from aria_perception.worker.supervisor import FrameResult, Supervisor
 
 ECHO_FACTORY = "aria_perception.worker.bench_transport:EchoEngine"
 _RING = 8
-_CHANNELS = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}
+_CHANNELS = RAW_CHANNELS
 
 
 class EchoEngine:

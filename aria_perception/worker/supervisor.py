@@ -40,7 +40,15 @@ from aria_perception.errors import (
     WorkerStartError,
     WorkerTimeoutError,
 )
-from aria_perception.records import EngineConfig, EngineInfo, EngineResult, Thresholds, WorkerState
+from aria_perception.records import (
+    COMPRESSED_FORMATS,
+    RAW_CHANNELS,
+    EngineConfig,
+    EngineInfo,
+    EngineResult,
+    Thresholds,
+    WorkerState,
+)
 from aria_perception.worker import child
 from aria_perception.worker import protocol as msg
 from aria_perception.worker.settings import WorkerSettings, WorkerStats
@@ -55,8 +63,7 @@ from aria_perception.worker.slots import (
 _log = logging.getLogger(__name__)
 
 #: Raw encodings and their channel counts; compressed formats come as 1-D bytes.
-RAW_CHANNELS = {"rgb8": 3, "bgr8": 3, "mono8": 1, "rgba8": 4, "bgra8": 4}
-COMPRESSED = ("jpeg", "png")
+COMPRESSED = COMPRESSED_FORMATS
 
 #: Longest sleep of the supervisor thread between checks.
 _TICK_S = 0.25
