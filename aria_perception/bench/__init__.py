@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import importlib
+from aria_perception._lazy import lazy_exports
 
 _EXPORTS = {
     "BenchConfig": "aria_perception.bench.runner",
@@ -17,11 +17,4 @@ _EXPORTS = {
     "write_bag": "aria_perception.bench.bag",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> object:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

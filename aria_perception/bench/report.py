@@ -17,6 +17,7 @@ import numpy as np
 
 from aria_perception.bench.process import ResourceUsage
 from aria_perception.bench.replay import DiagSample, FrameRecord
+from aria_perception.ros.diagnostics import PATH_KEYS
 
 SCHEMA = "aria_perception.bench.report/1"
 STAGE_KEYS = ("preprocess_ms", "depth_ms", "detect_ms", "transfer_ms")
@@ -88,6 +89,7 @@ DIAG_KEYS = (
     "last_message",
     "values",
     "stage_ms",
+    "path_ms",
     "node_latency_ms",
     "rejected_frames",
     "node_dropped_frames",
@@ -207,6 +209,7 @@ def diagnostics_summary(samples: Sequence[DiagSample], start_ns: int, end_ns: in
     out["samples"] = 0
     out["values"] = {}
     out["stage_ms"] = {k: None for k in STAGE_KEYS}
+    out["path_ms"] = {k: None for k in PATH_KEYS}
     out["node_latency_ms"] = {"p50": None, "p95": None, "p99": None}
     if not samples:
         return out
@@ -225,9 +228,10 @@ def diagnostics_summary(samples: Sequence[DiagSample], start_ns: int, end_ns: in
         device=last.values.get("device"),
         precision=last.values.get("precision"),
     )
-    for key in STAGE_KEYS:
-        vals = [v for v in (_float(s.values.get(key)) for s in inside) if v is not None]
-        out["stage_ms"][key] = _num(float(np.mean(vals))) if vals else None
+    for group, keys in (("stage_ms", STAGE_KEYS), ("path_ms", PATH_KEYS)):
+        for key in keys:
+            vals = [v for v in (_float(s.values.get(key)) for s in inside) if v is not None]
+            out[group][key] = _num(float(np.mean(vals))) if vals else None
     for q in ("p50", "p95", "p99"):
         out["node_latency_ms"][q] = _float(last.values.get(f"latency_ms_{q}"))
     names = {"dropped_frames": "node_dropped_frames"}
@@ -656,8 +660,11 @@ def summary_text(report: dict) -> str:
         stages = diag.get("stage_ms") or {}
         if run["role"] != "echo" and diag.get("samples"):
             parts = ", ".join(f"{k[:-3]} {_fmt(v, 2)}" for k, v in stages.items())
+            path = ", ".join(
+                f"{k[:-3]} {_fmt(v, 2)}" for k, v in (diag.get("path_ms") or {}).items()
+            )
             out.append(
-                f"{run['label']} node diagnostics: stages ms ({parts}); device "
+                f"{run['label']} node diagnostics: stages ms ({parts}); path ms ({path}); device "
                 f"{diag.get('device') or '-'} {diag.get('precision') or ''}, weights "
                 f"{diag.get('weights') or '-'}, GPU mem peak "
                 f"{_fmt(diag.get('gpu_mem_peak_mb'), 0)} MB, node dropped "
@@ -720,7 +727,8 @@ def markdown(report: dict) -> str:
     node_runs = [r for r in report["runs"] if r["role"] != "echo"]
     if node_runs:
         lines += ["", "## Node diagnostics (measured window)", ""]
-        keys = ["device", "precision", "weights", "hardware_id", *STAGE_KEYS, "gpu_mem_peak_mb"]
+        keys = ["device", "precision", "weights", "hardware_id", *STAGE_KEYS, *PATH_KEYS]
+        keys += ["gpu_mem_peak_mb"]
         keys += ["node_dropped_frames", "rejected_frames", "lost_samples", "worker_restarts"]
         lines.append("| | " + " | ".join(r["label"] for r in node_runs) + " |")
         lines.append("|---|" + "---|" * len(node_runs))
@@ -728,7 +736,12 @@ def markdown(report: dict) -> str:
             vals = []
             for r in node_runs:
                 d = r.get("diagnostics") or {}
-                v = (d.get("stage_ms") or {}).get(key) if key in STAGE_KEYS else d.get(key)
+                if key in STAGE_KEYS:
+                    v = (d.get("stage_ms") or {}).get(key)
+                elif key in PATH_KEYS:
+                    v = (d.get("path_ms") or {}).get(key)
+                else:
+                    v = d.get(key)
                 vals.append(_fmt(v, 2))
             lines.append(f"| {key} | " + " | ".join(vals) + " |")
     if report["compare"]:

@@ -18,7 +18,7 @@ import numpy as np
 
 from aria_perception.records import EngineConfig
 
-#: name -> changes to the base configuration.
+#: name -> changes to the base configuration (keys starting with ``_`` are Engine arguments).
 ABLATIONS: dict[str, dict[str, object]] = {
     "default": {},  # fp16 on CUDA, CUDA graphs, parallel streams
     "sequential": {"parallel_streams": False},
@@ -28,7 +28,25 @@ ABLATIONS: dict[str, dict[str, object]] = {
     "skip3": {"depth_frame_skip": 3},
     "depth-only": {"detector_enabled": False},
     "detector-only": {"depth_enabled": False},
+    "exact-nms": {"_fixed_nms": False},  # NMS with host syncs (torchvision), as before #7
 }
+
+
+def bench_frame(width: int, height: int) -> tuple[np.ndarray, str]:
+    """An RGB frame to time: a photograph from the bench's samples, else noise.
+
+    A photo matters for JPEG: noise compresses badly and decodes slower than a camera frame.
+    """
+    try:
+        from aria_perception.bench.sample import find_photos, load_photos, render
+
+        photos = find_photos()
+        if photos:
+            return render(load_photos(photos[:1])[0], width, height, 0.5), photos[0].name
+    except (ImportError, FileNotFoundError):  # no OpenCV, or no photo could be decoded
+        pass
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 256, (height, width, 3), dtype=np.uint8), "noise"
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -45,6 +63,7 @@ def run_config(
     want_depth: bool,
     output_hw: tuple[int, int],
     register: bool,
+    engine_kwargs: dict[str, object] | None = None,
 ) -> dict[str, object]:
     """Benchmark one configuration; returns its figures.
 
@@ -53,7 +72,7 @@ def run_config(
     """
     from aria_perception.engine.engine import Engine
 
-    engine = Engine(config)
+    engine = Engine(config, **(engine_kwargs or {}))
     depth_out = np.empty(output_hw, np.float32) if want_depth else None
     if register:
         engine.register_host_buffer(frame)
@@ -91,6 +110,9 @@ def run_config(
             "precision": engine.info.precision,
             "weights": engine.info.weights,
             "registered_io": register,
+            # Frames whose fixed-shape NMS result was not exact and took the exact path.
+            "exact_post_frames": engine.exact_post_frames,
+            "fixed_post_frames": engine.fixed_post_frames,
         }
     finally:
         engine.close()
@@ -165,15 +187,16 @@ def format_table(rows: list[dict[str, object]]) -> str:
     """The results as a Markdown table."""
     head = (
         "| configuration | p50 ms | p95 ms | p99 ms | FPS | prep ms | depth ms | detect ms "
-        "| transfer ms | GPU MB |"
+        "| transfer ms | GPU MB | exact-path frames |"
     )
-    lines = [head, "|" + "---|" * 10]
+    lines = [head, "|" + "---|" * 11]
     for r in rows:
         lat, st = r["latency_ms"], r["stages_ms_p50"]
         lines.append(
             f"| {r['name']} | {lat['p50']:.2f} | {lat['p95']:.2f} | {lat['p99']:.2f} "
             f"| {r['fps']:.0f} | {st['preprocess_ms']:.2f} | {st['depth_ms']:.2f} "
-            f"| {st['detect_ms']:.2f} | {st['transfer_ms']:.2f} | {r['gpu_mem_peak_mb']:.0f} |"
+            f"| {st['detect_ms']:.2f} | {st['transfer_ms']:.2f} | {r['gpu_mem_peak_mb']:.0f} "
+            f"| {r.get('exact_post_frames', '-')} |"
         )
     return "\n".join(lines)
 
@@ -223,8 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
     height, width = args.size
-    rng = np.random.default_rng(0)
-    frame = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    frame, source = bench_frame(width, height)
     encoding = args.encoding
     if encoding == "jpeg":
         import cv2
@@ -251,7 +273,9 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"unknown ablation(s) {unknown}; known: {list(ABLATIONS)}")
     rows = []
     for name in names:
-        config = base.replace(**ABLATIONS[name])
+        changes = ABLATIONS[name]
+        config = base.replace(**{k: v for k, v in changes.items() if not k.startswith("_")})
+        engine_kwargs = {k[1:]: v for k, v in changes.items() if k.startswith("_")}
         print(f"engine_bench: {name} ...", file=sys.stderr, flush=True)
         rows.append(
             run_config(
@@ -264,14 +288,15 @@ def main(argv: list[str] | None = None) -> int:
                 not args.no_depth_output,
                 (height, width),
                 args.io == "registered",
+                engine_kwargs,
             )
         )
     if args.baseline and encoding != "jpeg":
         print("engine_bench: seed-style baseline ...", file=sys.stderr, flush=True)
         rows.append(run_seed_baseline(frame, args.iterations, args.warmup))
     print(
-        f"\n{width}x{height} {encoding}, {args.iterations} iterations, {args.io} host buffers, "
-        "random weights\n"
+        f"\n{width}x{height} {encoding} ({source}), {args.iterations} iterations, {args.io} host "
+        "buffers, random weights\n"
     )
     print(format_table(rows))
     if args.json:

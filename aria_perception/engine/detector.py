@@ -26,6 +26,7 @@ from typing import Any
 import torch
 import torchvision
 
+from aria_perception.engine import nms
 from aria_perception.engine.letterbox import Letterbox, LetterboxGeometry, scale_boxes
 from aria_perception.errors import ConfigError, WeightsError
 
@@ -33,6 +34,7 @@ __all__ = [
     "DEFAULT_WEIGHTS",
     "MODELS_ENV",
     "DetectionTensors",
+    "FIXED_CANDIDATES",
     "YoloDetector",
     "find_weights",
     "models_dir",
@@ -47,6 +49,9 @@ MODELS_ENV = "ARIA_PERCEPTION_MODELS"
 # very same IoU arithmetic as YOLO.predict and needs no per-class loop or torch.unique sync.
 _MAX_WH = 7680
 _MAX_NMS = 30000
+#: Boxes entering the fixed-shape NMS of :meth:`YoloDetector.postprocess_fixed` at most; a
+#: frame with more candidates takes the exact variable-size path.
+FIXED_CANDIDATES = 1024
 _HEADS = ("Detect", "v10Detect")  # plain detection heads: (N, 4 + nc, anchors) outputs
 _STATUS_FILE = "official"
 _STATUS_RANDOM = "random"
@@ -400,6 +405,11 @@ class YoloDetector:
         self.iou = 0.45
         self.classes: tuple[int, ...] = ()
         self._allowed: torch.Tensor | None = None
+        # The thresholds again as device tensors, changed in place: a CUDA graph of
+        # postprocess_fixed reads the current values at every replay.
+        self._confidence_t = torch.zeros((), dtype=torch.float32, device=self.device)
+        self._iou_t = torch.zeros((), dtype=torch.float32, device=self.device)
+        self._allowed_t = torch.ones(self.num_classes, dtype=torch.bool, device=self.device)
         self.set_thresholds(confidence=confidence, iou=iou, classes=classes or ())
 
     # ---------------------------------------------------------------- settings
@@ -436,10 +446,16 @@ class YoloDetector:
             allowed = torch.zeros(self.num_classes, dtype=torch.bool)
             allowed[list(ids)] = True
             allowed = allowed.to(self.device)
-            if self.device.type == "cuda":
-                # The mask is read on the caller's detection stream: make the upload complete
-                # before any stream can use it (a rare, run-time settings change).
-                torch.cuda.current_stream(self.device).synchronize()
+        if self.device.type == "cuda":
+            # Frames in flight read the old values: let them finish before changing them.
+            torch.cuda.synchronize(self.device)
+        self._confidence_t.fill_(float(conf))
+        self._iou_t.fill_(float(iou_))
+        self._allowed_t.copy_(allowed if allowed is not None else torch.ones_like(self._allowed_t))
+        if self.device.type == "cuda":
+            # The tensors are read on the caller's detection stream: make the writes complete
+            # before any stream can use them (a rare, run-time settings change).
+            torch.cuda.synchronize(self.device)
         self.confidence, self.iou, self.classes, self._allowed = (
             float(conf),
             float(iou_),
@@ -532,6 +548,53 @@ class YoloDetector:
         kept = torchvision.ops.nms(boxes + offset, scores, self.iou)[: self.max_detections]
         boxes, scores, cls = boxes[kept], scores[kept], cls[kept]
         return DetectionTensors(scale_boxes(boxes, geometry), scores, cls)
+
+    @torch.no_grad()
+    def postprocess_fixed(
+        self,
+        raw: torch.Tensor,
+        geometry: LetterboxGeometry | tuple[int, int],
+        candidates: int = FIXED_CANDIDATES,
+    ) -> nms.FixedDetections:
+        """:meth:`postprocess` with fixed shapes and no host sync (CUDA-graph capturable).
+
+        The thresholds are read from device tensors that :meth:`set_thresholds` updates in
+        place, so a captured graph follows them. The result is :meth:`postprocess`'s (padded to
+        ``max_detections`` rows) whenever its ``exact`` flag is true: at most ``candidates``
+        boxes passed the filter and the NMS iteration converged (:mod:`.nms`); otherwise call
+        :meth:`postprocess`.
+
+        Args:
+            raw: Output of :meth:`forward` for one image, (1, 4 + nc, anchors).
+            geometry: The image's :class:`LetterboxGeometry` or its input (H, W).
+            candidates: Boxes entering NMS at most (capped at the number of anchors).
+        """
+        if not isinstance(geometry, LetterboxGeometry):
+            geometry = self.geometry(*geometry)
+        pred = raw[0].transpose(0, 1).float()  # (anchors, 4 + nc)
+        scores, cls = pred[:, 4 : 4 + self.num_classes].max(1)
+        passed = (scores > self._confidence_t) & self._allowed_t[cls]
+        k = min(candidates, pred.shape[0])
+        index, valid, count_in = nms.select_top_candidates(scores, passed, k)
+        xywh, scores, cls = pred[index, :4], scores[index], cls[index]
+        half_wh = xywh[:, 2:] / 2
+        boxes = torch.cat((xywh[:, :2] - half_wh, xywh[:, :2] + half_wh), 1)
+        offset = (cls.to(boxes.dtype) * _MAX_WH).unsqueeze(1)
+        keep, converged = nms.greedy_nms_fixed(boxes + offset, valid, self._iou_t)
+        slot, count = nms.compact_rows(keep, self.max_detections)
+        rows = self.max_detections + 1
+        out_boxes = boxes.new_zeros((rows, 4)).index_put_((slot,), boxes)
+        out_scores = scores.new_zeros(rows).index_put_((slot,), scores)
+        out_cls = cls.new_zeros(rows).index_put_((slot,), cls)
+        m = self.max_detections
+        return nms.FixedDetections(
+            boxes=scale_boxes(out_boxes[:m], geometry),
+            scores=out_scores[:m],
+            class_ids=out_cls[:m],
+            count=count,
+            candidates=count_in,
+            exact=converged & (count_in <= k),
+        )
 
     def detect(self, image: torch.Tensor) -> DetectionTensors:
         """Preprocess, run and postprocess one (H, W, 3) uint8 RGB image tensor."""

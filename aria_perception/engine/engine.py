@@ -83,6 +83,12 @@ class _Plan:
     yolo_in: torch.Tensor | None = None
     depth_low: torch.Tensor | None = None  # (h, w) MiDaS output, kept for depth.frame_skip
     yolo_raw: torch.Tensor | None = None
+    fixed_boxes: torch.Tensor | None = None  # postprocess_fixed outputs (static buffers)
+    fixed_scores: torch.Tensor | None = None
+    fixed_classes: torch.Tensor | None = None
+    fixed_stats: torch.Tensor | None = None
+    post_out: torch.Tensor | None = None  # packed detections + stats, the one D2H source
+    depth_full: torch.Tensor | None = None  # (H, W) float32 depth at the received size
     graphs: dict[str, torch.cuda.CUDAGraph] = field(default_factory=dict)
     depth_valid: bool = False  # depth_low holds a prediction of this shape
 
@@ -99,7 +105,7 @@ class Engine:
         WeightsError: weights are missing (and random weights not allowed) or do not fit.
     """
 
-    def __init__(self, config: EngineConfig) -> None:
+    def __init__(self, config: EngineConfig, *, fixed_nms: bool = True) -> None:
         validate_engine_config(config)
         self.config = config
         self.runtime: Runtime = resolve_runtime(config.device, config.precision)
@@ -152,6 +158,12 @@ class Engine:
         self._registered: list[tuple[int, int]] = []  # (address, nbytes) page-locked by us
         self._pinned_depth: torch.Tensor | None = None
         self._pinned_dets: torch.Tensor | None = None
+        self._pinned_exact: torch.Tensor | None = None
+        # Fixed-shape NMS in the detect graph (no host sync) on CUDA; the CPU runs the exact
+        # variable-size path, which is also the fallback when a frame's result is not exact.
+        self._fixed_post = rt.is_cuda and fixed_nms
+        self.fixed_post_frames = 0
+        self.exact_post_frames = 0
         self._frame_index = 0
         self._closed = False
         self._watch = {
@@ -241,7 +253,7 @@ class Engine:
         self._closed = True
         self._plans.clear()
         self._midas = self._midas_pre = self._detector = None
-        self._pinned_in = self._pinned_depth = self._pinned_dets = None
+        self._pinned_in = self._pinned_depth = self._pinned_dets = self._pinned_exact = None
         if self.runtime.is_cuda:
             torch.cuda.synchronize(self.runtime.device)
             for address, _ in self._registered:
@@ -300,7 +312,6 @@ class Engine:
     ) -> EngineResult:
         rt = self.runtime
         watch = self._watch
-        rotation = self.config.rotation
         self._frame_index += 1
         run_depth = self._midas is not None
         frame_skip = self.config.depth_frame_skip
@@ -332,7 +343,6 @@ class Engine:
         fresh = run_depth and (not plan.depth_valid or (self._frame_index - 1) % frame_skip == 0)
 
         # --- depth stream -------------------------------------------------------------------
-        depth_full: torch.Tensor | None = None
         dstream = self._depth_stream if rt.is_cuda else None
         with _on(dstream):
             if prepared is not None:
@@ -345,16 +355,15 @@ class Engine:
             depth_done = torch.cuda.Event() if rt.is_cuda else None
             if depth_done is not None:
                 depth_done.record(dstream)
-            if run_depth and want_depth:
-                full = upsample_depth(plan.depth_low[None], plan.rotated_hw, torch.float32)[0]
-                depth_full = frames.unrotate_image(full, rotation).contiguous()
+            want_full = run_depth and want_depth
+            if want_full:
+                self._run("upsample", plan, dstream, self._upsample)
             watch["depth"].stop(dstream)
-            upsampled = torch.cuda.Event() if rt.is_cuda else None
-            if upsampled is not None:
-                upsampled.record(dstream)
+            depth_end = torch.cuda.Event() if rt.is_cuda else None
+            if depth_end is not None:
+                depth_end.record(dstream)
 
-        # --- detect stream ------------------------------------------------------------------
-        packed: torch.Tensor | None = None
+        # --- detect stream: network, NMS, box depth, packing ---------------------------------
         tstream = self._detect_stream if rt.is_cuda else None
         with _on(tstream):
             if prepared is not None:
@@ -362,33 +371,24 @@ class Engine:
             watch["detect"].start(tstream)
             if self._detector is not None:
                 self._run("detect", plan, tstream, self._detect)
-                dets = self._detector.postprocess(plan.yolo_raw, plan.rotated_hw)
-                if run_depth:
-                    if depth_done is not None:
-                        tstream.wait_event(depth_done)
-                    box_depth = box_depth_median_lowres(
-                        plan.depth_low, plan.rotated_hw, dets.boxes
-                    )
-                else:
-                    box_depth = torch.full_like(dets.scores, float("nan"))
-                boxes = frames.unrotate_boxes(dets.boxes, rotation, height, width)
-                packed = torch.cat(
-                    (
-                        boxes.float(),
-                        dets.scores.float()[:, None],
-                        dets.class_ids.float()[:, None],
-                        box_depth.float()[:, None],
-                    ),
-                    1,
-                )
+            if depth_done is not None:
+                tstream.wait_event(depth_done)
+            packed = None
+            if self._detector is None:
+                pass
+            elif self._fixed_post:
+                self._run("fuse", plan, tstream, self._fuse)
+                packed = plan.post_out
+            else:
+                packed = self._exact_packed(plan)
             watch["detect"].stop(tstream)
 
-        # --- back to the host -----------------------------------------------------------------
-        with _on(tstream):
-            if upsampled is not None and depth_full is not None:
-                tstream.wait_event(upsampled)
+            # --- back to the host -------------------------------------------------------------
+            if depth_end is not None:  # the depth map (and the depth stream's timing events)
+                tstream.wait_event(depth_end)
             watch["d2h"].start(tstream)
             direct = None
+            depth_full = plan.depth_full if want_full else None
             if depth_full is not None and depth_out is not None:
                 depth_out = _depth_target(depth_out, tuple(depth_full.shape))
                 direct = self._host_tensor(depth_out)
@@ -399,10 +399,12 @@ class Engine:
                 fetch_depth = self._download(depth_full, "_pinned_depth")
             fetch_dets = self._download(packed, "_pinned_dets")
             watch["d2h"].stop(tstream)
-            if rt.is_cuda:
-                done = torch.cuda.Event()
-                done.record(tstream)
-                done.synchronize()
+            self._wait(tstream)
+            dets_host = fetch_dets()
+            if packed is not None and self._fixed_post:
+                dets_host = self._fixed_rows(dets_host, plan, tstream)
+            else:
+                dets_host = dets_host.reshape(-1, 7).copy()
         depth_host = None
         if depth_full is not None:
             if fetch_depth is None:
@@ -412,9 +414,6 @@ class Engine:
                 depth_host = depth_out
             else:
                 depth_host = fetch_depth().reshape(depth_full.shape).copy()
-        dets_host = np.zeros((0, 7), np.float32)
-        if packed is not None:
-            dets_host = fetch_dets().reshape(packed.shape).copy()
 
         times = StageTimes(
             preprocess_ms=watch["prepare"].elapsed_ms(),
@@ -443,8 +442,73 @@ class Engine:
     def _depth(self, plan: _Plan) -> None:
         _assign(plan, "depth_low", self._midas(plan.midas_in)[0])
 
+    def _upsample(self, plan: _Plan) -> None:
+        full = upsample_depth(plan.depth_low[None], plan.rotated_hw, torch.float32)[0]
+        _assign(plan, "depth_full", frames.unrotate_image(full, self.config.rotation).contiguous())
+
     def _detect(self, plan: _Plan) -> None:
         _assign(plan, "yolo_raw", self._detector.forward(plan.yolo_in))
+        if self._fixed_post:
+            fixed = self._detector.postprocess_fixed(plan.yolo_raw, plan.rotated_hw)
+            _assign(plan, "fixed_boxes", fixed.boxes)
+            _assign(plan, "fixed_scores", fixed.scores)
+            _assign(plan, "fixed_classes", fixed.class_ids)
+            stats = torch.stack((fixed.count, fixed.candidates, fixed.exact.long())).float()
+            _assign(plan, "fixed_stats", stats)
+
+    def _fuse(self, plan: _Plan) -> None:
+        """Box depth, boxes back to received pixels, one flat float32 buffer for the D2H.
+
+        Layout: ``max_detections`` rows of (x1, y1, x2, y2, score, class, depth), then the
+        detection count, the candidate count and the exact flag (3 floats).
+        """
+        rows = self._pack(plan, plan.fixed_boxes, plan.fixed_scores, plan.fixed_classes)
+        _assign(plan, "post_out", torch.cat((rows.reshape(-1), plan.fixed_stats)))
+
+    def _pack(
+        self, plan: _Plan, boxes: torch.Tensor, scores: torch.Tensor, classes: torch.Tensor
+    ) -> torch.Tensor:
+        """(N, 7) float32 rows: boxes in received pixels, score, class, box depth."""
+        if self._midas is not None:
+            box_depth = box_depth_median_lowres(plan.depth_low, plan.rotated_hw, boxes)
+        else:
+            box_depth = torch.full_like(scores, float("nan"))
+        boxes = frames.unrotate_boxes(boxes, self.config.rotation, plan.height, plan.width)
+        return torch.cat(
+            (
+                boxes.float(),
+                scores.float()[:, None],
+                classes.float()[:, None],
+                box_depth.float()[:, None],
+            ),
+            1,
+        )
+
+    def _exact_packed(self, plan: _Plan) -> torch.Tensor:
+        """The detections by the variable-size path (host syncs), as flat packed rows."""
+        dets = self._detector.postprocess(plan.yolo_raw, plan.rotated_hw)
+        return self._pack(plan, dets.boxes, dets.scores, dets.class_ids).reshape(-1)
+
+    def _fixed_rows(
+        self, host: np.ndarray, plan: _Plan, stream: torch.cuda.Stream | None
+    ) -> np.ndarray:
+        """The real rows of the fixed-shape result, or the exact path's if it was not exact."""
+        count, _candidates, exact = (float(v) for v in host[-3:])
+        if exact:
+            self.fixed_post_frames += 1
+            return host[:-3].reshape(-1, 7)[: int(count)].copy()
+        # Too many candidates or a long suppression chain: recompute exactly (rare).
+        self.exact_post_frames += 1
+        fetch = self._download(self._exact_packed(plan), "_pinned_exact")
+        self._wait(stream)
+        return fetch().reshape(-1, 7).copy()
+
+    def _wait(self, stream: torch.cuda.Stream | None) -> None:
+        """Block until everything queued on ``stream`` (and what it waited for) is done."""
+        if stream is not None:
+            done = torch.cuda.Event()
+            done.record(stream)
+            done.synchronize()
 
     def _run(
         self,

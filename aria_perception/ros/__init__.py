@@ -6,7 +6,7 @@ The re-exports are resolved on first use, so that importing one light module (fo
 
 from __future__ import annotations
 
-import importlib
+from aria_perception._lazy import lazy_exports
 
 _EXPORTS = {
     "DEFAULT_NAME": "aria_perception.ros.node",
@@ -17,11 +17,4 @@ _EXPORTS = {
     "PerceptionNode": "aria_perception.ros.node",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> object:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

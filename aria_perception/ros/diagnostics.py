@@ -11,12 +11,15 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from aria_perception.records import StageTimes
 
-#: Every key of DESIGN 3.2, in publishing order.
+#: Where a frame's time goes outside the GPU (:class:`PathTimes`), reported beside DESIGN 3.2.
+PATH_KEYS: tuple[str, ...] = ("copy_in_ms", "queue_ms", "engine_ms", "transport_ms", "publish_ms")
+
+#: Every key of DESIGN 3.2 (plus :data:`PATH_KEYS`), in publishing order.
 KEYS: tuple[str, ...] = (
     "input_fps",
     "output_fps",
@@ -27,6 +30,7 @@ KEYS: tuple[str, ...] = (
     "detect_ms",
     "preprocess_ms",
     "transfer_ms",
+    *PATH_KEYS,
     "dropped_frames",
     "rejected_frames",
     "lost_samples",
@@ -96,20 +100,47 @@ def percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
 
 
+@dataclass(frozen=True)
+class PathTimes:
+    """Where one frame's wall-clock time went between the image callback and the last publish.
+
+    Attributes:
+        copy_in_ms: validating the frame and copying it into shared memory.
+        queue_ms: waiting for the worker to finish an earlier frame.
+        engine_ms: ``Engine.process`` in the worker (wall clock, GPU work included).
+        transport_ms: the process boundary: messages both ways and reading the result.
+        publish_ms: building and publishing the output messages.
+    """
+
+    copy_in_ms: float = 0.0
+    queue_ms: float = 0.0
+    engine_ms: float = 0.0
+    transport_ms: float = 0.0
+    publish_ms: float = 0.0
+
+
 class LatencyTracker:
-    """The last ``size`` latencies and stage times, for percentiles and means."""
+    """The last ``size`` latencies, stage and path times, for percentiles and medians."""
 
     def __init__(self, size: int = 300):
         self._latency: deque[float] = deque(maxlen=size)
         self._stages: deque[StageTimes] = deque(maxlen=size)
+        self._paths: deque[PathTimes] = deque(maxlen=size)
         self._lock = threading.Lock()
 
-    def add(self, latency_ms: float, stages: StageTimes | None = None) -> None:
-        """Record one frame's latency (received -> published) and its engine stage times."""
+    def add(
+        self,
+        latency_ms: float,
+        stages: StageTimes | None = None,
+        path: PathTimes | None = None,
+    ) -> None:
+        """Record one frame's latency (received -> published), engine stages and path times."""
         with self._lock:
             self._latency.append(latency_ms)
             if stages is not None:
                 self._stages.append(stages)
+            if path is not None:
+                self._paths.append(path)
 
     def percentiles(self, *qs: float) -> tuple[float, ...]:
         """Percentiles of the recorded latencies (NaN each while empty)."""
@@ -125,25 +156,32 @@ class LatencyTracker:
         """
         with self._lock:
             stages = list(self._stages)
-        if not stages:
-            return StageTimes()
+        return _medians(StageTimes, stages)
 
-        def median(values: list[float]) -> float:
-            return percentile(sorted(values), 50)
-
-        return StageTimes(
-            preprocess_ms=median([s.preprocess_ms for s in stages]),
-            depth_ms=median([s.depth_ms for s in stages]),
-            detect_ms=median([s.detect_ms for s in stages]),
-            transfer_ms=median([s.transfer_ms for s in stages]),
-            total_ms=median([s.total_ms for s in stages]),
-        )
+    def path_medians(self) -> PathTimes:
+        """Median of every path time over the recorded frames (zeros while empty)."""
+        with self._lock:
+            paths = list(self._paths)
+        return _medians(PathTimes, paths)
 
     def reset(self) -> None:
         """Forget every sample."""
         with self._lock:
             self._latency.clear()
             self._stages.clear()
+            self._paths.clear()
+
+
+def _medians(cls: type, records: list) -> Any:
+    """A ``cls`` whose every field is the median of that field over ``records``."""
+    if not records:
+        return cls()
+    return cls(
+        **{
+            f.name: percentile(sorted(getattr(r, f.name) for r in records), 50)
+            for f in fields(cls)
+        }
+    )
 
 
 @dataclass
@@ -156,6 +194,7 @@ class Snapshot:
     latency_ms_p95: float = math.nan
     latency_ms_p99: float = math.nan
     stages: StageTimes | None = None
+    path: PathTimes | None = None
     dropped_frames: int = 0
     rejected_frames: int = 0
     lost_samples: int = 0
@@ -180,6 +219,7 @@ def _fmt(value: float, digits: int = 2) -> str:
 def values(snap: Snapshot) -> dict[str, str]:
     """The KeyValue strings of a snapshot, one per key of :data:`KEYS`."""
     stages = snap.stages or StageTimes()
+    path = snap.path or PathTimes()
     return {
         "input_fps": _fmt(snap.input_fps),
         "output_fps": _fmt(snap.output_fps),
@@ -190,6 +230,7 @@ def values(snap: Snapshot) -> dict[str, str]:
         "detect_ms": _fmt(stages.detect_ms, 3),
         "preprocess_ms": _fmt(stages.preprocess_ms, 3),
         "transfer_ms": _fmt(stages.transfer_ms, 3),
+        **{key: _fmt(getattr(path, key), 3) for key in PATH_KEYS},
         "dropped_frames": str(snap.dropped_frames),
         "rejected_frames": str(snap.rejected_frames),
         "lost_samples": str(snap.lost_samples),

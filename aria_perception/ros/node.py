@@ -390,6 +390,7 @@ class PerceptionNode(LifecycleNode):
 
     def _on_result(self, result: Any) -> None:
         """Publish one frame's outputs (supervisor result thread)."""
+        started = time.monotonic()
         pending: _Pending = result.tag
         engine_result = result.result
         with self._publish_lock:
@@ -407,7 +408,17 @@ class PerceptionNode(LifecycleNode):
                 return
         done = time.monotonic()
         self._output_rate.tick(done)
-        self._latency.add((done - pending.received) * 1000.0, engine_result.times)
+        timing = result.timing
+        # Before submit: the callback's validation; then the supervisor's own split.
+        validate_ms = (started - pending.received) * 1e3 - timing.roundtrip_ms
+        path = diagnostics.PathTimes(
+            copy_in_ms=validate_ms + timing.copy_in_ms,
+            queue_ms=timing.wait_ms,
+            engine_ms=timing.engine_ms,
+            transport_ms=timing.transport_ms - timing.copy_in_ms,
+            publish_ms=(done - started) * 1e3,
+        )
+        self._latency.add((done - pending.received) * 1e3, engine_result.times, path)
 
     def _publish_outputs(self, pubs: dict, pending: _Pending, engine_result: Any, header: Any):
         frame = pending.frame
@@ -505,6 +516,7 @@ class PerceptionNode(LifecycleNode):
             input_fps=self._input_rate.rate(),
             output_fps=self._output_rate.rate(),
             stages=self._latency.stage_medians(),
+            path=self._latency.path_medians(),
             active=self._active,
             depth_frame_skip=self._config.engine.depth_frame_skip,
             device=self._config.engine.device,

@@ -16,11 +16,10 @@ from typing import Any
 
 from aria_perception.errors import ConfigError
 from aria_perception.records import EngineConfig, Thresholds
+from aria_perception.worker.settings import DEFAULT_MAX_PIXELS, WorkerSettings
 
-#: Default of ``input.max_pixels``: twice an Aria RGB frame (1408x1408), so 1920x1080, 2048x1536
-#: or 2560x1440 cameras fit while a runaway 4K/8K stream is refused instead of sizing shared
-#: memory for it (slots are pre-allocated from this value: ~16 MB per RGBA input slot).
-DEFAULT_MAX_PIXELS = 1408 * 1408 * 2
+#: The worker's defaults are the defaults of the ``worker.*`` and ``input.max_pixels`` parameters.
+_WORKER = WorkerSettings()
 MAX_MAX_PIXELS = 8192 * 8192
 
 INPUT_TRANSPORTS = ("raw", "compressed")
@@ -169,21 +168,21 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("worker.cuda_graphs", True, "Capture CUDA graphs per input shape."),
     ParamSpec(
         "worker.startup_timeout_s",
-        120.0,
+        _WORKER.startup_timeout_s,
         "Seconds the worker may take to import torch and build the models.",
         low=1.0,
         high=3600.0,
     ),
     ParamSpec(
         "worker.frame_timeout_s",
-        5.0,
+        _WORKER.frame_timeout_s,
         "A worker that does not answer a frame within this is killed and restarted.",
         low=0.1,
         high=600.0,
     ),
     ParamSpec(
         "worker.max_restarts",
-        5,
+        _WORKER.max_restarts,
         "Restarts allowed within worker.restart_window_s before the worker is left failed.",
         low=0,
         high=1000,
@@ -191,7 +190,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ),
     ParamSpec(
         "worker.restart_window_s",
-        60.0,
+        _WORKER.restart_window_s,
         "Window for worker.max_restarts.",
         low=1.0,
         high=86400.0,
@@ -304,10 +303,10 @@ class NodeConfig:
     transport: str = "raw"
     qos: str = "auto"
     max_pixels: int = DEFAULT_MAX_PIXELS
-    startup_timeout_s: float = 120.0
-    frame_timeout_s: float = 5.0
-    max_restarts: int = 5
-    restart_window_s: float = 60.0
+    startup_timeout_s: float = _WORKER.startup_timeout_s
+    frame_timeout_s: float = _WORKER.frame_timeout_s
+    max_restarts: int = _WORKER.max_restarts
+    restart_window_s: float = _WORKER.restart_window_s
     diagnostics_period_s: float = 1.0
     expected_fps: float = 30.0
     latency_budget_ms: float = 30.0

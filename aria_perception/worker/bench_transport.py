@@ -110,6 +110,8 @@ class TransportReport:
         copy_in: The frame into shared memory (parent).
         copy_out: Results into shared memory (worker; ~0 when the engine writes depth in place).
         messaging: Transport minus both copies: pipe messages and thread wake-ups.
+        to_worker: Part of messaging: dispatch until the worker has the frame message.
+        to_parent: Part of messaging: the worker sending until the result is delivered.
     """
 
     engine_name: str
@@ -127,6 +129,8 @@ class TransportReport:
     copy_in: Percentiles
     copy_out: Percentiles
     messaging: Percentiles
+    to_worker: Percentiles
+    to_parent: Percentiles
 
     def table(self) -> str:
         """The report as a text table."""
@@ -137,7 +141,9 @@ class TransportReport:
             f"out), {self.frames} frames, worker start {self.startup_s:.1f} s"
         )
         rows = [f"{'ms':<34}{'p50':>9}{'p95':>9}{'mean':>9}{'max':>9}"]
-        for name in ("transport", "copy_in", "copy_out", "messaging", "engine", "roundtrip"):
+        names = ("transport", "copy_in", "copy_out", "messaging", "to_worker", "to_parent",
+                 "engine", "roundtrip")  # fmt: skip
+        for name in names:
             p: Percentiles = getattr(self, name)
             label = name + (" (round trip - engine)" if name == "transport" else "")
             rows.append(f"{label:<34}{p.p50:>9.3f}{p.p95:>9.3f}{p.mean:>9.3f}{p.max:>9.3f}")
@@ -246,6 +252,8 @@ def measure_transport(
         messaging=Percentiles.of(
             [t.transport_ms - t.copy_in_ms - t.copy_out_ms for t in measured]
         ),
+        to_worker=Percentiles.of([t.to_worker_ms for t in measured]),
+        to_parent=Percentiles.of([t.to_parent_ms for t in measured]),
     )
 
 

@@ -22,12 +22,14 @@ import numpy as np
 from aria_perception import errors
 from aria_perception.errors import ConfigError, FrameError
 from aria_perception.worker import protocol as msg
-from aria_perception.worker.slots import SharedSlots
+from aria_perception.worker.slots import OUTPUT_SLOTS, SharedSlots
 
 #: Exit code of a worker that stops after an engine error (the parent restarts it).
 EXIT_ENGINE_ERROR = 3
 #: Exit code of the ``crash`` debug action.
 EXIT_DEBUG_CRASH = 70
+#: How old the GPU memory figure sent with a result may be.
+_FRAME_MEMORY_AGE_S = 1.0
 
 
 def load_factory(path: str) -> Any:
@@ -81,6 +83,11 @@ class _Worker:
         self.quiet = threading.Event()  # set by the "freeze" debug action: heartbeats stop
         self.raise_next: msg.ErrorInfo | None = None
         self.depth_out = False  # whether Engine.process takes a depth_out array
+        self.memory_mb = (0.0, 0.0)
+        self.next_frame: msg.Frame | None = None  # the newest frame not yet run
+        self.frame_received = 0.0
+        self.free_outputs = list(range(OUTPUT_SLOTS))  # output slots the parent released
+        self.memory_at = -float("inf")
 
     def send(self, message: object) -> None:
         try:
@@ -90,7 +97,15 @@ class _Worker:
             # The parent is gone; nobody is left to report to.
             os._exit(0)
 
-    def memory(self) -> tuple[float, float]:
+    def memory(self, max_age_s: float = 0.0) -> tuple[float, float]:
+        """GPU memory (current, peak) in MB, re-read when older than ``max_age_s``.
+
+        Reading torch's allocator statistics builds a dict of hundreds of entries (about
+        0.2 ms each on the GPU machine): per frame, a figure at most a second old will do.
+        """
+        now = time.monotonic()
+        if now - self.memory_at <= max_age_s:
+            return self.memory_mb
         engine = self.engine
         if engine is None:
             return 0.0, 0.0
@@ -98,7 +113,8 @@ class _Worker:
             current, peak = engine.memory_mb()
         except Exception:  # a figure for diagnostics must not kill the worker
             return 0.0, 0.0
-        return float(current), float(peak)
+        self.memory_mb, self.memory_at = (float(current), float(peak)), now
+        return self.memory_mb
 
     def heartbeat(self) -> None:
         interval = self.start.heartbeat_interval_s
@@ -142,35 +158,58 @@ class _Worker:
                 self.slots.close()
 
     def loop(self) -> int:
-        while True:
-            try:
-                message = self.conn.recv()
-            except (EOFError, OSError):
-                return 0  # the parent closed the pipe or died
-            if isinstance(message, msg.Frame):
-                if not self.frame(message):
-                    return EXIT_ENGINE_ERROR
-            elif isinstance(message, msg.SetThresholds):
-                try:
-                    self.engine.set_thresholds(message.thresholds)
-                except Exception as exc:  # reported, the engine keeps its thresholds
-                    self.send(msg.Failure(self.gen, msg.ErrorInfo.from_exception(exc)))
-            elif isinstance(message, msg.Debug):
-                self.debug(message)
-            elif isinstance(message, msg.Shutdown):
-                return 0
+        """Read messages; run the newest waiting frame once everything sent so far is read.
 
-    def frame(self, message: msg.Frame) -> bool:
+        A frame runs when an output slot is free (the parent releases each after delivering
+        its result); meanwhile newer frames replace older waiting ones, which are skipped.
+        """
+        while True:
+            runnable = self.next_frame is not None and self.free_outputs
+            if not runnable or self.conn.poll(0):
+                try:
+                    message = self.conn.recv()
+                except (EOFError, OSError):
+                    return 0  # the parent closed the pipe or died
+                received = time.monotonic()
+                code = self.on_message(message, received)
+                if code is not None:
+                    return code
+                continue
+            frame, self.next_frame = self.next_frame, None
+            if not self.frame(frame, self.frame_received):
+                return EXIT_ENGINE_ERROR
+
+    def on_message(self, message: object, received: float) -> int | None:
+        """Act on one message; an exit code when the worker must stop."""
+        if isinstance(message, msg.Frame):
+            if self.next_frame is not None:
+                self.send(msg.Skipped(self.next_frame.frame_id, self.gen))
+            self.next_frame, self.frame_received = message, received
+        elif isinstance(message, msg.Release):
+            if message.out_slot not in self.free_outputs:
+                self.free_outputs.append(message.out_slot)
+        elif isinstance(message, msg.SetThresholds):
+            try:
+                self.engine.set_thresholds(message.thresholds)
+            except Exception as exc:  # reported, the engine keeps its thresholds
+                self.send(msg.Failure(self.gen, msg.ErrorInfo.from_exception(exc)))
+        elif isinstance(message, msg.Debug):
+            self.debug(message)
+        elif isinstance(message, msg.Shutdown):
+            return 0
+        return None
+
+    def frame(self, message: msg.Frame, received: float) -> bool:
         """Process one frame; False when the engine failed and the worker must go."""
-        received = time.monotonic()
         assert self.slots is not None
+        out_slot = self.free_outputs.pop(0)
         try:
             if self.raise_next is not None:
                 injected, self.raise_next = self.raise_next, None
                 raise injected.to_exception()
             size = int(np.prod(message.shape))
             frame = self.slots.input(message.in_slot)[:size].reshape(message.shape)
-            out = self.slots.output(message.out_slot)
+            out = self.slots.output(out_slot)
             kwargs: dict[str, Any] = {"want_depth": message.want_depth}
             if self.depth_out and message.want_depth:
                 # The engine writes the depth map straight into the output slot: an (H, W) view
@@ -186,6 +225,7 @@ class _Worker:
             n, depth_shape = out.write(result)
             t2 = time.monotonic()
         except FrameError as exc:
+            self.free_outputs.append(out_slot)  # nothing in it for the parent to read
             self.send(
                 msg.FrameFailed(
                     message.frame_id, self.gen, msg.ErrorInfo.from_exception(exc), fatal=False
@@ -199,12 +239,12 @@ class _Worker:
                 )
             )
             return False
-        current, peak = self.memory()
+        current, peak = self.memory(max_age_s=_FRAME_MEMORY_AGE_S)
         self.send(
             msg.Result(
                 frame_id=message.frame_id,
                 generation=self.gen,
-                out_slot=message.out_slot,
+                out_slot=out_slot,
                 n_detections=n,
                 depth_shape=depth_shape,
                 depth_fresh=bool(result.depth_fresh),
@@ -212,6 +252,7 @@ class _Worker:
                 engine_ms=(t1 - t0) * 1e3,
                 copy_out_ms=(t2 - t1) * 1e3,
                 received_at=received,
+                started_at=t0,
                 sent_at=time.monotonic(),
                 gpu_mem_mb=current,
                 gpu_mem_peak_mb=peak,

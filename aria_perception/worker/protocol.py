@@ -80,15 +80,25 @@ class Start:
 
 @dataclass(frozen=True)
 class Frame:
-    """A frame is waiting in input slot ``in_slot``; write its result to ``out_slot``."""
+    """A frame is waiting in input slot ``in_slot``.
+
+    The worker takes frames in order; when a newer one is already waiting it skips the older
+    (:class:`Skipped`): the newest frame wins without the worker ever waiting for the parent.
+    """
 
     frame_id: int
     generation: int
     in_slot: int
-    out_slot: int
     shape: tuple[int, ...]
     encoding: str
     want_depth: bool
+
+
+@dataclass(frozen=True)
+class Release:
+    """The parent is done reading output slot ``out_slot``: the worker may write it again."""
+
+    out_slot: int
 
 
 @dataclass(frozen=True)
@@ -158,9 +168,18 @@ class Result:
     engine_ms: float
     copy_out_ms: float
     received_at: float
+    started_at: float  # the engine started (later than received_at when the frame waited)
     sent_at: float
     gpu_mem_mb: float
     gpu_mem_peak_mb: float
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """``frame_id`` was not processed: a newer frame was already waiting (its slot is free)."""
+
+    frame_id: int
+    generation: int
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,11 @@ from aria_perception.records import EngineInfo, WorkerState
 
 #: Where the worker finds the engine class unless told otherwise ("module:Class").
 DEFAULT_ENGINE_FACTORY = "aria_perception.engine.engine:Engine"
+#: Default of ``max_pixels`` (the node's ``input.max_pixels``): twice an Aria RGB frame
+#: (1408x1408), so 1920x1080, 2048x1536 or 2560x1440 cameras fit while a runaway 4K/8K stream is
+#: refused instead of sizing shared memory for it (slots are pre-allocated from this value:
+#: ~16 MB per RGBA input slot).
+DEFAULT_MAX_PIXELS = 1408 * 1408 * 2
 
 
 @dataclass(frozen=True)
@@ -41,7 +46,7 @@ class WorkerSettings:
         shm_prefix: Prefix of the shared-memory segment names (``<prefix>_<pid>_<n>``).
     """
 
-    max_pixels: int = 1408 * 1408 * 2
+    max_pixels: int = DEFAULT_MAX_PIXELS
     max_encoded_bytes: int | None = None
     startup_timeout_s: float = 120.0
     frame_timeout_s: float = 5.0
@@ -110,7 +115,7 @@ class WorkerStats:
     """A snapshot of the supervisor's counters (for diagnostics).
 
     Every call of :meth:`Supervisor.submit` ends up in exactly one of ``processed``, ``dropped``,
-    ``rejected`` or ``failed``, or is still ``in_flight``/``pending``.
+    ``rejected`` or ``failed``, or is still counted in ``in_flight`` or ``pending``.
 
     Attributes:
         state: Where the worker is in its life.
@@ -127,8 +132,8 @@ class WorkerStats:
         gpu_mem_mb: GPU memory the worker's engine holds now (0 on the CPU).
         gpu_mem_peak_mb: Peak GPU memory of the current worker.
         pid: Process id of the current worker, ``None`` while none runs.
-        in_flight: Whether a frame is in the worker now.
-        pending: Whether a frame waits for the worker.
+        in_flight: Frames in the worker now (one running, newer ones waiting there).
+        pending: Frames waiting here for room in the worker (0 or 1).
         info: What the engine reported at start-up, ``None`` before the first start.
     """
 
@@ -144,6 +149,6 @@ class WorkerStats:
     gpu_mem_mb: float
     gpu_mem_peak_mb: float
     pid: int | None
-    in_flight: bool
-    pending: bool
+    in_flight: int
+    pending: int
     info: EngineInfo | None

@@ -23,8 +23,10 @@ import numpy as np
 from aria_perception.errors import FrameError, WorkerStartError
 from aria_perception.records import Detections, EngineResult, StageTimes
 
-#: One frame in the worker, one pending (newest wins), one being copied in by ``submit``.
-INPUT_SLOTS = 3
+#: Up to three frames in the worker (one running, the newer ones waiting there: it runs only the
+#: newest of them next) and one being copied in by ``submit``; when all are taken, a frame
+#: pending in the parent gives its slot to the newer one.
+INPUT_SLOTS = 4
 #: The parent's callback reads one while the worker writes the next frame's result.
 OUTPUT_SLOTS = 2
 

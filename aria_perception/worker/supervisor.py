@@ -5,11 +5,14 @@ CUDA. The worker is :func:`aria_perception.worker.child.run` in a process of the
 ``spawn`` context; frames and results cross in :class:`~aria_perception.worker.slots.SharedSlots`,
 control messages (:mod:`aria_perception.worker.protocol`) over a pipe.
 
-Flow of a frame: :meth:`Supervisor.submit` copies it into a free input slot. If the worker is idle
-the frame goes at once; otherwise it becomes the pending frame, replacing (and dropping) an older
-pending one: the newest frame wins and nothing queues. When a result arrives, the supervisor
-thread first hands the pending frame to the worker, then calls ``on_result`` while the worker is
-already busy with the next frame, writing into the other output slot.
+Flow of a frame: :meth:`Supervisor.submit` copies it into a free input slot and sends it to the
+worker at once (unless :data:`_MAX_IN_WORKER` frames are there already; then it becomes the
+pending frame, replacing and dropping an older pending one). The worker reads every message
+before it starts a frame and runs only the newest waiting one, skipping older ones (reported,
+counted dropped): the newest frame wins, nothing queues, and the worker goes from one frame to
+the next without waiting for this process. Results are delivered in frame order by the
+supervisor thread, which releases each output slot back to the worker once ``on_result`` has
+returned.
 """
 
 from __future__ import annotations
@@ -54,7 +57,6 @@ from aria_perception.worker import protocol as msg
 from aria_perception.worker.settings import WorkerSettings, WorkerStats
 from aria_perception.worker.slots import (
     INPUT_SLOTS,
-    OUTPUT_SLOTS,
     SharedSlots,
     SlotLayout,
     copy_frame,
@@ -82,6 +84,8 @@ class FrameTiming:
         engine_ms: ``Engine.process`` in the worker (wall clock).
         copy_out_ms: The worker copying the result into shared memory.
         roundtrip_ms: From the ``submit`` call to the ``on_result`` call.
+        to_worker_ms: Dispatch to the worker having the frame message (pipe, wake-up).
+        to_parent_ms: The worker sending the result to its delivery here (pipe, wake-up).
     """
 
     copy_in_ms: float
@@ -89,6 +93,8 @@ class FrameTiming:
     engine_ms: float
     copy_out_ms: float
     roundtrip_ms: float
+    to_worker_ms: float = 0.0
+    to_parent_ms: float = 0.0
 
     @property
     def transport_ms(self) -> float:
@@ -126,9 +132,12 @@ class _Job:
     want_depth: bool
     submitted_at: float
     copy_in_ms: float
-    out_slot: int = -1
     dispatched_at: float = 0.0
-    deadline: float = 0.0
+    deadline: float = np.inf  # set once it is the oldest frame in the worker
+
+
+#: Frames in the worker at most: one running and the newer ones waiting (it runs the newest).
+_MAX_IN_WORKER = INPUT_SLOTS - 1
 
 
 _live: weakref.WeakSet[Supervisor] = weakref.WeakSet()
@@ -209,8 +218,7 @@ class Supervisor:
         self._thresholds: Thresholds | None = None
         self._frame_ids = itertools.count(1)
         self._free_inputs = list(range(INPUT_SLOTS))
-        self._next_out = 0
-        self._in_flight: _Job | None = None
+        self._in_worker: collections.deque[_Job] = collections.deque()  # sent, in order
         self._pending: _Job | None = None
         self._warm: set[tuple[str, tuple[int, ...] | None]] = set()
         self._last_heard = 0.0
@@ -315,7 +323,16 @@ class Supervisor:
                 if self._state is not WorkerState.READY or slots is None:
                     self._dropped += 1
                     return None
-                slot = self._free_inputs.pop()
+                if self._free_inputs:
+                    slot = self._free_inputs.pop()
+                elif self._pending is not None:
+                    # The worker is full and a frame is pending: this newer frame takes the
+                    # pending one's slot (newest wins).
+                    slot, self._pending = self._pending.in_slot, None
+                    self._dropped += 1
+                else:  # not reached: slots are freed as the worker answers
+                    self._dropped += 1
+                    return None
             try:
                 dst = slots.input(slot)[: data.size]
                 copy_frame(dst.reshape(shape), data)
@@ -340,7 +357,7 @@ class Supervisor:
                     self._free_inputs.append(slot)
                     self._dropped += 1
                     return None
-                if self._in_flight is None:
+                if len(self._in_worker) < _MAX_IN_WORKER:
                     self._dispatch(job)
                 else:
                     if self._pending is not None:
@@ -390,8 +407,8 @@ class Supervisor:
                 gpu_mem_mb=self._gpu_mem[0],
                 gpu_mem_peak_mb=self._gpu_mem[1],
                 pid=None if proc is None else proc.pid,
-                in_flight=self._in_flight is not None,
-                pending=self._pending is not None,
+                in_flight=len(self._in_worker),
+                pending=int(self._pending is not None),
                 info=self._info,
             )
 
@@ -474,30 +491,35 @@ class Supervisor:
         return frame, tuple(int(s) for s in frame.shape)
 
     def _dispatch(self, job: _Job) -> None:
-        """Send ``job`` to the idle worker (caller holds ``_lock``)."""
-        job.out_slot = self._next_out
-        self._next_out = (self._next_out + 1) % OUTPUT_SLOTS
-        now = time.monotonic()
+        """Send ``job`` to the worker (caller holds ``_lock``; there is room for it)."""
+        job.dispatched_at = time.monotonic()
+        self._in_worker.append(job)
+        if len(self._in_worker) == 1:
+            self._start_clock(job, job.dispatched_at)
+        self._send(
+            msg.Frame(
+                frame_id=job.frame_id,
+                generation=self._generation,
+                in_slot=job.in_slot,
+                shape=job.shape,
+                encoding=job.encoding,
+                want_depth=job.want_depth,
+            )
+        )
+
+    def _start_clock(self, job: _Job, now: float) -> None:
+        """``job`` is the worker's next frame: its answer is due within the frame timeout.
+
+        The first frame of a shape or encoding (per worker) gets the first-frame timeout: it
+        includes cuDNN tuning and CUDA-graph capture.
+        """
         key = (job.encoding, job.shape if job.encoding in RAW_CHANNELS else None)
         if key in self._warm:
             timeout = self._settings.frame_timeout_s
         else:
             self._warm.add(key)
             timeout = max(self._settings.first_frame_timeout_s, self._settings.frame_timeout_s)
-        job.dispatched_at = now
         job.deadline = now + timeout
-        self._in_flight = job
-        self._send(
-            msg.Frame(
-                frame_id=job.frame_id,
-                generation=self._generation,
-                in_slot=job.in_slot,
-                out_slot=job.out_slot,
-                shape=job.shape,
-                encoding=job.encoding,
-                want_depth=job.want_depth,
-            )
-        )
 
     def _send(self, message: object) -> None:
         conn = self._conn
@@ -588,7 +610,6 @@ class Supervisor:
             self._gpu_mem = (ready.gpu_mem_mb, ready.gpu_mem_peak_mb)
             self._last_heard = time.monotonic()
             self._warm = set()
-            self._next_out = 0
             self._state = WorkerState.READY
             if self._thresholds is not start.thresholds:  # changed while we were starting
                 self._send(msg.SetThresholds(self._thresholds))  # type: ignore[arg-type]
@@ -616,11 +637,12 @@ class Supervisor:
         with self._lock:
             proc, conn = self._proc, self._conn
             self._proc = self._conn = None
-            for job in (self._in_flight, self._pending):
+            for job in (*self._in_worker, self._pending):
                 if job is not None:
                     self._dropped += 1
                     self._free_inputs.append(job.in_slot)
-            self._in_flight = self._pending = None
+            self._in_worker.clear()
+            self._pending = None
             self._state = WorkerState.STOPPED
         if proc is None:
             return
@@ -678,7 +700,7 @@ class Supervisor:
         proc, conn = self._proc, self._conn
         assert proc is not None and conn is not None
         with self._lock:
-            deadline = self._in_flight.deadline if self._in_flight is not None else np.inf
+            deadline = self._in_worker[0].deadline if self._in_worker else np.inf
         now = time.monotonic()
         silent_until = self._last_heard + self._settings.heartbeat_timeout_s
         timeout = max(0.0, min(_TICK_S, deadline - now, silent_until - now))
@@ -690,7 +712,7 @@ class Supervisor:
             return
         now = time.monotonic()
         with self._lock:
-            job = self._in_flight
+            job = self._in_worker[0] if self._in_worker else None
         if job is not None and now > job.deadline:
             limit = job.deadline - job.dispatched_at
             self._lose(
@@ -731,6 +753,11 @@ class Supervisor:
         """Act on one message; False when the worker is gone."""
         if isinstance(message, msg.Result):
             self._on_result_message(message)
+        elif isinstance(message, msg.Skipped):
+            with self._lock:
+                if self._take(message.frame_id, message.generation) is not None:
+                    self._dropped += 1
+                    self._dispatch_pending()
         elif isinstance(message, msg.FrameFailed):
             return self._on_frame_failed(message)
         elif isinstance(message, msg.Heartbeat):
@@ -746,18 +773,26 @@ class Supervisor:
         return True
 
     def _take(self, frame_id: int, generation: int) -> _Job | None:
-        """The in-flight job if it is ``frame_id`` of this generation (caller holds ``_lock``)."""
-        job = self._in_flight
-        if generation != self._generation or job is None or job.frame_id != frame_id:
-            # Not for the frame in flight (an earlier generation's, or a frame already given up
-            # on): never deliver it for another frame.
+        """Remove job ``frame_id`` of this generation from the worker's (caller holds ``_lock``).
+
+        The worker answers its frames in order (skipped, failed or done), so it is the oldest
+        there; the next one's frame timeout starts now.
+        """
+        queue = self._in_worker
+        if generation != self._generation or not queue or queue[0].frame_id != frame_id:
+            # Not for the worker's current frame (an earlier generation's, or a frame already
+            # given up on): never deliver it for another frame.
             self._stale += 1
             return None
-        self._in_flight = None
+        job = queue.popleft()
         self._free_inputs.append(job.in_slot)
+        if queue:
+            self._start_clock(queue[0], time.monotonic())
         return job
 
     def _dispatch_pending(self) -> None:
+        if len(self._in_worker) >= _MAX_IN_WORKER:
+            return
         job, self._pending = self._pending, None
         if job is not None:
             self._dispatch(job)
@@ -769,21 +804,31 @@ class Supervisor:
             if job is None:
                 return
             self._gpu_mem = (message.gpu_mem_mb, message.gpu_mem_peak_mb)
-            self._dispatch_pending()  # the worker starts the next frame while we deliver this one
+            self._dispatch_pending()  # to wait in the worker while it runs the next frame
             self._processed += 1
             slots = self._slots
         if slots is None:
             return  # stopped meanwhile
+        try:
+            self._deliver(message, job, slots)
+        finally:
+            self._send(msg.Release(message.out_slot))
+
+    def _deliver(self, message: msg.Result, job: _Job, slots: SharedSlots) -> None:
+        """Read the result from its output slot and hand it to ``on_result``."""
         delivered_at = time.monotonic()
         result = slots.output(message.out_slot).read(
             message.n_detections, message.depth_shape, message.times, message.depth_fresh
         )
+        pending_ms = (job.dispatched_at - job.submitted_at) * 1e3 - job.copy_in_ms
         timing = FrameTiming(
             copy_in_ms=job.copy_in_ms,
-            wait_ms=(job.dispatched_at - job.submitted_at) * 1e3 - job.copy_in_ms,
+            wait_ms=pending_ms + (message.started_at - message.received_at) * 1e3,
             engine_ms=message.engine_ms,
             copy_out_ms=message.copy_out_ms,
             roundtrip_ms=(delivered_at - job.submitted_at) * 1e3,
+            to_worker_ms=(message.received_at - job.dispatched_at) * 1e3,
+            to_parent_ms=(delivered_at - message.sent_at) * 1e3,
         )
         frame_result = FrameResult(job.tag, job.frame_id, message.generation, result, timing)
         del result
@@ -801,6 +846,11 @@ class Supervisor:
             self._last_error = str(message.error)
             if message.fatal:
                 self._failed += 1
+                # The worker exits: a frame waiting in it is lost unprocessed (dropped).
+                for other in self._in_worker:
+                    self._dropped += 1
+                    self._free_inputs.append(other.in_slot)
+                self._in_worker.clear()
             else:
                 self._rejected += 1
                 self._dispatch_pending()
@@ -823,14 +873,17 @@ class Supervisor:
         now = time.monotonic()
         window = self._settings.restart_window_s
         with self._lock:
-            job, self._in_flight = self._in_flight, None
+            queue = self._in_worker
+            job = queue.popleft() if queue else None  # the frame the worker was on
             if job is not None:
                 self._failed += 1
                 self._free_inputs.append(job.in_slot)
-            if self._pending is not None:
-                self._dropped += 1
-                self._free_inputs.append(self._pending.in_slot)
-                self._pending = None
+            for other in (*queue, self._pending):
+                if other is not None:
+                    self._dropped += 1
+                    self._free_inputs.append(other.in_slot)
+            queue.clear()
+            self._pending = None
             self._last_error = f"{type(reason).__name__}: {reason}"
             while self._failures and now - self._failures[0] > window:
                 self._failures.popleft()

@@ -51,6 +51,7 @@ def check_shape(rep: dict) -> None:
                 assert set(report.LATENCY_KEYS) <= set(run[phase]["latency_ms"])
         assert set(report.DIAG_KEYS) <= set(run["diagnostics"])
         assert set(report.STAGE_KEYS) <= set(run["diagnostics"]["stage_ms"])
+        assert set(report.PATH_KEYS) <= set(run["diagnostics"]["path_ms"])
         assert set(report.RESOURCE_KEYS) <= set(run["resources"])
         assert set(run["frames"]) == {"phase", "latency_ms", "detections"}
     for c in rep["criteria"]:
@@ -196,6 +197,8 @@ def test_compare_two_node_configurations_on_cpu(tmp_path: Path, domain_id: int) 
         d = run["diagnostics"]
         assert (d["weights"], d["device"], d["hardware_id"]) == ("random", "cpu", "cpu")
         assert d["samples"] >= 1 and d["stage_ms"]["depth_ms"] is not None
+        path = d["path_ms"]
+        assert path["engine_ms"] > 0 and path["copy_in_ms"] > 0 and path["publish_ms"] > 0
         assert d["worker_restarts"] == 0 and d["rejected_frames"] == 0
         assert run["depth"]["collected"] and run["depth"]["received"] > 0
         assert run["depth"]["bad"] == 0  # 32FC1 at the input size, input header

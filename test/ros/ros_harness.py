@@ -7,13 +7,14 @@ through real DDS.
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -140,6 +141,34 @@ class NodeProcess:
                 self.proc.kill()
                 self.proc.wait()
         self._log.close()
+
+
+@contextlib.contextmanager
+def running_node(
+    name: str,
+    params: dict[str, Any],
+    env: dict[str, str],
+    harness: Harness,
+    log: Path,
+    timeout: float = 180.0,
+) -> Iterator[NodeProcess]:
+    """A node ``name`` with ``params`` in its own process, once its worker reports READY.
+
+    Fails with the node's log if it exits or is not ready within ``timeout``; stopped on exit.
+    """
+    proc = NodeProcess(ros_args(params, "-r", f"__node:={name}"), env, log)
+    try:
+        ready = wait_for(
+            lambda: (
+                proc.proc.poll() is not None
+                or (harness.last_status(name) or {}).get("worker_state") == "READY"
+            ),
+            timeout=timeout,
+        )
+        assert ready and proc.proc.poll() is None, proc.log()
+        yield proc
+    finally:
+        proc.stop()
 
 
 class Harness:

@@ -50,6 +50,18 @@ def test_latency_window_keeps_the_newest_samples() -> None:
     assert tracker.stage_medians().depth_ms == pytest.approx(94.5)
 
 
+def test_path_medians_cover_only_frames_that_carried_them() -> None:
+    tracker = diag.LatencyTracker(size=10)
+    assert tracker.path_medians() == diag.PathTimes()
+    tracker.add(5.0, StageTimes())  # no path: not counted
+    for v in (1.0, 2.0, 9.0):
+        tracker.add(v, None, diag.PathTimes(copy_in_ms=v, engine_ms=2 * v))
+    medians = tracker.path_medians()
+    assert (medians.copy_in_ms, medians.engine_ms, medians.publish_ms) == (2.0, 4.0, 0.0)
+    values = diag.values(diag.Snapshot(path=medians))
+    assert (values["copy_in_ms"], values["engine_ms"]) == ("2.000", "4.000")
+
+
 def test_trackers_are_thread_safe() -> None:
     tracker = diag.LatencyTracker(size=50)
     rate = diag.RateTracker()
@@ -98,7 +110,7 @@ def test_status_has_every_key_of_the_design() -> None:
     assert status.hardware_id == "NVIDIA H100"
     got = {kv.key: kv.value for kv in status.values}
     assert list(got) == list(diag.KEYS)
-    assert set(diag.KEYS) == {
+    assert set(diag.KEYS) - set(diag.PATH_KEYS) == {
         "input_fps", "output_fps", "latency_ms_p50", "latency_ms_p95", "latency_ms_p99",
         "depth_ms", "detect_ms", "preprocess_ms", "transfer_ms", "dropped_frames",
         "rejected_frames", "lost_samples", "worker_restarts", "worker_state", "gpu_mem_mb",

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import cv2
 import numpy as np
 import pytest
-from ros_harness import FAST_CPU, Harness, NodeProcess, frame, node_env, ros_args, wait_for
+from ros_harness import FAST_CPU, Harness, NodeProcess, frame, node_env, running_node, wait_for
 from sensor_msgs.msg import CompressedImage, Image
 from vision_msgs.msg import Detection2DArray
 
@@ -36,19 +36,8 @@ def harness(domain_id: int) -> Iterator[Harness]:
 def node(domain_id: int, harness: Harness, tmp_path_factory) -> Iterator[NodeProcess]:
     log = tmp_path_factory.mktemp("node") / "node.log"
     params = {**FAST_CPU, "input.transport": "compressed", "input.qos": "reliable"}
-    proc = NodeProcess(ros_args(params, "-r", f"__node:={NAME}"), node_env(domain_id), log)
-    try:
-        ready = wait_for(
-            lambda: (
-                proc.proc.poll() is not None
-                or (harness.last_status(NAME) or {}).get("worker_state") == "READY"
-            ),
-            timeout=180,
-        )
-        assert ready and proc.proc.poll() is None, proc.log()
+    with running_node(NAME, params, node_env(domain_id), harness, log) as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 _count = iter(range(1, 10**6))

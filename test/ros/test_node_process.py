@@ -25,7 +25,7 @@ from lifecycle_msgs.srv import ChangeState
 from rcl_interfaces.msg import Parameter as ParameterMsg
 from rcl_interfaces.msg import ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
-from ros_harness import FAST_CPU, Harness, NodeProcess, frame, node_env, ros_args, wait_for
+from ros_harness import FAST_CPU, Harness, NodeProcess, frame, node_env, running_node, wait_for
 from sensor_msgs.msg import CameraInfo, Image
 from vision_msgs.msg import Detection2DArray
 
@@ -64,19 +64,8 @@ def harness(env: dict[str, str], domain_id: int) -> Iterator[Harness]:
 def node(env: dict[str, str], harness: Harness, tmp_path_factory) -> Iterator[NodeProcess]:
     log = tmp_path_factory.mktemp("node") / "node.log"
     params = {**FAST_CPU, "input.rotation": 90, "input.max_pixels": W * H}
-    proc = NodeProcess(ros_args(params, "-r", f"__node:={NAME}"), env, log)
-    try:
-        ready = wait_for(
-            lambda: (
-                proc.proc.poll() is not None
-                or (harness.last_status(NAME) or {}).get("worker_state") == "READY"
-            ),
-            timeout=180,
-        )
-        assert ready and proc.proc.poll() is None, proc.log()
+    with running_node(NAME, params, env, harness, log) as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 class Stream:

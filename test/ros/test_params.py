@@ -30,6 +30,24 @@ def test_defaults_are_designs() -> None:
     assert cfg.thresholds == Thresholds(0.25, 0.45, ())
 
 
+def test_worker_defaults_come_from_the_worker_settings() -> None:
+    from aria_perception.worker.settings import WorkerSettings
+
+    names = (
+        "max_pixels",
+        "startup_timeout_s",
+        "frame_timeout_s",
+        "max_restarts",
+        "restart_window_s",
+    )
+    expected = tuple(getattr(WorkerSettings(), n) for n in names)
+    assert expected == (1408 * 1408 * 2, 120.0, 5.0, 5, 60.0)
+    for cfg in (params.NodeConfig(), params.NodeConfig.from_values({})):
+        assert tuple(getattr(cfg, n) for n in names) == expected
+    assert type(params.SPECS["worker.max_restarts"].default) is int
+    assert type(params.SPECS["worker.frame_timeout_s"].default) is float
+
+
 def test_values_are_frozen_into_the_engine_config() -> None:
     cfg = params.NodeConfig.from_values(
         {

@@ -153,17 +153,21 @@ def test_newest_frame_wins_and_older_waiting_frames_are_dropped(make: Make) -> N
     frames = [frame(i) for i in range(5)]
     ids = [sup.submit(f, "rgb8", tag=i) for i, f in enumerate(frames)]
     assert all(i is not None for i in ids)
-    results = col.wait_results(2)
+    assert wait_for(lambda: col.results and col.results[-1].tag == 4, 10)
     time.sleep(0.6)  # nothing else may come
-    assert [r.tag for r in col.results] == [0, 4]  # the one in flight, then the newest
+    results = list(col.results)
+    tags = [r.tag for r in results]
+    # The first frame (or the second, if it reached the worker before the first started), then
+    # at most one more the worker knew of when it finished, then the newest: all in order.
+    assert tags[0] in (0, 1) and tags[-1] == 4 and tags == sorted(tags) and len(tags) <= 3
     engine = reference()
     for r in results:
         assert_same_result(r, engine.process(frames[r.tag], "rgb8"))
     stats = sup.stats()
-    assert (stats.processed, stats.dropped) == (2, 3)
+    assert (stats.processed, stats.dropped) == (len(tags), 5 - len(tags))
     check_counts(stats)
-    # The newest frame waited for one frame at most: latency does not grow with a queue.
-    assert results[1].timing.wait_ms < 1000 * 0.4 + 300
+    # The newest frame waited for two frames at most: latency does not grow with a queue.
+    assert results[-1].timing.wait_ms < 2 * 1000 * 0.4 + 300
 
 
 def test_stream_faster_than_the_worker_keeps_latency_bounded(make: Make) -> None:
@@ -580,6 +584,7 @@ def test_results_for_another_frame_or_generation_are_never_delivered(make: Make)
         engine_ms=0.0,
         copy_out_ms=0.0,
         received_at=0.0,
+        started_at=0.0,
         sent_at=0.0,
         gpu_mem_mb=0.0,
         gpu_mem_peak_mb=0.0,
