@@ -80,7 +80,7 @@ class FrameTiming:
 
     Attributes:
         copy_in_ms: ``submit`` copying the frame into shared memory.
-        wait_ms: Pending while the worker finished an earlier frame.
+        wait_ms: Waiting for earlier frames to finish, pending here and queued in the worker.
         engine_ms: ``Engine.process`` in the worker (wall clock).
         copy_out_ms: The worker copying the result into shared memory.
         roundtrip_ms: From the ``submit`` call to the ``on_result`` call.
@@ -171,8 +171,9 @@ class Supervisor:
         config: What the worker's engine is built from.
         settings: Slot sizes, timeouts and restart policy.
         on_result: Called with each :class:`FrameResult`, in frame order, from the supervisor
-            thread. Keep it short: the next result is delivered after it returns (the worker
-            meanwhile processes the next frame).
+            thread. Keep it short: the next result is delivered after it returns, and its
+            output slot goes back to the worker only then (the worker meanwhile processes the
+            next frame into the other slot).
         on_error: Called as ``on_error(frame_id, tag, error)`` from the supervisor thread for a
             frame that failed (``FrameError``: rejected by the engine; ``EngineError``,
             ``WorkerDiedError``, ``WorkerTimeoutError``: lost with the worker) and, with

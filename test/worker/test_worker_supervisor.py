@@ -170,6 +170,32 @@ def test_newest_frame_wins_and_older_waiting_frames_are_dropped(make: Make) -> N
     assert results[-1].timing.wait_ms < 2 * 1000 * 0.4 + 300
 
 
+def test_a_slow_consumer_never_sees_its_result_overwritten(make: Make) -> None:
+    """The worker outruns ``on_result``: it must wait for the output slot to be released."""
+    sup, _ = make(delay=0.0)
+    seen: list[tuple[int, np.ndarray, float, float]] = []
+
+    def slow(r) -> None:  # reads the shared-memory depth map only after a while
+        time.sleep(0.05)
+        seen.append((r.tag, r.result.depth.copy(), r.timing.to_worker_ms, r.timing.to_parent_ms))
+
+    sup._on_result = slow
+    sup.start()
+    frames = [frame(i) for i in range(30)]
+    for i, f in enumerate(frames):
+        sup.submit(f, "rgb8", tag=i)
+        time.sleep(0.01)  # ~100 Hz into a ~20 Hz consumer
+    assert wait_for(lambda: seen and seen[-1][0] == 29, 10)
+    assert wait_for(lambda: not (sup.stats().in_flight or sup.stats().pending), 10)
+    check_counts(sup.stats())
+    tags = [t for t, *_ in seen]
+    assert tags == sorted(tags) and len(tags) >= 5
+    engine = reference()
+    for tag, depth, to_worker, to_parent in seen:
+        np.testing.assert_array_equal(depth, engine.process(frames[tag], "rgb8").depth)
+        assert to_worker >= 0 and to_parent >= 0
+
+
 def test_stream_faster_than_the_worker_keeps_latency_bounded(make: Make) -> None:
     delay = 0.05
     sup, col = make(delay=delay)
