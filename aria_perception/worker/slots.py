@@ -42,8 +42,10 @@ _copy_pool_lock = threading.Lock()
 
 
 def _copy_threads() -> int:
-    # Measured on the GPU machine (5.9 MB, cold source): 1 thread 0.57 ms p50 / 0.70 p95,
-    # 2 threads 0.50 / 0.63, 4 threads 0.47 / 1.79: more threads buy nothing but a long tail.
+    # Measured on the GPU machine (5.9 MB, cold source, the caller copying one band): 1 thread
+    # 0.65 ms p50 / 0.77 p95, 2 threads 0.41 / 0.58, 4 threads 0.32 / 0.41, 8 threads 0.60 /
+    # 1.07. Two was chosen on end-to-end runs (before the caller copied a band, 4 threads had
+    # a 1.8 ms p95); in the node the copy measures 0.97 ms p50 with 2.
     return max(1, min(2, os.cpu_count() or 1))
 
 
@@ -60,13 +62,13 @@ def copy_frame(dst: np.ndarray, src: np.ndarray) -> None:
     global _copy_pool
     with _copy_pool_lock:
         if _copy_pool is None:
-            _copy_pool = ThreadPoolExecutor(threads, thread_name_prefix="aria-copy")
+            _copy_pool = ThreadPoolExecutor(threads - 1, thread_name_prefix="aria-copy")
     bounds = np.linspace(0, src.shape[0], threads + 1).astype(int)
-    futures = [
-        _copy_pool.submit(np.copyto, dst[a:b], src[a:b])
-        for a, b in zip(bounds[:-1], bounds[1:], strict=True)
-        if b > a
-    ]
+    bands = [(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
+    # The calling thread copies the first band itself: one thread wake-up fewer per frame.
+    futures = [_copy_pool.submit(np.copyto, dst[a:b], src[a:b]) for a, b in bands[1:]]
+    first, end = bands[0]
+    np.copyto(dst[first:end], src[first:end])
     for future in futures:
         future.result()
 

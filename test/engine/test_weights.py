@@ -234,3 +234,17 @@ def test_unreadable_and_unsafe_files_are_refused(tmp_path: Path, target: MidasSm
     torch.save(torch.zeros(3), tensor_only)
     with pytest.raises(WeightsError, match="not a state_dict"):
         load_midas_weights(target, str(tensor_only))
+
+
+def test_random_weights_are_the_same_in_every_process_and_not_degenerate() -> None:
+    torch.manual_seed(123)  # the global seed must not matter
+    a, status = create_midas_small("", allow_random_weights=True)
+    torch.manual_seed(456)
+    b, _ = create_midas_small("", allow_random_weights=True)
+    assert status == "random"
+    for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        assert torch.equal(pa, pb), name
+    x = torch.rand(1, 3, 128, 160, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        depth = a(x)
+    assert float(depth.max()) > float(depth.min())  # a dead final ReLU gives zeros everywhere

@@ -179,13 +179,20 @@ def test_outputs_carry_the_input_header_with_rotation_90(harness: Harness, node)
         for d in a.detections
     )
     assert right > H, "boxes span the received 640-pixel width, not the rotated 480"
+    raw_span = {}
     for raw in harness.messages(f"/{NAME}/depth/raw", start):
         assert (raw.encoding, raw.width, raw.height, raw.step) == ("32FC1", W, H, W * 4)
-        assert np.isfinite(np.frombuffer(raw.data, np.float32)).all()
+        depth = np.frombuffer(raw.data, np.float32)
+        assert np.isfinite(depth).all()
+        raw_span[(raw.header.stamp.sec, raw.header.stamp.nanosec)] = (depth.min(), depth.max())
     for norm in harness.messages(f"/{NAME}/depth/normalized", start):
         assert (norm.encoding, norm.width, norm.height) == ("mono8", W, H)
         pixels = np.frombuffer(norm.data, np.uint8)
-        assert pixels.min() == 0 and pixels.max() == 255
+        key = (norm.header.stamp.sec, norm.header.stamp.nanosec)
+        assert pixels.min() == 0 and pixels.max() == 255, (
+            f"normalized depth of {key} spans {pixels.min()}..{pixels.max()}; raw depth of that "
+            f"frame: {raw_span.get(key, 'not received')}; raw frames: {raw_span}"
+        )
     for ov in harness.messages(f"/{NAME}/detections/overlay", start):
         assert (ov.encoding, ov.width, ov.height, ov.step) == ("bgr8", W, H, W * 3)
     for ci in harness.messages(f"/{NAME}/depth/camera_info", start):
