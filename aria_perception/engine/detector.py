@@ -57,6 +57,15 @@ _STATUS_FILE = "official"
 _STATUS_RANDOM = "random"
 
 
+def _xyxy_with_class_offset(
+    xywh: torch.Tensor, cls: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The boxes as xyxy, and shifted by class (class-aware NMS in one pass, as Ultralytics)."""
+    half_wh = xywh[:, 2:] / 2
+    boxes = torch.cat((xywh[:, :2] - half_wh, xywh[:, :2] + half_wh), 1)
+    return boxes, boxes + (cls.to(boxes.dtype) * _MAX_WH).unsqueeze(1)
+
+
 def models_dir() -> Path:
     """The directory searched for weights: ``$ARIA_PERCEPTION_MODELS`` or ~/.cache/...models."""
     env = os.environ.get(MODELS_ENV, "").strip()
@@ -404,9 +413,9 @@ class YoloDetector:
         self.confidence = 0.25
         self.iou = 0.45
         self.classes: tuple[int, ...] = ()
-        self._allowed: torch.Tensor | None = None
         # The thresholds again as device tensors, changed in place: a CUDA graph of
-        # postprocess_fixed reads the current values at every replay.
+        # postprocess_fixed reads the current values at every replay (the class mask is also
+        # the class filter of postprocess).
         self._confidence_t = torch.zeros((), dtype=torch.float32, device=self.device)
         self._iou_t = torch.zeros((), dtype=torch.float32, device=self.device)
         self._allowed_t = torch.ones(self.num_classes, dtype=torch.bool, device=self.device)
@@ -441,27 +450,21 @@ class YoloDetector:
                 f"detector.classes must be class ids in [0, {self.num_classes}), got {bad}"
             )
         ids = tuple(int(c) for c in ids)
-        allowed = None
+        allowed = torch.ones(self.num_classes, dtype=torch.bool)
         if ids:
-            allowed = torch.zeros(self.num_classes, dtype=torch.bool)
+            allowed[:] = False
             allowed[list(ids)] = True
-            allowed = allowed.to(self.device)
         if self.device.type == "cuda":
             # Frames in flight read the old values: let them finish before changing them.
             torch.cuda.synchronize(self.device)
         self._confidence_t.fill_(float(conf))
         self._iou_t.fill_(float(iou_))
-        self._allowed_t.copy_(allowed if allowed is not None else torch.ones_like(self._allowed_t))
+        self._allowed_t.copy_(allowed)
         if self.device.type == "cuda":
             # The tensors are read on the caller's detection stream: make the writes complete
             # before any stream can use them (a rare, run-time settings change).
             torch.cuda.synchronize(self.device)
-        self.confidence, self.iou, self.classes, self._allowed = (
-            float(conf),
-            float(iou_),
-            ids,
-            allowed,
-        )
+        self.confidence, self.iou, self.classes = float(conf), float(iou_), ids
 
     def class_ids(self, names: Sequence[str]) -> tuple[int, ...]:
         """Class ids of class names (for ``detector.classes`` given as names).
@@ -518,6 +521,16 @@ class YoloDetector:
             self._anchor_grids[key] = (self._head.anchors, self._head.strides, self._head.shape)
         return out[0] if isinstance(out, (tuple, list)) else out
 
+    def _best_class(
+        self, raw: torch.Tensor, geometry: LetterboxGeometry | tuple[int, int]
+    ) -> tuple[LetterboxGeometry, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The geometry, the (anchors, 4 + nc) float predictions, best score and class each."""
+        if not isinstance(geometry, LetterboxGeometry):
+            geometry = self.geometry(*geometry)
+        pred = raw[0].transpose(0, 1).float()
+        scores, cls = pred[:, 4 : 4 + self.num_classes].max(1)
+        return geometry, pred, scores, cls
+
     @torch.no_grad()
     def postprocess(
         self, raw: torch.Tensor, geometry: LetterboxGeometry | tuple[int, int]
@@ -531,21 +544,16 @@ class YoloDetector:
             raw: Output of :meth:`forward` for one image, (1, 4 + nc, anchors).
             geometry: The image's :class:`LetterboxGeometry` or its input (H, W).
         """
-        if not isinstance(geometry, LetterboxGeometry):
-            geometry = self.geometry(*geometry)
-        pred = raw[0].transpose(0, 1).float()  # (anchors, 4 + nc)
-        scores, cls = pred[:, 4 : 4 + self.num_classes].max(1)
+        geometry, pred, scores, cls = self._best_class(raw, geometry)
         keep = scores > self.confidence
-        if self._allowed is not None:
-            keep &= self._allowed[cls]
+        if self.classes:
+            keep &= self._allowed_t[cls]
         idx = keep.nonzero().squeeze(1)  # host sync: the number of candidates
         if idx.shape[0] > _MAX_NMS:
             idx = idx[scores[idx].argsort(descending=True)[:_MAX_NMS]]
-        xywh, scores, cls = pred[idx, :4], scores[idx], cls[idx]
-        half_wh = xywh[:, 2:] / 2
-        boxes = torch.cat((xywh[:, :2] - half_wh, xywh[:, :2] + half_wh), 1)
-        offset = (cls.to(boxes.dtype) * _MAX_WH).unsqueeze(1)
-        kept = torchvision.ops.nms(boxes + offset, scores, self.iou)[: self.max_detections]
+        scores, cls = scores[idx], cls[idx]
+        boxes, offset_boxes = _xyxy_with_class_offset(pred[idx, :4], cls)
+        kept = torchvision.ops.nms(offset_boxes, scores, self.iou)[: self.max_detections]
         boxes, scores, cls = boxes[kept], scores[kept], cls[kept]
         return DetectionTensors(scale_boxes(boxes, geometry), scores, cls)
 
@@ -569,18 +577,13 @@ class YoloDetector:
             geometry: The image's :class:`LetterboxGeometry` or its input (H, W).
             candidates: Boxes entering NMS at most (capped at the number of anchors).
         """
-        if not isinstance(geometry, LetterboxGeometry):
-            geometry = self.geometry(*geometry)
-        pred = raw[0].transpose(0, 1).float()  # (anchors, 4 + nc)
-        scores, cls = pred[:, 4 : 4 + self.num_classes].max(1)
+        geometry, pred, scores, cls = self._best_class(raw, geometry)
         passed = (scores > self._confidence_t) & self._allowed_t[cls]
         k = min(candidates, pred.shape[0])
         index, valid, count_in = nms.select_top_candidates(scores, passed, k)
-        xywh, scores, cls = pred[index, :4], scores[index], cls[index]
-        half_wh = xywh[:, 2:] / 2
-        boxes = torch.cat((xywh[:, :2] - half_wh, xywh[:, :2] + half_wh), 1)
-        offset = (cls.to(boxes.dtype) * _MAX_WH).unsqueeze(1)
-        keep, converged = nms.greedy_nms_fixed(boxes + offset, valid, self._iou_t)
+        scores, cls = scores[index], cls[index]
+        boxes, offset_boxes = _xyxy_with_class_offset(pred[index, :4], cls)
+        keep, converged = nms.greedy_nms_fixed(offset_boxes, valid, self._iou_t)
         slot, count = nms.compact_rows(keep, self.max_detections)
         rows = self.max_detections + 1
         out_boxes = boxes.new_zeros((rows, 4)).index_put_((slot,), boxes)

@@ -373,9 +373,8 @@ class Engine:
                 self._run("detect", plan, tstream, self._detect)
             if depth_done is not None:
                 tstream.wait_event(depth_done)
-            packed = None
             if self._detector is None:
-                pass
+                packed = None
             elif self._fixed_post:
                 self._run("fuse", plan, tstream, self._fuse)
                 packed = plan.post_out

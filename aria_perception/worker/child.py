@@ -84,8 +84,8 @@ class _Worker:
         self.raise_next: msg.ErrorInfo | None = None
         self.depth_out = False  # whether Engine.process takes a depth_out array
         self.memory_mb = (0.0, 0.0)
-        self.next_frame: msg.Frame | None = None  # the newest frame not yet run
-        self.frame_received = 0.0
+        # The newest frame not yet run, and when its message arrived.
+        self.next_frame: tuple[msg.Frame, float] | None = None
         self.free_outputs = list(range(OUTPUT_SLOTS))  # output slots the parent released
         self.memory_at = -float("inf")
 
@@ -175,16 +175,16 @@ class _Worker:
                 if code is not None:
                     return code
                 continue
-            frame, self.next_frame = self.next_frame, None
-            if not self.frame(frame, self.frame_received):
+            (frame, received), self.next_frame = self.next_frame, None
+            if not self.frame(frame, received):
                 return EXIT_ENGINE_ERROR
 
     def on_message(self, message: object, received: float) -> int | None:
         """Act on one message; an exit code when the worker must stop."""
         if isinstance(message, msg.Frame):
             if self.next_frame is not None:
-                self.send(msg.Skipped(self.next_frame.frame_id, self.gen))
-            self.next_frame, self.frame_received = message, received
+                self.send(msg.Skipped(self.next_frame[0].frame_id, self.gen))
+            self.next_frame = (message, received)
         elif isinstance(message, msg.Release):
             if message.out_slot not in self.free_outputs:
                 self.free_outputs.append(message.out_slot)

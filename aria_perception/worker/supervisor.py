@@ -361,9 +361,7 @@ class Supervisor:
                 if len(self._in_worker) < _MAX_IN_WORKER:
                     self._dispatch(job)
                 else:
-                    if self._pending is not None:
-                        self._free_inputs.append(self._pending.in_slot)
-                        self._dropped += 1
+                    self._drop(self._pending)
                     self._pending = job
             return job.frame_id
 
@@ -638,10 +636,7 @@ class Supervisor:
         with self._lock:
             proc, conn = self._proc, self._conn
             self._proc = self._conn = None
-            for job in (*self._in_worker, self._pending):
-                if job is not None:
-                    self._dropped += 1
-                    self._free_inputs.append(job.in_slot)
+            self._drop(*self._in_worker, self._pending)
             self._in_worker.clear()
             self._pending = None
             self._state = WorkerState.STOPPED
@@ -791,6 +786,13 @@ class Supervisor:
             self._start_clock(queue[0], time.monotonic())
         return job
 
+    def _drop(self, *jobs: _Job | None) -> None:
+        """Count ``jobs`` dropped (never processed) and free their slots; caller holds _lock."""
+        for job in jobs:
+            if job is not None:
+                self._dropped += 1
+                self._free_inputs.append(job.in_slot)
+
     def _dispatch_pending(self) -> None:
         if len(self._in_worker) >= _MAX_IN_WORKER:
             return
@@ -848,9 +850,7 @@ class Supervisor:
             if message.fatal:
                 self._failed += 1
                 # The worker exits: a frame waiting in it is lost unprocessed (dropped).
-                for other in self._in_worker:
-                    self._dropped += 1
-                    self._free_inputs.append(other.in_slot)
+                self._drop(*self._in_worker)
                 self._in_worker.clear()
             else:
                 self._rejected += 1
@@ -879,10 +879,7 @@ class Supervisor:
             if job is not None:
                 self._failed += 1
                 self._free_inputs.append(job.in_slot)
-            for other in (*queue, self._pending):
-                if other is not None:
-                    self._dropped += 1
-                    self._free_inputs.append(other.in_slot)
+            self._drop(*queue, self._pending)
             queue.clear()
             self._pending = None
             self._last_error = f"{type(reason).__name__}: {reason}"
