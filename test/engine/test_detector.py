@@ -277,6 +277,25 @@ def test_anchor_grid_of_each_shape_stays_alive(detector: YoloDetector) -> None:
     assert torch.equal(detector.forward(b), raw_b)
 
 
+def test_channels_last_network_pools_in_nchw_and_matches_the_plain_layout(
+    saved: tuple[Path, torch.nn.Module], detector: YoloDetector
+) -> None:
+    # The channels-last max pool kernel is slow on CUDA, so channels-last detectors run their
+    # pools (SPPF) in NCHW; the network's output must not change.
+    last = YoloDetector(saved[0], confidence=CONF, iou=IOU, channels_last=True)
+    pools = [m for m in last.model.modules() if isinstance(m, torch.nn.MaxPool2d)]
+    wrapped = [m for m in last.model.modules() if type(m).__name__ == "_ContiguousMaxPool"]
+    assert len(pools) == len(wrapped) == 1  # YOLOv8's SPPF has one pool, applied three times
+    x = torch.randn(1, 128, 20, 20).contiguous(memory_format=torch.channels_last)
+    out = wrapped[0](x)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(out, pools[0](x))
+    image = torch.from_numpy(_image(480, 640, seed=3))
+    expected = detector.forward(detector.preprocess(image))
+    got = last.forward(last.preprocess(image))
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-3)
+
+
 def test_missing_weights_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     models = tmp_path / "models"

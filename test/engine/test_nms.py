@@ -22,16 +22,26 @@ def _clustered_boxes(seed: int, n: int, clusters: int) -> tuple[torch.Tensor, to
     return boxes[order], scores[order]
 
 
+_DEVICES = [
+    "cpu",
+    # On CUDA the suppression matrix is half precision: the same result is required.
+    pytest.param("cuda", marks=pytest.mark.gpu),
+]
+
+
+@pytest.mark.parametrize("device", _DEVICES)
 @pytest.mark.parametrize("seed", range(6))
 @pytest.mark.parametrize("iou", [0.3, 0.45, 0.7])
-def test_converged_result_equals_torchvision(seed: int, iou: float) -> None:
+def test_converged_result_equals_torchvision(device: str, seed: int, iou: float) -> None:
     boxes, scores = _clustered_boxes(seed, n=300, clusters=12)
     valid = torch.ones(300, dtype=torch.bool)
     valid[250:] = False  # padding rows never count
-    keep, converged = nms.greedy_nms_fixed(boxes, valid, torch.tensor(iou), iterations=64)
+    keep, converged = nms.greedy_nms_fixed(
+        boxes.to(device), valid.to(device), torch.tensor(iou, device=device), iterations=64
+    )
     assert bool(converged)
     expected = torchvision.ops.nms(boxes[:250], scores[:250], iou).sort().values
-    got = keep.nonzero().squeeze(1)
+    got = keep.cpu().nonzero().squeeze(1)
     assert torch.equal(got, expected)
     assert 5 < len(got) < 240  # clusters overlap, but not everything is suppressed
 

@@ -157,9 +157,10 @@ def test_newest_frame_wins_and_older_waiting_frames_are_dropped(make: Make) -> N
     time.sleep(0.6)  # nothing else may come
     results = list(col.results)
     tags = [r.tag for r in results]
-    # The first frame (or the second, if it reached the worker before the first started), then
-    # at most one more the worker knew of when it finished, then the newest: all in order.
-    assert tags[0] in (0, 1) and tags[-1] == 4 and tags == sorted(tags) and len(tags) <= 3
+    # Whichever frame the worker saw newest when it first looked (usually 0; on a loaded machine
+    # it may already see 1, 2 or even 4: each skipped frame frees a slot for the pending one),
+    # then at most one more it knew of when it finished, then the newest: all in order.
+    assert tags[-1] == 4 and tags == sorted(tags) and len(tags) <= 3
     engine = reference()
     for r in results:
         assert_same_result(r, engine.process(frames[r.tag], "rgb8"))
