@@ -7,7 +7,9 @@ the supervisor thread waking up to deliver them.
 
 Run ``python -m aria_perception.worker.bench_transport --size 1408x1408`` (the real engine; on a
 GPU machine it picks CUDA), or ``--engine echo`` for a worker that computes nothing and hands
-back a depth map of the frame's size (the floor of the transport itself).
+back a depth map of the frame's size (the floor of the transport itself). ``--rate 30`` sends
+them at a camera's pace instead of back to back: both processes then wake from idle for each
+frame, which is what the node sees.
 """
 
 from __future__ import annotations
@@ -104,6 +106,7 @@ class TransportReport:
     """What :func:`measure_transport` found (all times in milliseconds).
 
     Attributes:
+        duration_s: From the first measured frame's ``submit`` to the last result.
         transport: Round trip minus engine time: what the process boundary costs.
         roundtrip: ``submit`` call to ``on_result`` call.
         engine: ``Engine.process`` in the worker.
@@ -119,6 +122,8 @@ class TransportReport:
     device_name: str
     size: tuple[int, int]
     encoding: str
+    rate_hz: float
+    duration_s: float
     frame_bytes: int
     depth_bytes: int
     frames: int
@@ -138,7 +143,9 @@ class TransportReport:
             f"transport through the worker: {self.engine_name} engine on {self.device} "
             f"({self.device_name}), {self.size[1]}x{self.size[0]} {self.encoding} "
             f"({self.frame_bytes / 2**20:.1f} MiB in, {self.depth_bytes / 2**20:.1f} MiB depth "
-            f"out), {self.frames} frames, worker start {self.startup_s:.1f} s"
+            f"out), {self.frames} frames "
+            + (f"at {self.rate_hz:g} Hz" if self.rate_hz else "back to back")
+            + f", worker start {self.startup_s:.1f} s"
         )
         rows = [f"{'ms':<34}{'p50':>9}{'p95':>9}{'mean':>9}{'max':>9}"]
         names = ("transport", "copy_in", "copy_out", "messaging", "to_worker", "to_parent",
@@ -175,6 +182,7 @@ def measure_transport(
     encoding: str = "rgb8",
     want_depth: bool = True,
     startup_timeout_s: float = 300.0,
+    rate_hz: float = 0.0,
 ) -> TransportReport:
     """Send ``frames`` frames of ``size`` (height, width) through a worker, one at a time.
 
@@ -187,9 +195,13 @@ def measure_transport(
         encoding: rgb8, bgr8, rgba8, bgra8, mono8 or jpeg.
         want_depth: Ask for the depth map back.
         startup_timeout_s: Time allowed for the worker to start.
+        rate_hz: Send frames at this rate (each still waits for the previous result); 0 sends
+            the next one as soon as the previous result is in.
     """
     if engine not in ("real", "echo"):
         raise ValueError(f"engine must be 'real' or 'echo', got {engine!r}")
+    if rate_hz < 0:
+        raise ValueError(f"rate_hz must be >= 0, got {rate_hz}")
     height, width = size
     config = config or EngineConfig(allow_random_weights=True)
     # A ring of distinct frames, larger than a CPU cache, so the copy in reads cold memory as
@@ -224,7 +236,15 @@ def measure_transport(
         startup_s = time.monotonic() - started
         info = sup.info
         assert info is not None
+        period = 1.0 / rate_hz if rate_hz > 0 else 0.0
+        next_at = time.monotonic()
+        measured_from = 0.0
         for i in range(warmup + frames):
+            if i == warmup:
+                measured_from = time.monotonic()
+            if period:
+                time.sleep(max(0.0, next_at - time.monotonic()))
+                next_at = max(next_at + period, time.monotonic())
             done.clear()
             if sup.submit(ring[i % _RING], encoding, tag=i, want_depth=want_depth) is None:
                 raise RuntimeError(f"worker not ready: {sup.stats().last_error}")
@@ -232,6 +252,7 @@ def measure_transport(
                 raise RuntimeError(f"no answer for frame {i}")
             if failures:
                 raise RuntimeError(f"frame {i} failed: {failures[0]}")
+        duration_s = time.monotonic() - measured_from
     measured = timings[warmup:]
     transport = [t.transport_ms for t in measured]
     return TransportReport(
@@ -240,6 +261,8 @@ def measure_transport(
         device_name=info.device_name,
         size=(height, width),
         encoding=encoding,
+        rate_hz=rate_hz,
+        duration_s=duration_s,
         frame_bytes=int(ring[0].size),
         depth_bytes=depth_bytes[-1],
         frames=len(measured),
@@ -277,6 +300,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     parser.add_argument("--encoding", choices=(*_CHANNELS, "jpeg"), default="rgb8")
     parser.add_argument("--no-depth", action="store_true", help="do not ask for the depth map")
+    parser.add_argument(
+        "--rate", type=float, default=0.0, metavar="HZ", help="send at this rate (0: back to back)"
+    )
     parser.add_argument("--json", metavar="PATH", help="also write the report as JSON")
     args = parser.parse_args(argv)
     config = EngineConfig(device=args.device, allow_random_weights=True)
@@ -288,6 +314,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config=config,
         encoding=args.encoding,
         want_depth=not args.no_depth,
+        rate_hz=args.rate,
     )
     print(report.table())
     if args.json:

@@ -31,6 +31,19 @@ def test_echo_transport_without_depth() -> None:
     assert report.depth_bytes == 0 and report.frames == 5
 
 
+def test_echo_transport_at_a_camera_rate_is_paced(capsys: pytest.CaptureFixture) -> None:
+    out_args = ["--engine", "echo", "--size", "64x48", "--frames", "10", "--warmup", "2"]
+    assert main([*out_args, "--rate", "50"]) == 0
+    assert "10 frames at 50 Hz" in capsys.readouterr().out
+    paced = measure_transport(size=(48, 64), frames=10, warmup=2, engine="echo", rate_hz=50)
+    # The first measured frame goes at once, the other nine 20 ms apart.
+    assert paced.rate_hz == 50 and paced.duration_s >= 9 * 0.020 - 1e-3
+    fast = measure_transport(size=(48, 64), frames=10, warmup=2, engine="echo")
+    assert fast.duration_s < paced.duration_s
+    with pytest.raises(ValueError, match="rate_hz"):
+        measure_transport(size=(48, 64), frames=1, warmup=0, engine="echo", rate_hz=-1)
+
+
 @pytest.mark.gpu
 def test_transport_overhead_on_the_gpu() -> None:
     """Issue 4: round trip minus engine time for 1408x1408 + depth (target <= 1 ms; reported)."""
