@@ -240,11 +240,11 @@ def measure_transport(
         next_at = time.monotonic()
         measured_from = 0.0
         for i in range(warmup + frames):
-            if i == warmup:
-                measured_from = time.monotonic()
             if period:
                 time.sleep(max(0.0, next_at - time.monotonic()))
                 next_at = max(next_at + period, time.monotonic())
+            if i == warmup:
+                measured_from = time.monotonic()
             done.clear()
             if sup.submit(ring[i % _RING], encoding, tag=i, want_depth=want_depth) is None:
                 raise RuntimeError(f"worker not ready: {sup.stats().last_error}")
