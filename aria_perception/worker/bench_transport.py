@@ -305,6 +305,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--json", metavar="PATH", help="also write the report as JSON")
     args = parser.parse_args(argv)
+    if args.rate < 0:
+        parser.error(f"--rate must be >= 0 (0: back to back), got {args.rate:g}")
     config = EngineConfig(device=args.device, allow_random_weights=True)
     report = measure_transport(
         size=args.size,

@@ -42,6 +42,9 @@ def test_echo_transport_at_a_camera_rate_is_paced(capsys: pytest.CaptureFixture)
     assert fast.duration_s < paced.duration_s
     with pytest.raises(ValueError, match="rate_hz"):
         measure_transport(size=(48, 64), frames=1, warmup=0, engine="echo", rate_hz=-1)
+    with pytest.raises(SystemExit):
+        main([*out_args, "--rate", "-1"])
+    assert "--rate must be >= 0" in capsys.readouterr().err
 
 
 @pytest.mark.gpu
