@@ -11,8 +11,10 @@ from enum import IntEnum
 
 import numpy as np
 
+from aria_perception.errors import ConfigError, FrameError
+
 ROTATIONS = (0, 90, 180, 270)
-#: Raw image encodings the pipeline takes, with their channel counts (DESIGN 3).
+#: Raw image encodings the pipeline takes, with their channel counts.
 RAW_CHANNELS: dict[str, int] = {"rgb8": 3, "bgr8": 3, "mono8": 1, "rgba8": 4, "bgra8": 4}
 #: Compressed formats the worker decodes.
 COMPRESSED_FORMATS: tuple[str, ...] = ("jpeg", "png")
@@ -21,7 +23,11 @@ PRECISIONS = ("auto", "fp16", "fp32")
 
 @dataclass(frozen=True)
 class EngineConfig:
-    """Everything the inference engine needs to build itself (DESIGN 4)."""
+    """Everything the inference engine needs to build itself.
+
+    The defaults here are the package's defaults: the node's parameters, the worker and the
+    benchmarks read them from this class instead of re-typing them.
+    """
 
     device: str = "auto"
     precision: str = "auto"
@@ -48,11 +54,36 @@ class EngineConfig:
 
 @dataclass(frozen=True)
 class Thresholds:
-    """The detector settings that may change at run time."""
+    """The detector settings that may change at run time.
+
+    Raises:
+        ConfigError: ``confidence`` or ``iou`` is not a number within [0, 1], or ``classes`` is
+            not a sequence of names (checked on construction: a ``Thresholds`` is always valid).
+    """
 
     confidence: float
     iou: float
     classes: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for name, value in (("detector.confidence", self.confidence), ("detector.iou", self.iou)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ConfigError(f"{name} must be a number within [0, 1], got {value!r}")
+            if not 0.0 <= float(value) <= 1.0:  # also refuses NaN
+                raise ConfigError(f"{name} must be within [0, 1], got {value!r}")
+        if isinstance(self.classes, str) or not all(isinstance(c, str) for c in self.classes):
+            raise ConfigError(f"detector.classes must be a list of names, got {self.classes!r}")
+        object.__setattr__(self, "classes", tuple(self.classes))
+
+    def check_classes(self, class_names: tuple[str, ...]) -> None:
+        """Raise ConfigError for a name in ``classes`` that is not one of ``class_names``."""
+        unknown = [c for c in self.classes if c not in class_names]
+        if unknown:
+            sample = ", ".join(class_names[:8])
+            raise ConfigError(
+                f"detector.classes: unknown class name(s) {unknown}; this model has "
+                f"{len(class_names)} classes ({sample}, ...)"
+            )
 
 
 @dataclass
@@ -122,3 +153,86 @@ class WorkerState(IntEnum):
     READY = 2
     RESTARTING = 3
     FAILED = 4
+
+
+def check_frame_size(width: int, height: int, max_pixels: int | None, what: str = "image") -> None:
+    """The size rule of every frame: not empty, at most ``max_pixels`` pixels.
+
+    Messages print sizes as width x height, like every other size in this package.
+
+    Raises:
+        FrameError: zero size, or more pixels than ``max_pixels`` (``input.max_pixels``).
+    """
+    if height <= 0 or width <= 0:
+        raise FrameError(f"zero-size {what} ({width}x{height})")
+    if max_pixels is not None and height * width > max_pixels:
+        raise FrameError(
+            f"{what} {width}x{height} has {height * width} pixels, more than "
+            f"input.max_pixels={max_pixels}"
+        )
+
+
+def raw_channels(encoding: str) -> int:
+    """Channel count of a raw encoding.
+
+    Raises:
+        FrameError: the encoding is not one of :data:`RAW_CHANNELS`.
+    """
+    channels = RAW_CHANNELS.get(encoding)
+    if channels is None:
+        raise FrameError(
+            f"unsupported encoding {encoding!r} "
+            f"(supported: {', '.join([*RAW_CHANNELS, *COMPRESSED_FORMATS])})"
+        )
+    return channels
+
+
+def check_raw_frame(
+    frame: object, encoding: str, max_pixels: int | None = None
+) -> tuple[int, int, int]:
+    """The one check of a decoded frame handed across a layer: pixels that fit the encoding.
+
+    Args:
+        frame: the pixels, (H, W, C) or, for one channel, (H, W) uint8 (any strides).
+        encoding: one of :data:`RAW_CHANNELS`.
+        max_pixels: refuse frames with more pixels; None for no limit.
+
+    Returns:
+        (height, width, channels).
+
+    Raises:
+        FrameError: unknown encoding, not a uint8 array, a shape that does not fit the
+            encoding, zero size or too many pixels.
+    """
+    channels = raw_channels(encoding)
+    if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8:
+        got = f"{frame.dtype} array" if isinstance(frame, np.ndarray) else type(frame).__name__
+        raise FrameError(f"{encoding} frame must be a uint8 numpy array, got {got}")
+    shape = frame.shape
+    ok = (frame.ndim == 3 and shape[2] == channels) or (frame.ndim == 2 and channels == 1)
+    if not ok:
+        raise FrameError(f"{encoding} frame must be (H, W, {channels}) uint8, got shape {shape}")
+    height, width = int(shape[0]), int(shape[1])
+    check_frame_size(width, height, max_pixels, f"{encoding} frame")
+    return height, width, channels
+
+
+def check_encoded_frame(data: np.ndarray, fmt: str, max_bytes: int | None = None) -> None:
+    """The one check of compressed bytes handed across a layer.
+
+    Raises:
+        FrameError: unknown format, not 1-D uint8, empty, or more than ``max_bytes`` bytes.
+    """
+    if fmt not in COMPRESSED_FORMATS:
+        raise FrameError(
+            f"unsupported compressed format {fmt!r} (supported: {', '.join(COMPRESSED_FORMATS)})"
+        )
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 1:
+        got = f"{data.dtype} {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
+        raise FrameError(f"{fmt} frame must be 1-D uint8 bytes, got {got}")
+    if data.size == 0:
+        raise FrameError(f"{fmt} frame is empty")
+    if max_bytes is not None and data.size > max_bytes:
+        raise FrameError(
+            f"{fmt} frame of {data.size} bytes is over the {max_bytes} bytes the worker slots hold"
+        )
