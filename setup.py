@@ -30,7 +30,7 @@ setup(
             "perception_container = aria_perception.ros.container:main",
             "bench = aria_perception.bench.cli:main",
             "engine_bench = aria_perception.engine.bench:main",
-            "models = aria_perception.engine.models:main",
+            "models = aria_perception.engine.download:main",
         ],
     },
 )

@@ -6,6 +6,7 @@ Only numpy and the standard library are imported here: the node side must never 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
 
@@ -75,15 +76,73 @@ class Thresholds:
             raise ConfigError(f"detector.classes must be a list of names, got {self.classes!r}")
         object.__setattr__(self, "classes", tuple(self.classes))
 
-    def check_classes(self, class_names: tuple[str, ...]) -> None:
+    def check_classes(self, class_names: Sequence[str]) -> None:
         """Raise ConfigError for a name in ``classes`` that is not one of ``class_names``."""
-        unknown = [c for c in self.classes if c not in class_names]
-        if unknown:
-            sample = ", ".join(class_names[:8])
+        check_class_names(self.classes, class_names)
+
+
+def check_class_names(classes: Sequence[str], class_names: Sequence[str]) -> None:
+    """The rule of ``detector.classes``: every name is a class of the loaded detector.
+
+    Raises:
+        ConfigError: naming the unknown classes and a few of the model's.
+    """
+    known = set(class_names)
+    unknown = [c for c in classes if c not in known]
+    if unknown:
+        sample = ", ".join(class_names[:8]) + (", ..." if len(class_names) > 8 else "")
+        raise ConfigError(
+            f"detector.classes: unknown class name(s) {unknown}; this model has "
+            f"{len(class_names)} classes ({sample})"
+        )
+
+
+def check_integer(
+    name: str, value: object, *, minimum: int = 1, multiple: int = 1, why: str = ""
+) -> None:
+    """The rule of an integer setting: an int (not a bool), at least ``minimum``.
+
+    With ``multiple`` above 1 the rule is "a positive multiple of ``multiple``" instead.
+
+    Args:
+        name: the parameter, named in the message.
+        value: the value to check.
+        minimum: the smallest value allowed.
+        multiple: the value must be a multiple of this (1: any integer).
+        why: said after the multiple, e.g. " (the model stride)".
+
+    Raises:
+        ConfigError: naming the parameter, the rule and the value.
+    """
+    is_int = isinstance(value, int) and not isinstance(value, bool)
+    if multiple > 1:
+        if not (is_int and value >= max(minimum, multiple) and value % multiple == 0):
             raise ConfigError(
-                f"detector.classes: unknown class name(s) {unknown}; this model has "
-                f"{len(class_names)} classes ({sample}, ...)"
+                f"{name} must be a positive multiple of {multiple}{why}, got {value!r}"
             )
+    elif not (is_int and value >= minimum):
+        raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def validate_engine_config(config: EngineConfig) -> None:
+    """The checks of an :class:`EngineConfig` that need no model; ConfigError names the parameter.
+
+    Confidence, IoU and class names follow the rules of :class:`Thresholds` (the same rules as a
+    run-time change); what needs the model (class names known, image size a multiple of the
+    model stride) is checked when the model is built.
+
+    Raises:
+        ConfigError: the first value out of range.
+    """
+    if not (config.depth_enabled or config.detector_enabled):
+        raise ConfigError("depth.enabled and detector.enabled are both false: nothing to compute")
+    check_integer("depth.input_size", config.depth_input_size, multiple=32)
+    check_integer("depth.frame_skip", config.depth_frame_skip, minimum=1)
+    check_integer("detector.image_size", config.detector_image_size, multiple=32)
+    check_integer("detector.max_detections", config.max_detections, minimum=1)
+    if config.rotation not in ROTATIONS:
+        raise ConfigError(f"input.rotation must be one of {ROTATIONS}, got {config.rotation!r}")
+    Thresholds(config.confidence, config.iou, config.classes)
 
 
 @dataclass

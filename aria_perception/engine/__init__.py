@@ -3,12 +3,15 @@
 Only the worker child process and the benchmarks import this package; the node never does.
 """
 
-from aria_perception.engine.detector import DetectionTensors, YoloDetector
-from aria_perception.engine.engine import Engine, validate_engine_config
+from aria_perception.engine.detector import YoloDetector
+from aria_perception.engine.engine import Engine
 from aria_perception.engine.fusion import box_depth_median, box_depth_median_lowres
 from aria_perception.engine.midas import MIDAS_SMALL_CFG, MidasSmall
+from aria_perception.engine.midas_weights import create_midas_small, load_midas_weights
 from aria_perception.engine.preprocess import MidasPreprocess, midas_input_size, upsample_depth
-from aria_perception.engine.weights import create_midas_small, load_midas_weights
+from aria_perception.engine.yolo_post import DetectionTensors
+from aria_perception.engine.yolo_weights import find_weights, models_dir
+from aria_perception.records import validate_engine_config
 
 __all__ = [
     "MIDAS_SMALL_CFG",
@@ -20,8 +23,10 @@ __all__ = [
     "box_depth_median",
     "box_depth_median_lowres",
     "create_midas_small",
+    "find_weights",
     "load_midas_weights",
     "midas_input_size",
+    "models_dir",
     "upsample_depth",
     "validate_engine_config",
 ]

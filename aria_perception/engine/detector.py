@@ -1,69 +1,44 @@
 """Ultralytics YOLO detector with our own on-device letterbox, NMS and box rescaling.
 
-Only the network comes from ``ultralytics`` (its checkpoint loader and model classes). The
-pre- and post-processing reproduce ``YOLO.predict`` of ultralytics 8.4 for one image on the
-device: letterbox (:mod:`aria_perception.engine.letterbox`), best-class confidence filter,
-class-aware NMS with Ultralytics' class offset, ``max_det``, ``ops.scale_boxes``.
-
-Weights are found, in this order: ``detector.weights`` as an absolute path; relative to the
-current directory; in the models directory (``$ARIA_PERCEPTION_MODELS`` if set, else
-``~/.cache/aria_perception/models``). Nothing is ever downloaded: a missing file is a
-:class:`~aria_perception.errors.WeightsError` unless random weights are allowed, then the model
-is built from the matching Ultralytics config (``yolov8n.pt`` -> ``yolov8n.yaml``) with random
-weights and COCO class names.
+Only the network comes from ``ultralytics`` (found, loaded or built by
+:mod:`aria_perception.engine.yolo_weights`). The pre- and post-processing reproduce
+``YOLO.predict`` of ultralytics 8.4 for one image on the device: letterbox
+(:mod:`aria_perception.engine.letterbox`), then best-class confidence filter, class-aware NMS with
+Ultralytics' class offset, ``max_det`` and ``ops.scale_boxes``
+(:mod:`aria_perception.engine.yolo_post`).
 """
 
 from __future__ import annotations
 
-import logging
-import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from numbers import Integral
 from pathlib import Path
 from typing import Any
 
 import torch
-import torchvision
 
 from aria_perception.engine import nms
-from aria_perception.engine.letterbox import Letterbox, LetterboxGeometry, scale_boxes
+from aria_perception.engine.letterbox import Letterbox, LetterboxGeometry
+from aria_perception.engine.yolo_post import (
+    FIXED_CANDIDATES,
+    DetectionTensors,
+    DeviceThresholds,
+    decode_exact,
+    decode_fixed,
+)
+from aria_perception.engine.yolo_weights import (
+    DEFAULT_WEIGHTS,
+    STATUS_RANDOM,
+    class_names_of,
+    load_detector_model,
+)
 from aria_perception.errors import ConfigError, WeightsError
+from aria_perception.records import EngineConfig, Thresholds, check_class_names, check_integer
 
-__all__ = [
-    "DEFAULT_WEIGHTS",
-    "MODELS_ENV",
-    "DetectionTensors",
-    "FIXED_CANDIDATES",
-    "YoloDetector",
-    "find_weights",
-    "models_dir",
-]
+__all__ = ["YoloDetector"]
 
-LOG = logging.getLogger(__name__)
-
-DEFAULT_WEIGHTS = "yolov8n.pt"
-MODELS_ENV = "ARIA_PERCEPTION_MODELS"
-# ultralytics.utils.nms.non_max_suppression: class offset of class-aware NMS and the cap on
-# boxes entering NMS. Using the same offset (instead of torchvision's batched_nms) gives the
-# very same IoU arithmetic as YOLO.predict and needs no per-class loop or torch.unique sync.
-_MAX_WH = 7680
-_MAX_NMS = 30000
-#: Boxes entering the fixed-shape NMS of :meth:`YoloDetector.postprocess_fixed` at most; a
-#: frame with more candidates takes the exact variable-size path.
-FIXED_CANDIDATES = 1024
+_DEFAULTS = EngineConfig()
 _HEADS = ("Detect", "v10Detect")  # plain detection heads: (N, 4 + nc, anchors) outputs
-_STATUS_FILE = "official"
-_STATUS_RANDOM = "random"
-
-
-def _xyxy_with_class_offset(
-    xywh: torch.Tensor, cls: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The boxes as xyxy, and shifted by class (class-aware NMS in one pass, as Ultralytics)."""
-    half_wh = xywh[:, 2:] / 2
-    boxes = torch.cat((xywh[:, :2] - half_wh, xywh[:, :2] + half_wh), 1)
-    return boxes, boxes + (cls.to(boxes.dtype) * _MAX_WH).unsqueeze(1)
 
 
 class _ContiguousMaxPool(torch.nn.Module):
@@ -91,117 +66,6 @@ def _pool_in_contiguous_layout(model: torch.nn.Module) -> None:
                 setattr(module, name, _ContiguousMaxPool(child))
 
 
-def models_dir() -> Path:
-    """The directory searched for weights: ``$ARIA_PERCEPTION_MODELS`` or ~/.cache/...models."""
-    env = os.environ.get(MODELS_ENV, "").strip()
-    if env:
-        return Path(env).expanduser()
-    return Path.home() / ".cache" / "aria_perception" / "models"
-
-
-def find_weights(
-    weights: str | Path, search_dir: Path | None = None
-) -> tuple[Path | None, list[Path]]:
-    """Find a weights file without touching the network.
-
-    Args:
-        weights: Absolute path, path relative to the current directory, or a file name.
-        search_dir: Models directory (default :func:`models_dir`).
-
-    Returns:
-        The existing file (absolute) or None, and every place looked at, in order.
-    """
-    path = Path(weights).expanduser()
-    if path.is_absolute():
-        candidates = [path]
-    else:
-        candidates = [Path.cwd() / path, (search_dir or models_dir()) / path]
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate.resolve(), candidates
-    return None, candidates
-
-
-@dataclass(frozen=True)
-class DetectionTensors:
-    """Detections of one image as device tensors, best score first.
-
-    Attributes:
-        boxes: (N, 4) float32 x1, y1, x2, y2 in pixels of the input image.
-        scores: (N,) float32 confidences.
-        class_ids: (N,) int64 indices into the detector's ``class_names``.
-    """
-
-    boxes: torch.Tensor
-    scores: torch.Tensor
-    class_ids: torch.Tensor
-
-    def __len__(self) -> int:
-        return int(self.scores.shape[0])
-
-
-def _ultralytics_offline() -> None:
-    """Keep ultralytics off the network; must run before its first import to take effect."""
-    os.environ.setdefault("YOLO_OFFLINE", "1")  # no connectivity checks, no auto-update
-    os.environ.setdefault("YOLO_AUTOINSTALL", "false")  # no pip install of missing modules
-
-
-def _coco_names() -> tuple[str, ...]:
-    from ultralytics.utils import ROOT, YAML
-
-    names = YAML.load(ROOT / "cfg" / "datasets" / "coco.yaml")["names"]
-    return tuple(names[i] for i in range(len(names)))
-
-
-def _names_tuple(names: Any, nc: int) -> tuple[str, ...]:
-    if isinstance(names, dict):
-        return tuple(str(names.get(i, i)) for i in range(nc))
-    if isinstance(names, (list, tuple)) and len(names) == nc:
-        return tuple(str(n) for n in names)
-    return tuple(str(i) for i in range(nc))
-
-
-def _num_classes(model: torch.nn.Module) -> int:
-    head = model.model[-1] if hasattr(model, "model") else None
-    nc = getattr(head, "nc", None)
-    return int(nc) if nc else len(getattr(model, "names", ()))
-
-
-def _load_checkpoint(path: Path) -> torch.nn.Module:
-    """Load an Ultralytics ``.pt`` checkpoint with ultralytics' own loader, offline."""
-    _ultralytics_offline()
-    from ultralytics.nn.tasks import load_checkpoint
-    from ultralytics.utils.checks import check_yolov5u_filename
-
-    # The loader renames legacy YOLOv3/v5 names (yolov5s.pt -> yolov5su.pt) and then downloads
-    # the renamed file when it is missing: refuse such names instead of going online.
-    renamed = check_yolov5u_filename(str(path), verbose=False)
-    if renamed != str(path):
-        raise WeightsError(
-            f"detector weights {path}: ultralytics treats this name as a legacy YOLOv3/v5 model "
-            f"and would load {Path(renamed).name} instead; rename the file"
-        )
-    try:
-        model, _ = load_checkpoint(str(path), device="cpu", fuse=False)
-    except Exception as err:  # any loader failure becomes a WeightsError at this boundary
-        raise WeightsError(f"cannot load detector weights {path}: {err}") from err
-    return model
-
-
-def _build_from_config(config: str) -> torch.nn.Module:
-    """Build a randomly initialised model from an Ultralytics model config (``*.yaml``)."""
-    _ultralytics_offline()
-    from ultralytics.nn.tasks import DetectionModel
-
-    try:
-        return DetectionModel(cfg=config, verbose=False)
-    except Exception as err:  # any build failure becomes a WeightsError at this boundary
-        raise WeightsError(
-            f"cannot build a detector from model config {config!r}: {err}. Use the name of a "
-            f"config that ultralytics ships (e.g. yolov8n.yaml, yolo11n.yaml) or a path to one"
-        ) from err
-
-
 def _resolve_dtype(dtype: torch.dtype | str) -> torch.dtype:
     table = {"fp16": torch.float16, "fp32": torch.float32}
     if isinstance(dtype, str):
@@ -216,14 +80,16 @@ def _resolve_dtype(dtype: torch.dtype | str) -> torch.dtype:
 class YoloDetector:
     """An Ultralytics YOLO detection network with on-device pre- and post-processing.
 
-    Weights are resolved as the module docstring says. The network is fused (Conv+BN), in eval
-    mode, on ``device`` in ``dtype``; with the same weights and image, :meth:`detect` gives the
-    detections of ``YOLO.predict(image_bgr, conf, iou, max_det, classes, imgsz)``.
+    Weights are resolved as :mod:`aria_perception.engine.yolo_weights` says. The network is
+    fused (Conv+BN), in eval mode, on ``device`` in ``dtype``; with the same weights and image,
+    :meth:`detect` gives the detections of ``YOLO.predict(image_bgr, conf, iou, max_det,
+    classes, imgsz)``. Settings default to :class:`~aria_perception.records.EngineConfig`'s.
 
-    The three stages can be run separately so a caller can capture the fixed-shape ones in a
-    CUDA graph: :meth:`preprocess` (letterbox, fixed shapes per input size, no host sync),
-    :meth:`forward` (the network only), :meth:`postprocess` (variable-size outputs; it syncs
-    with the host twice: the candidate count and torchvision's NMS).
+    The stages can be run separately so a caller can capture the fixed-shape ones in a CUDA
+    graph: :meth:`preprocess` (letterbox, fixed shapes per input size, no host sync),
+    :meth:`forward` (the network only), :meth:`postprocess_fixed` (fixed shapes, no host sync)
+    or :meth:`postprocess` (variable-size outputs; it syncs with the host twice: the candidate
+    count and torchvision's NMS).
 
     Args:
         weights: ``*.pt`` checkpoint (path or file name) or ``*.yaml`` Ultralytics model config
@@ -238,7 +104,8 @@ class YoloDetector:
         allow_random_weights: Build a random model from the matching config when the
             checkpoint is missing (logged loudly; :attr:`weights_status` says ``"random"``).
         channels_last: Run the network in channels-last memory format.
-        search_dir: Models directory (default :func:`models_dir`).
+        search_dir: Models directory (default
+            :func:`~aria_perception.engine.yolo_weights.models_dir`).
 
     Attributes:
         class_names: Names by class id (COCO names for random weights of an 80-class config).
@@ -266,21 +133,21 @@ class YoloDetector:
         *,
         device: str | torch.device = "cpu",
         dtype: torch.dtype | str = torch.float32,
-        image_size: int = 640,
-        confidence: float = 0.25,
-        iou: float = 0.45,
-        max_detections: int = 100,
+        image_size: int = _DEFAULTS.detector_image_size,
+        confidence: float = _DEFAULTS.confidence,
+        iou: float = _DEFAULTS.iou,
+        max_detections: int = _DEFAULTS.max_detections,
         classes: Sequence[int] | None = None,
         allow_random_weights: bool = False,
         channels_last: bool = False,
         search_dir: Path | None = None,
     ) -> None:
-        model, names, status, path = self._obtain(weights, allow_random_weights, search_dir)
+        found = load_detector_model(weights, allow_random_weights, search_dir)
         self._setup(
-            model,
-            names,
-            status,
-            path,
+            found.model,
+            found.class_names,
+            found.status,
+            found.path,
             device=device,
             dtype=dtype,
             image_size=image_size,
@@ -296,7 +163,7 @@ class YoloDetector:
         cls,
         model: torch.nn.Module,
         class_names: Sequence[str] | None = None,
-        weights_status: str = _STATUS_RANDOM,
+        weights_status: str = STATUS_RANDOM,
         **settings: Any,
     ) -> YoloDetector:
         """Wrap an in-memory Ultralytics ``DetectionModel`` (it is fused and moved in place).
@@ -308,71 +175,9 @@ class YoloDetector:
             **settings: The keyword settings of the constructor (device, dtype, ...).
         """
         self = cls.__new__(cls)
-        nc = _num_classes(model)
-        names = tuple(class_names) if class_names else _names_tuple(model.names, nc)
+        names = tuple(class_names) if class_names else class_names_of(model)
         self._setup(model, names, weights_status, None, **settings)
         return self
-
-    # ---------------------------------------------------------------- building
-    @staticmethod
-    def _obtain(
-        weights: str | Path, allow_random: bool, search_dir: Path | None
-    ) -> tuple[torch.nn.Module, tuple[str, ...], str, Path | None]:
-        text = str(weights).strip()
-        if not text:
-            raise ConfigError("detector.weights must name a .pt checkpoint or a .yaml config")
-        suffix = Path(text).suffix.lower()
-        if suffix in (".yaml", ".yml"):
-            if not allow_random:
-                raise WeightsError(
-                    f"detector.weights {text!r} is a model config: it gives random weights, "
-                    f"which need allow_random_weights: true"
-                )
-            return YoloDetector._random(text, reason=f"{text} is a model config")
-        if suffix != ".pt":
-            raise ConfigError(
-                f"detector.weights must be an Ultralytics .pt checkpoint or .yaml config, "
-                f"got {text!r}"
-            )
-        path, looked = find_weights(text, search_dir)
-        if path is not None:
-            model = _load_checkpoint(path)
-            nc = _num_classes(model)
-            return model, _names_tuple(getattr(model, "names", None), nc), _STATUS_FILE, path
-        places = ", ".join(str(p) for p in looked)
-        if not allow_random:
-            raise WeightsError(
-                f"detector weights {text!r} not found (looked in: {places}). Nothing is "
-                f"downloaded here: run the `models` command (ros2 run aria_perception models) "
-                f"on a machine with internet and copy the file to {search_dir or models_dir()} "
-                f"(or set ${MODELS_ENV}), give an absolute path, or set "
-                f"allow_random_weights: true to run with random weights"
-            )
-        config = Path(text).with_suffix(".yaml").name
-        try:
-            return YoloDetector._random(config, reason=f"{text} not found (looked in: {places})")
-        except WeightsError as err:
-            raise WeightsError(
-                f"detector weights {text!r} not found (looked in: {places}), and no random "
-                f"model can be built for that name: {err}"
-            ) from err
-
-    @staticmethod
-    def _random(
-        config: str, reason: str
-    ) -> tuple[torch.nn.Module, tuple[str, ...], str, Path | None]:
-        model = _build_from_config(config)
-        nc = _num_classes(model)
-        names = _coco_names() if nc == 80 else tuple(str(i) for i in range(nc))
-        LOG.warning(
-            "\n%s\n!! DETECTOR RUNS WITH RANDOM WEIGHTS (%s; built from %s).\n"
-            "!! Detections are meaningless; fine for tests and benchmarks only.\n%s",
-            "!" * 78,
-            reason,
-            config,
-            "!" * 78,
-        )
-        return model, names, _STATUS_RANDOM, None
 
     def _setup(
         self,
@@ -383,10 +188,10 @@ class YoloDetector:
         *,
         device: str | torch.device = "cpu",
         dtype: torch.dtype | str = torch.float32,
-        image_size: int = 640,
-        confidence: float = 0.25,
-        iou: float = 0.45,
-        max_detections: int = 100,
+        image_size: int = _DEFAULTS.detector_image_size,
+        confidence: float = _DEFAULTS.confidence,
+        iou: float = _DEFAULTS.iou,
+        max_detections: int = _DEFAULTS.max_detections,
         classes: Sequence[int] | None = None,
         channels_last: bool = False,
     ) -> None:
@@ -425,26 +230,17 @@ class YoloDetector:
                 f"the detector has {self.num_classes} classes but {len(names)} class names"
             )
         self.stride = max(int(model.stride.max()), 32)
-        if not isinstance(image_size, int) or image_size <= 0 or image_size % self.stride:
-            raise ConfigError(
-                f"detector.image_size must be a positive multiple of the model stride "
-                f"{self.stride}, got {image_size!r}"
-            )
-        if not isinstance(max_detections, int) or max_detections < 1:
-            raise ConfigError(f"detector.max_detections must be >= 1, got {max_detections!r}")
+        check_integer(
+            "detector.image_size", image_size, multiple=self.stride, why=" (the model stride)"
+        )
+        check_integer("detector.max_detections", max_detections, minimum=1)
         self.image_size = image_size
         self.max_detections = max_detections
         self.channels_last = channels_last
         self.letterbox = Letterbox(image_size, self.stride, self.dtype, channels_last)
-        self.confidence = 0.25
-        self.iou = 0.45
+        self.confidence, self.iou = confidence, iou
         self.classes: tuple[int, ...] = ()
-        # The thresholds again as device tensors, changed in place: a CUDA graph of
-        # postprocess_fixed reads the current values at every replay (the class mask is also
-        # the class filter of postprocess).
-        self._confidence_t = torch.zeros((), dtype=torch.float32, device=self.device)
-        self._iou_t = torch.zeros((), dtype=torch.float32, device=self.device)
-        self._allowed_t = torch.ones(self.num_classes, dtype=torch.bool, device=self.device)
+        self._thresholds = DeviceThresholds(self.num_classes, self.device)
         self.set_thresholds(confidence=confidence, iou=iou, classes=classes or ())
 
     # ---------------------------------------------------------------- settings
@@ -464,11 +260,10 @@ class YoloDetector:
         Raises:
             ConfigError: A value is out of range (nothing is changed then).
         """
-        conf = self.confidence if confidence is None else confidence
-        iou_ = self.iou if iou is None else iou
-        for name, value in (("detector.confidence", conf), ("detector.iou", iou_)):
-            if not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
-                raise ConfigError(f"{name} must be within [0, 1], got {value!r}")
+        checked = Thresholds(
+            self.confidence if confidence is None else confidence,
+            self.iou if iou is None else iou,
+        )
         ids = self.classes if classes is None else tuple(classes)
         bad = [c for c in ids if not isinstance(c, Integral) or not 0 <= c < self.num_classes]
         if bad:
@@ -476,21 +271,12 @@ class YoloDetector:
                 f"detector.classes must be class ids in [0, {self.num_classes}), got {bad}"
             )
         ids = tuple(int(c) for c in ids)
-        allowed = torch.ones(self.num_classes, dtype=torch.bool)
-        if ids:
-            allowed[:] = False
-            allowed[list(ids)] = True
-        if self.device.type == "cuda":
-            # Frames in flight read the old values: let them finish before changing them.
-            torch.cuda.synchronize(self.device)
-        self._confidence_t.fill_(float(conf))
-        self._iou_t.fill_(float(iou_))
-        self._allowed_t.copy_(allowed)
-        if self.device.type == "cuda":
-            # The tensors are read on the caller's detection stream: make the writes complete
-            # before any stream can use them (a rare, run-time settings change).
-            torch.cuda.synchronize(self.device)
-        self.confidence, self.iou, self.classes = float(conf), float(iou_), ids
+        self._thresholds.write(checked.confidence, checked.iou, ids)
+        self.confidence, self.iou, self.classes = (
+            float(checked.confidence),
+            float(checked.iou),
+            ids,
+        )
 
     def class_ids(self, names: Sequence[str]) -> tuple[int, ...]:
         """Class ids of class names (for ``detector.classes`` given as names).
@@ -498,14 +284,8 @@ class YoloDetector:
         Raises:
             ConfigError: A name is not one of :attr:`class_names`.
         """
+        check_class_names(names, self.class_names)
         index = {name: i for i, name in enumerate(self.class_names)}
-        unknown = [n for n in names if n not in index]
-        if unknown:
-            sample = ", ".join(self.class_names[:8])
-            raise ConfigError(
-                f"detector.classes: unknown class name(s) {unknown}; this model has "
-                f"{self.num_classes} classes ({sample}, ...)"
-            )
         return tuple(index[n] for n in names)
 
     # ---------------------------------------------------------------- stages
@@ -547,15 +327,8 @@ class YoloDetector:
             self._anchor_grids[key] = (self._head.anchors, self._head.strides, self._head.shape)
         return out[0] if isinstance(out, (tuple, list)) else out
 
-    def _best_class(
-        self, raw: torch.Tensor, geometry: LetterboxGeometry | tuple[int, int]
-    ) -> tuple[LetterboxGeometry, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The geometry, the (anchors, 4 + nc) float predictions, best score and class each."""
-        if not isinstance(geometry, LetterboxGeometry):
-            geometry = self.geometry(*geometry)
-        pred = raw[0].transpose(0, 1).float()
-        scores, cls = pred[:, 4 : 4 + self.num_classes].max(1)
-        return geometry, pred, scores, cls
+    def _geometry_of(self, geometry: LetterboxGeometry | tuple[int, int]) -> LetterboxGeometry:
+        return geometry if isinstance(geometry, LetterboxGeometry) else self.geometry(*geometry)
 
     @torch.no_grad()
     def postprocess(
@@ -564,24 +337,21 @@ class YoloDetector:
         """Decode the raw output of one image into detections in input pixels.
 
         Mirrors ``non_max_suppression`` (best class only, class-aware, not agnostic) and
-        ``scale_boxes`` of ultralytics 8.4.
+        ``scale_boxes`` of ultralytics 8.4 (:func:`.yolo_post.decode_exact`).
 
         Args:
             raw: Output of :meth:`forward` for one image, (1, 4 + nc, anchors).
             geometry: The image's :class:`LetterboxGeometry` or its input (H, W).
         """
-        geometry, pred, scores, cls = self._best_class(raw, geometry)
-        keep = scores > self.confidence
-        if self.classes:
-            keep &= self._allowed_t[cls]
-        idx = keep.nonzero().squeeze(1)  # host sync: the number of candidates
-        if idx.shape[0] > _MAX_NMS:
-            idx = idx[scores[idx].argsort(descending=True)[:_MAX_NMS]]
-        scores, cls = scores[idx], cls[idx]
-        boxes, offset_boxes = _xyxy_with_class_offset(pred[idx, :4], cls)
-        kept = torchvision.ops.nms(offset_boxes, scores, self.iou)[: self.max_detections]
-        boxes, scores, cls = boxes[kept], scores[kept], cls[kept]
-        return DetectionTensors(scale_boxes(boxes, geometry), scores, cls)
+        return decode_exact(
+            raw,
+            self._geometry_of(geometry),
+            self._thresholds,
+            confidence=self.confidence,
+            iou=self.iou,
+            filter_classes=bool(self.classes),
+            max_detections=self.max_detections,
+        )
 
     @torch.no_grad()
     def postprocess_fixed(
@@ -603,26 +373,12 @@ class YoloDetector:
             geometry: The image's :class:`LetterboxGeometry` or its input (H, W).
             candidates: Boxes entering NMS at most (capped at the number of anchors).
         """
-        geometry, pred, scores, cls = self._best_class(raw, geometry)
-        passed = (scores > self._confidence_t) & self._allowed_t[cls]
-        k = min(candidates, pred.shape[0])
-        index, valid, count_in = nms.select_top_candidates(scores, passed, k)
-        scores, cls = scores[index], cls[index]
-        boxes, offset_boxes = _xyxy_with_class_offset(pred[index, :4], cls)
-        keep, converged = nms.greedy_nms_fixed(offset_boxes, valid, self._iou_t)
-        slot, count = nms.compact_rows(keep, self.max_detections)
-        rows = self.max_detections + 1
-        out_boxes = boxes.new_zeros((rows, 4)).index_put_((slot,), boxes)
-        out_scores = scores.new_zeros(rows).index_put_((slot,), scores)
-        out_cls = cls.new_zeros(rows).index_put_((slot,), cls)
-        m = self.max_detections
-        return nms.FixedDetections(
-            boxes=scale_boxes(out_boxes[:m], geometry),
-            scores=out_scores[:m],
-            class_ids=out_cls[:m],
-            count=count,
-            candidates=count_in,
-            exact=converged & (count_in <= k),
+        return decode_fixed(
+            raw,
+            self._geometry_of(geometry),
+            self._thresholds,
+            max_detections=self.max_detections,
+            candidates=candidates,
         )
 
     def detect(self, image: torch.Tensor) -> DetectionTensors:

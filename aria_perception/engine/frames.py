@@ -9,32 +9,23 @@ from __future__ import annotations
 import torch
 
 from aria_perception.errors import FrameError
-from aria_perception.records import COMPRESSED_FORMATS, RAW_CHANNELS
-
-COMPRESSED = COMPRESSED_FORMATS
+from aria_perception.records import ROTATIONS, raw_channels
 
 
 def to_rgb(pixels: torch.Tensor, encoding: str) -> torch.Tensor:
     """Return an (H, W, 3) uint8 RGB view or copy of ``pixels`` given in ``encoding``.
 
     Args:
-        pixels: (H, W, C) or (H, W) uint8 tensor in the message's encoding.
-        encoding: one of :data:`RAW_CHANNELS`.
+        pixels: (H, W, C) or (H, W) uint8 tensor in the message's encoding, of the shape
+            :func:`~aria_perception.records.check_raw_frame` accepted for it.
+        encoding: one of :data:`~aria_perception.records.RAW_CHANNELS`.
 
     Raises:
-        FrameError: the encoding is unknown or the channel count does not match it.
+        FrameError: the encoding is unknown.
     """
-    channels = RAW_CHANNELS.get(encoding)
-    if channels is None:
-        raise FrameError(
-            f"unsupported encoding {encoding!r} (supported: {', '.join(RAW_CHANNELS)})"
-        )
+    raw_channels(encoding)
     if pixels.dim() == 2:
         pixels = pixels.unsqueeze(-1)
-    if pixels.dim() != 3 or pixels.shape[-1] != channels:
-        raise FrameError(
-            f"{encoding} frame must have {channels} channel(s), got shape {tuple(pixels.shape)}"
-        )
     if encoding == "rgb8":
         return pixels
     if encoding == "mono8":
@@ -51,15 +42,17 @@ def decode(data: torch.Tensor, fmt: str, device: torch.device) -> torch.Tensor:
     JPEG is decoded on the GPU (nvjpeg through torchvision) when ``device`` is CUDA, so only the
     compressed bytes cross the bus; PNG is decoded on the CPU and uploaded.
 
+    Args:
+        data: the bytes as a 1-D uint8 CPU tensor, as
+            :func:`~aria_perception.records.check_encoded_frame` accepted them.
+        fmt: ``jpeg`` or ``png``.
+        device: where the pixels go.
+
     Raises:
-        FrameError: unknown format or corrupt data.
+        FrameError: corrupt data.
     """
     from torchvision.io import ImageReadMode, decode_jpeg, decode_png
 
-    if fmt not in COMPRESSED:
-        raise FrameError(f"unsupported compressed format {fmt!r} (supported: jpeg, png)")
-    if data.dtype != torch.uint8 or data.dim() != 1 or data.numel() == 0:
-        raise FrameError("compressed frame must be a non-empty 1-D uint8 buffer")
     try:
         if fmt == "jpeg":
             target = device if device.type == "cuda" else "cpu"
@@ -73,8 +66,8 @@ def decode(data: torch.Tensor, fmt: str, device: torch.device) -> torch.Tensor:
 
 def rotation_turns(rotation: int) -> int:
     """Quarter turns for :func:`torch.rot90` that turn an image ``rotation`` degrees clockwise."""
-    if rotation not in (0, 90, 180, 270):
-        raise ValueError(f"rotation must be 0, 90, 180 or 270, got {rotation}")
+    if rotation not in ROTATIONS:
+        raise ValueError(f"rotation must be one of {ROTATIONS}, got {rotation}")
     return -(rotation // 90)
 
 
@@ -113,5 +106,5 @@ def unrotate_boxes(boxes: torch.Tensor, rotation: int, height: int, width: int) 
     elif rotation == 270:  # -> (y, width - x)
         out = (width - y2, x1, width - y1, x2)
     else:
-        raise ValueError(f"rotation must be 0, 90, 180 or 270, got {rotation}")
+        raise ValueError(f"rotation must be one of {ROTATIONS}, got {rotation}")
     return torch.stack(out, dim=-1)

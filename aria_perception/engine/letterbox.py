@@ -71,7 +71,7 @@ def letterbox_geometry(
         The geometry, including the box back-mapping of ``ops.scale_boxes``.
     """
     if height < 1 or width < 1:
-        raise ValueError(f"image size must be positive, got {height}x{width}")
+        raise ValueError(f"image size must be positive, got {width}x{height}")
     r = min(image_size / height, image_size / width)
     new_w, new_h = max(round(width * r), 1), max(round(height * r), 1)
     dw, dh = image_size - new_w, image_size - new_h

@@ -7,7 +7,7 @@ the official checkpoints load with ``strict=True`` and give the same output.
 
 The pretrained config (:data:`MIDAS_SMALL_CFG`) travels with the model, timm style: the
 preprocessing (:mod:`aria_perception.engine.preprocess`) and the weights loader
-(:mod:`aria_perception.engine.weights`) read it from here.
+(:mod:`aria_perception.engine.midas_weights`) read it from here.
 """
 
 from __future__ import annotations
@@ -229,7 +229,7 @@ class MidasSmall(nn.Module):
     """MiDaS v2.1 small: relative inverse depth (bigger = nearer, not metres) from one image.
 
     Constructed with default arguments it is randomly initialised and downloads nothing; load the
-    official weights with :func:`aria_perception.engine.weights.load_midas_weights`.
+    official weights with :func:`aria_perception.engine.midas_weights.load_midas_weights`.
     ``forward`` has no data-dependent Python control flow and no host synchronisation, so the
     model can be captured in a CUDA graph and run in half precision and channels_last.
 

@@ -21,6 +21,7 @@ from torch.nn import functional as F
 
 from aria_perception.engine.midas import MIDAS_SMALL_CFG, MidasPretrainedCfg
 from aria_perception.errors import ConfigError, FrameError
+from aria_perception.records import check_frame_size
 
 
 def _constrain_to_multiple(value: float, multiple_of: int, max_value: int) -> int:
@@ -61,8 +62,7 @@ def midas_input_size(
             f"depth.input_size: {size} is too small; it must be at least {multiple_of} "
             f"(outputs are multiples of {multiple_of})"
         )
-    if height <= 0 or width <= 0:
-        raise FrameError(f"frame size {height}x{width} is empty")
+    check_frame_size(width, height, None, "frame")
     # Computed in Python floats (IEEE double), as the official code does in numpy float64, so
     # sizes that land on a rounding boundary come out the same.
     scale_height = size / height
@@ -75,8 +75,8 @@ def midas_input_size(
     new_width = _constrain_to_multiple(scale_width * width, multiple_of, size)
     if new_height <= 0 or new_width <= 0:
         raise FrameError(
-            f"frame size {height}x{width} is too elongated for depth: it would be resized to "
-            f"{new_height}x{new_width} (depth.input_size {size})"
+            f"frame size {width}x{height} is too elongated for depth: it would be resized to "
+            f"{new_width}x{new_height} (depth.input_size {size})"
         )
     return new_height, new_width
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from aria_perception.errors import ConfigError
+from aria_perception.records import PRECISIONS, StageTimes
 
 
 @dataclass(frozen=True)
@@ -58,8 +59,8 @@ def resolve_runtime(device: str, precision: str) -> Runtime:
                     "CUDA device(s) exist"
                 )
             dev = torch.device("cuda", index)
-    if precision not in ("auto", "fp16", "fp32"):
-        raise ConfigError(f"precision: {precision!r} is not one of auto, fp16, fp32")
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision: {precision!r} is not one of {', '.join(PRECISIONS)}")
     if precision == "auto":
         dtype = torch.float16 if dev.type == "cuda" else torch.float32
     elif precision == "fp16":
@@ -109,3 +110,39 @@ class Stopwatch:
         if self._cuda:
             return float(self._begin.elapsed_time(self._end))
         return (self._t1 - self._t0) * 1000.0
+
+
+class StageClock:
+    """The stopwatches of one frame's stages, and the :class:`StageTimes` they add up to.
+
+    Attributes:
+        h2d: the upload (or decode) of the frame.
+        prepare: encoding conversion, rotation and both networks' input preparation.
+        depth: MiDaS and the depth upsampling.
+        detect: YOLO, NMS, box depth and packing.
+        d2h: the copies back to the host.
+    """
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.h2d = Stopwatch(runtime)
+        self.prepare = Stopwatch(runtime)
+        self.depth = Stopwatch(runtime)
+        self.detect = Stopwatch(runtime)
+        self.d2h = Stopwatch(runtime)
+
+    def times(self) -> StageTimes:
+        """The frame's stage times; read once its work is finished.
+
+        Depth and detection run at the same time on two streams, so the total counts the
+        longer of the two.
+        """
+        times = StageTimes(
+            preprocess_ms=self.prepare.elapsed_ms(),
+            depth_ms=self.depth.elapsed_ms(),
+            detect_ms=self.detect.elapsed_ms(),
+            transfer_ms=self.h2d.elapsed_ms() + self.d2h.elapsed_ms(),
+        )
+        times.total_ms = (
+            times.preprocess_ms + max(times.depth_ms, times.detect_ms) + times.transfer_ms
+        )
+        return times

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from aria_perception.engine.engine import Engine, validate_engine_config
+from aria_perception.engine.engine import Engine
 from aria_perception.engine.fusion import box_depth_median
 from aria_perception.errors import ConfigError, FrameError, WeightsError
-from aria_perception.records import EngineConfig, Thresholds
+from aria_perception.records import EngineConfig, Thresholds, validate_engine_config
 
 # Random YOLO weights score every box about 1.5e-4: a confidence below that yields boxes.
 LOW_CONF = 1e-4
@@ -70,9 +70,9 @@ def test_results_match_the_networks_called_directly(engine: Engine, frame: np.nd
     result = engine.process(frame)
     with torch.inference_mode():
         image = torch.from_numpy(frame)
-        pred = engine._midas(engine._midas_pre(image))
+        pred = engine.midas(engine.midas_preprocess(image))
         depth = upsample_depth(pred, frame.shape[:2], torch.float32)[0].numpy()
-        direct = engine._detector.detect(image)
+        direct = engine.detector.detect(image)
     np.testing.assert_allclose(result.depth, depth, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(result.detections.boxes, direct.boxes.numpy(), atol=1e-4)
     np.testing.assert_allclose(result.detections.scores, direct.scores.numpy(), atol=1e-6)
@@ -87,8 +87,8 @@ def test_rotation_reports_boxes_and_depth_in_received_pixels(
     upright = np.ascontiguousarray(np.rot90(frame, -rotation // 90))  # what the nets should see
     reference = engine.process(upright)
     with Engine(_config(rotation=rotation)) as rotating:
-        rotating._midas.load_state_dict(engine._midas.state_dict())
-        rotating._detector.model.load_state_dict(engine._detector.model.state_dict())
+        rotating.midas.load_state_dict(engine.midas.state_dict())
+        rotating.detector.model.load_state_dict(engine.detector.model.state_dict())
         result = rotating.process(frame)
     assert result.depth.shape == frame.shape[:2]
     back = np.rot90(reference.depth, rotation // 90)  # upright depth turned back
@@ -190,7 +190,7 @@ def test_thresholds_change_at_run_time(frame: np.ndarray) -> None:
     [
         (np.zeros((4, 4, 3), np.float32), "rgb8", "uint8"),
         (np.zeros((4, 4, 4), np.uint8), "rgb8", r"rgb8 frame must be \(H, W, 3\)"),
-        (np.zeros((0, 4, 3), np.uint8), "rgb8", "zero size"),
+        (np.zeros((0, 4, 3), np.uint8), "rgb8", r"zero-size rgb8 frame \(4x0\)"),
         (np.zeros((4, 4, 3), np.uint8), "yuv422", "unsupported encoding"),
         (np.frombuffer(b"\xff\xd8\xff\xe0garbage", np.uint8), "jpeg", "corrupt jpeg"),
     ],
@@ -214,6 +214,16 @@ def test_config_errors_name_the_parameter() -> None:
         Engine(_config(precision="fp16"))
 
 
+@pytest.mark.parametrize("bad", [{"confidence": 1.5}, {"iou": -0.1}, {"confidence": True}])
+def test_config_thresholds_follow_the_rules_of_thresholds(bad: dict) -> None:
+    """One rule, one message: the same as a run-time change of the thresholds."""
+    with pytest.raises(ConfigError) as from_thresholds:
+        Thresholds(**{"confidence": 0.25, "iou": 0.45, **bad})
+    with pytest.raises(ConfigError) as from_config:
+        Engine(_config(**bad))
+    assert str(from_config.value) == str(from_thresholds.value)
+
+
 def test_missing_weights_fail_without_random(tmp_path) -> None:
     with pytest.raises(WeightsError, match="midas_v21_small_256.pt"):
         Engine(_config(allow_random_weights=False, depth_weights=str(tmp_path / "none.pt")))
@@ -232,8 +242,8 @@ def gpu_frame() -> np.ndarray:
 
 
 def _same_weights(target: Engine, source: Engine) -> None:
-    target._midas.load_state_dict(source._midas.state_dict())
-    target._detector.model.load_state_dict(source._detector.model.state_dict())
+    target.midas.load_state_dict(source.midas.state_dict())
+    target.detector.model.load_state_dict(source.detector.model.state_dict())
 
 
 @pytest.mark.gpu
@@ -254,10 +264,11 @@ def test_gpu_graphs_streams_and_eager_agree(gpu_frame: np.ndarray) -> None:
         np.testing.assert_array_equal(got.depth, ref.depth, err_msg=name)
         np.testing.assert_array_equal(got.detections.boxes, ref.detections.boxes, err_msg=name)
         np.testing.assert_array_equal(got.detections.depth, ref.detections.depth, err_msg=name)
+        captured, failed = eng.graph_counts()
         if "graphs" in name:
-            assert eng._plans and all(
-                g is not None for p in eng._plans.values() for g in p.graphs.values()
-            ), f"{name}: graphs were not captured"
+            assert captured > 0 and failed == 0, f"{name}: graphs were not captured"
+        else:
+            assert captured == failed == 0, name
         eng.close()
 
 

@@ -16,6 +16,8 @@ import tempfile
 import urllib.request
 from pathlib import Path
 
+from aria_perception.records import EngineConfig
+
 #: Ultralytics' published detection checkpoints (file name -> URL).
 YOLO_RELEASE = "https://github.com/ultralytics/assets/releases/download/v8.3.0/"
 
@@ -35,12 +37,16 @@ def _download(url: str, dest: Path, sha256_prefix: str = "") -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Console entry point ``models``."""
-    from aria_perception.engine.detector import models_dir
     from aria_perception.engine.midas import MIDAS_SMALL_CFG
-    from aria_perception.engine.weights import hub_checkpoint_dir
+    from aria_perception.engine.midas_weights import hub_checkpoint_dir
+    from aria_perception.engine.yolo_weights import models_dir
 
     parser = argparse.ArgumentParser(prog="models", description=__doc__)
-    parser.add_argument("--detector", default="yolov8n.pt", help="Ultralytics checkpoint name")
+    parser.add_argument(
+        "--detector",
+        default=EngineConfig().detector_weights,
+        help="Ultralytics checkpoint name (default: the detector.weights default)",
+    )
     parser.add_argument("--force", action="store_true", help="download even if present")
     args = parser.parse_args(argv)
 

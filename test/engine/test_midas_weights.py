@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from aria_perception.engine.midas import MIDAS_SMALL_CFG, MidasSmall
-from aria_perception.engine.weights import (
+from aria_perception.engine.midas_weights import (
     checkpoint_filter_fn,
     create_midas_small,
     hub_checkpoint_dir,
@@ -179,7 +179,7 @@ def test_random_weights_when_allowed_warn_loudly(
     hub_home: Path, target: MidasSmall, caplog: pytest.LogCaptureFixture
 ) -> None:
     before = {k: v.clone() for k, v in target.state_dict().items()}
-    with caplog.at_level(logging.WARNING, logger="aria_perception.engine.weights"):
+    with caplog.at_level(logging.WARNING, logger="aria_perception.engine.midas_weights"):
         model, status = load_midas_weights(target, "", allow_random_weights=True)
     assert status == "random" and model is target
     assert any(

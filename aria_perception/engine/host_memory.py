@@ -1,0 +1,136 @@
+"""The host side of the engine's transfers: page-locked buffers and pinned staging.
+
+On CUDA a copy between the device and pageable host memory is staged by the driver and blocks;
+one from or into page-locked memory is a DMA that can run asynchronously on a stream. The
+engine's long-lived buffers (the worker's shared-memory slots) are page-locked in place with
+``cudaHostRegister`` (:meth:`HostMemory.register`); anything else goes through a reused pinned
+staging buffer. On the CPU both are plain copies.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+__all__ = ["HostMemory", "PinnedBuffer"]
+
+_LOG = logging.getLogger(__name__)
+
+
+class PinnedBuffer:
+    """A pinned host buffer of one dtype, grown as needed and reused from frame to frame.
+
+    Args:
+        dtype: the element type.
+    """
+
+    def __init__(self, dtype: torch.dtype) -> None:
+        self.dtype = dtype
+        self._buffer: torch.Tensor | None = None
+
+    def take(self, numel: int) -> torch.Tensor:
+        """The first ``numel`` elements (valid until the next :meth:`take`)."""
+        buf = self._buffer
+        if buf is None or buf.numel() < numel:
+            buf = torch.empty(max(numel, 1), dtype=self.dtype, pin_memory=True)
+            self._buffer = buf
+        return buf[:numel]
+
+    def release(self) -> None:
+        """Free the buffer."""
+        self._buffer = None
+
+
+class HostMemory:
+    """Copies between host arrays and device tensors, by DMA where the host memory allows.
+
+    Args:
+        is_cuda: whether the device is a GPU (else every method is a plain copy).
+    """
+
+    def __init__(self, is_cuda: bool) -> None:
+        self.is_cuda = is_cuda
+        self._registered: list[tuple[int, int]] = []  # (address, nbytes) page-locked by us
+        self.frame_staging = PinnedBuffer(torch.uint8)
+        self.depth_staging = PinnedBuffer(torch.float32)
+        self.detections_staging = PinnedBuffer(torch.float32)
+        self.exact_staging = PinnedBuffer(torch.float32)
+
+    def register(self, array: np.ndarray) -> bool:
+        """Page-lock ``array``'s memory (until :meth:`close`); False on the CPU or on failure."""
+        if not self.is_cuda or array.nbytes == 0:
+            return False
+        address = array.__array_interface__["data"][0]
+        if self._is_registered(address, array.nbytes):
+            return True
+        err = torch.cuda.cudart().cudaHostRegister(address, array.nbytes, 0)
+        if int(err) != 0:
+            _LOG.warning("cudaHostRegister of %d bytes failed (%s); staging copies", array.nbytes,
+                         err)  # fmt: skip
+            return False
+        self._registered.append((address, array.nbytes))
+        return True
+
+    def _is_registered(self, address: int, nbytes: int) -> bool:
+        return any(a <= address and address + nbytes <= a + n for a, n in self._registered)
+
+    def registered_tensor(self, array: np.ndarray) -> torch.Tensor | None:
+        """``array`` as a flat tensor if it lies in registered memory (DMA-able), else None."""
+        if not self._registered or not array.flags.c_contiguous:
+            return None
+        address = array.__array_interface__["data"][0]
+        if not self._is_registered(address, array.nbytes):
+            return None
+        return torch.from_numpy(array).reshape(-1)
+
+    def upload(self, frame: np.ndarray, target: torch.Tensor) -> None:
+        """Copy ``frame``'s pixels into the device tensor ``target`` on the current stream.
+
+        From registered memory straight to the device, else through the pinned staging buffer
+        (one host copy), without blocking the host on CUDA.
+        """
+        src = torch.from_numpy(np.ascontiguousarray(frame))
+        if not self.is_cuda:
+            target.copy_(src.view(target.shape))
+            return
+        direct = self.registered_tensor(frame)
+        if direct is not None:
+            target.view(-1).copy_(direct, non_blocking=True)
+            return
+        pinned = self.frame_staging.take(src.numel())
+        pinned.copy_(src.reshape(-1))
+        target.view(-1).copy_(pinned, non_blocking=True)
+
+    def download(
+        self, tensor: torch.Tensor | None, staging: PinnedBuffer
+    ) -> Callable[[], np.ndarray]:
+        """Start copying ``tensor`` to the host; the returned function reads it once synced.
+
+        On CUDA the copy goes to ``staging`` without blocking; the caller must synchronise the
+        current stream before calling the returned function, whose array is only valid until
+        the next frame (copy it to keep it). None gives an empty array.
+        """
+        if tensor is None:
+            return lambda: np.zeros(0, np.float32)
+        flat = tensor.reshape(-1)
+        if not self.is_cuda:
+            return flat.numpy
+        pinned = staging.take(flat.numel())
+        pinned.copy_(flat, non_blocking=True)
+        return pinned.numpy
+
+    def close(self) -> None:
+        """Unregister the page-locked memory and free the staging buffers (after a sync)."""
+        for buffer in (
+            self.frame_staging,
+            self.depth_staging,
+            self.detections_staging,
+            self.exact_staging,
+        ):
+            buffer.release()
+        for address, _ in self._registered:
+            torch.cuda.cudart().cudaHostUnregister(address)
+        self._registered.clear()

@@ -1,0 +1,159 @@
+"""The engine's two networks on the device, and the fixed-shape steps that run them.
+
+:class:`Networks` builds MiDaS small (BatchNorm folded) and the YOLO detector from an
+:class:`~aria_perception.records.EngineConfig`, and runs each per-frame step on a
+:class:`~aria_perception.engine.plan.ShapePlan`: every step reads the plan's static buffers and
+writes its outputs into them with :func:`~aria_perception.engine.plan.into`, so that the
+engine can capture it as a CUDA graph (:class:`~aria_perception.engine.plan.GraphRunner`).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from aria_perception.engine import frames
+from aria_perception.engine.detector import YoloDetector
+from aria_perception.engine.fold import fold_batchnorm
+from aria_perception.engine.fusion import box_depth_median_lowres
+from aria_perception.engine.midas import MidasSmall
+from aria_perception.engine.midas_weights import create_midas_small
+from aria_perception.engine.plan import ShapePlan, into
+from aria_perception.engine.preprocess import MidasPreprocess, upsample_depth
+from aria_perception.engine.runtime import Runtime
+from aria_perception.records import EngineConfig
+
+__all__ = ["ROW_FLOATS", "Networks"]
+
+#: Floats per packed detection row: x1, y1, x2, y2, score, class, box depth.
+ROW_FLOATS = 7
+
+
+class Networks:
+    """MiDaS v2.1 small and the YOLO detector as ``config`` asks, on ``runtime``'s device.
+
+    Both run in channels-last layout on CUDA.
+
+    Args:
+        config: what to build (checked by the caller).
+        runtime: device and dtype.
+        fixed_post: the YOLO step also runs the fixed-shape NMS (the ``fuse`` step packs it).
+
+    Attributes:
+        midas: the depth network, None when depth is off.
+        midas_preprocess: its input preparation, None when depth is off.
+        detector: the detector, None when detection is off.
+        class_names: the detector's class names (empty without one).
+        weights: ``"random"`` if either network has random weights, else ``"official"``.
+
+    Raises:
+        ConfigError: a value is out of range.
+        WeightsError: weights are missing (and random weights not allowed) or do not fit.
+    """
+
+    def __init__(self, config: EngineConfig, runtime: Runtime, *, fixed_post: bool) -> None:
+        self.rotation = config.rotation
+        self.fixed_post = fixed_post
+        channels_last = runtime.is_cuda
+        statuses: list[str] = []
+        self.midas: MidasSmall | None = None
+        self.midas_preprocess: MidasPreprocess | None = None
+        if config.depth_enabled:
+            midas, status = create_midas_small(
+                config.depth_weights, allow_random_weights=config.allow_random_weights
+            )
+            midas, _ = fold_batchnorm(midas)  # the official layout stays for loading only
+            memory_format = torch.channels_last if channels_last else torch.contiguous_format
+            self.midas = midas.to(runtime.device, runtime.dtype, memory_format=memory_format)
+            self.midas.eval()
+            self.midas_preprocess = MidasPreprocess(
+                config.depth_input_size, runtime.dtype, channels_last
+            ).to(runtime.device)
+            statuses.append(status)
+
+        self.detector: YoloDetector | None = None
+        self.class_names: tuple[str, ...] = ()
+        if config.detector_enabled:
+            self.detector = YoloDetector(
+                config.detector_weights,
+                device=runtime.device,
+                dtype=runtime.dtype,
+                image_size=config.detector_image_size,
+                confidence=config.confidence,
+                iou=config.iou,
+                max_detections=config.max_detections,
+                allow_random_weights=config.allow_random_weights,
+                channels_last=channels_last,
+            )
+            self.class_names = tuple(self.detector.class_names)
+            if config.classes:
+                self.detector.set_thresholds(classes=self.detector.class_ids(config.classes))
+            statuses.append(self.detector.weights_status)
+        self.weights = "random" if "random" in statuses else "official"
+
+    def close(self) -> None:
+        """Drop the networks."""
+        self.midas = self.midas_preprocess = self.detector = None
+
+    # Each step below writes its outputs into the plan's static buffers.
+    def prepare(self, plan: ShapePlan) -> None:
+        """Encoding to RGB, ``input.rotation`` and both networks' inputs."""
+        rgb = frames.to_rgb(plan.frame, plan.encoding)
+        rotated = frames.rotate_image(rgb, self.rotation)
+        if self.midas_preprocess is not None:
+            plan.midas_in = into(plan.midas_in, self.midas_preprocess(rotated))
+        if self.detector is not None:
+            plan.yolo_in = into(plan.yolo_in, self.detector.preprocess(rotated))
+
+    def depth(self, plan: ShapePlan) -> None:
+        """MiDaS: the low-resolution depth map of the rotated frame."""
+        plan.depth_low = into(plan.depth_low, self.midas(plan.midas_in)[0])
+
+    def upsample(self, plan: ShapePlan) -> None:
+        """The depth map at the received size and orientation, float32."""
+        full = upsample_depth(plan.depth_low[None], plan.rotated_hw, torch.float32)[0]
+        unrotated = frames.unrotate_image(full, self.rotation).contiguous()
+        plan.depth_full = into(plan.depth_full, unrotated)
+
+    def detect(self, plan: ShapePlan) -> None:
+        """YOLO's network, and with ``fixed_post`` the fixed-shape post-processing."""
+        plan.yolo_raw = into(plan.yolo_raw, self.detector.forward(plan.yolo_in))
+        if self.fixed_post:
+            fixed = self.detector.postprocess_fixed(plan.yolo_raw, plan.rotated_hw)
+            plan.fixed_boxes = into(plan.fixed_boxes, fixed.boxes)
+            plan.fixed_scores = into(plan.fixed_scores, fixed.scores)
+            plan.fixed_classes = into(plan.fixed_classes, fixed.class_ids)
+            stats = torch.stack((fixed.count, fixed.candidates, fixed.exact.long())).float()
+            plan.fixed_stats = into(plan.fixed_stats, stats)
+
+    def fuse(self, plan: ShapePlan) -> None:
+        """Box depth, boxes back to received pixels, one flat float32 buffer for the D2H.
+
+        Layout of ``plan.packed``: ``max_detections`` rows of (x1, y1, x2, y2, score, class,
+        depth), then the detection count, the candidate count and the exact flag (3 floats).
+        """
+        rows = self._pack(plan, plan.fixed_boxes, plan.fixed_scores, plan.fixed_classes)
+        plan.packed = into(plan.packed, torch.cat((rows.reshape(-1), plan.fixed_stats)))
+
+    def exact_packed(self, plan: ShapePlan) -> torch.Tensor:
+        """The detections by the variable-size path (host syncs), as flat packed rows."""
+        dets = self.detector.postprocess(plan.yolo_raw, plan.rotated_hw)
+        return self._pack(plan, dets.boxes, dets.scores, dets.class_ids).reshape(-1)
+
+    def _pack(
+        self, plan: ShapePlan, boxes: torch.Tensor, scores: torch.Tensor, classes: torch.Tensor
+    ) -> torch.Tensor:
+        """(N, 7) float32 rows: boxes in received pixels, score, class, box depth."""
+        if self.midas is not None:
+            box_depth = box_depth_median_lowres(plan.depth_low, plan.rotated_hw, boxes)
+        else:
+            box_depth = torch.full_like(scores, float("nan"))
+        boxes = frames.unrotate_boxes(boxes, self.rotation, plan.height, plan.width)
+        return torch.cat(
+            (
+                boxes.float(),
+                scores.float()[:, None],
+                classes.float()[:, None],
+                box_depth.float()[:, None],
+            ),
+            1,
+        )
