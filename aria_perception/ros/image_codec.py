@@ -1,4 +1,9 @@
-"""sensor_msgs images to numpy views and back, with the validation of DESIGN 8 (no cv_bridge).
+"""sensor_msgs images to numpy views and back, with their validation (no cv_bridge).
+
+What is specific to the messages is checked here (``step``, the data length, 16-bit encodings,
+the compressed formats' magic bytes and headers); the rules every frame follows (encodings,
+size, ``input.max_pixels``, compressed bytes) are the shared ones of
+:mod:`aria_perception.records`.
 
 Incoming frames become zero-copy numpy views of the message buffer (``step`` padding is honoured
 through strides); the supervisor copies them once into shared memory. Outgoing images are built on
@@ -18,7 +23,13 @@ from typing import Any
 import numpy as np
 
 from aria_perception.errors import FrameError
-from aria_perception.records import RAW_CHANNELS
+from aria_perception.records import (
+    RAW_CHANNELS,
+    check_encoded_frame,
+    check_frame_size,
+    check_raw_frame,
+    raw_channels,
+)
 
 # Encodings a camera driver may plausibly send that we name explicitly when refusing them.
 _SIXTEEN_BIT = ("mono16", "16uc1", "16sc1", "rgb16", "bgr16", "rgba16", "bgra16")
@@ -83,29 +94,19 @@ def image_to_frame(msg: Any, max_pixels: int) -> RawFrame:
     """
     height, width, step = int(msg.height), int(msg.width), int(msg.step)
     encoding = str(msg.encoding)
-    channels = RAW_CHANNELS.get(encoding)
-    if channels is None:
+    if encoding not in RAW_CHANNELS:
         lowered = encoding.lower()
-        if lowered in RAW_CHANNELS:
-            # ROS encodings are case-sensitive lowercase names; accept an upper-case spelling
-            # rather than drop every frame of a sloppy driver.
-            encoding, channels = lowered, RAW_CHANNELS[lowered]
-        elif lowered in _SIXTEEN_BIT:
+        if lowered in _SIXTEEN_BIT:
             raise FrameError(
                 f"16-bit encoding {encoding!r} is not supported: publish mono8 or an 8-bit colour "
                 f"encoding ({', '.join(RAW_CHANNELS)})"
             )
-        else:
-            raise FrameError(
-                f"unsupported encoding {encoding!r} (supported: {', '.join(RAW_CHANNELS)})"
-            )
-    if height <= 0 or width <= 0:
-        raise FrameError(f"zero-size image ({width}x{height})")
-    if height * width > max_pixels:
-        raise FrameError(
-            f"image {width}x{height} has {height * width} pixels, more than "
-            f"input.max_pixels={max_pixels}"
-        )
+        if lowered in RAW_CHANNELS:
+            # ROS encodings are case-sensitive lowercase names; accept an upper-case spelling
+            # rather than drop every frame of a sloppy driver.
+            encoding = lowered
+    channels = raw_channels(encoding)
+    check_frame_size(width, height, max_pixels, "image")
     row_bytes = width * channels
     if step < row_bytes:
         raise FrameError(
@@ -144,48 +145,26 @@ def compressed_to_frame(
     Raises:
         FrameError: empty data, not JPEG/PNG, a header without a size, too many pixels or bytes.
     """
-    declared = str(msg.format).strip().lower()
-    if "compresseddepth" in declared:
+    if "compresseddepth" in str(msg.format).lower():
         raise FrameError(f"compressedDepth images are not supported (format {msg.format!r})")
     data = msg.data
-    size = len(data)
-    if size == 0:
+    if len(data) == 0:
         raise FrameError("empty compressed image")
-    if max_bytes is not None and size > max_bytes:
-        raise FrameError(f"compressed image of {size} bytes exceeds the capacity of {max_bytes}")
     buffer = np.frombuffer(data, dtype=np.uint8)
     head = buffer[:32].tobytes()
     if head.startswith(_JPEG_MAGIC):
         fmt = "jpeg"
-        height, width = _jpeg_size(buffer)
     elif head.startswith(_PNG_MAGIC):
         fmt = "png"
-        height, width = _png_size(head)
     else:
-        announced = _declared_format(declared)
-        what = f"{announced} " if announced else ""
         raise FrameError(
-            f"compressed image (format {msg.format!r}) is not {what}JPEG/PNG data: "
+            f"compressed image (format {msg.format!r}) is not JPEG or PNG data: "
             f"it starts with {head[:8].hex(' ')}"
         )
-    if height <= 0 or width <= 0:
-        raise FrameError(f"zero-size {fmt} image ({width}x{height})")
-    if height * width > max_pixels:
-        raise FrameError(
-            f"{fmt} image {width}x{height} has {height * width} pixels, more than "
-            f"input.max_pixels={max_pixels}"
-        )
+    check_encoded_frame(buffer, fmt, max_bytes)
+    height, width = _jpeg_size(buffer) if fmt == "jpeg" else _png_size(head)
+    check_frame_size(width, height, max_pixels, f"{fmt} image")
     return CompressedFrame(data=buffer, format=fmt, height=height, width=width)
-
-
-def _declared_format(declared: str) -> str | None:
-    """The compressed format a ``format`` string names (``"rgb8; jpeg compressed bgr8"``)."""
-    for token in declared.replace(";", " ").split():
-        if token in ("jpeg", "jpg"):
-            return "jpeg"
-        if token == "png":
-            return "png"
-    return None
 
 
 def _png_size(head: bytes) -> tuple[int, int]:
@@ -290,7 +269,7 @@ def normalize_depth(depth: np.ndarray, out: np.ndarray) -> None:
 
 
 def normalized_depth_to_image(depth: np.ndarray, header: Any) -> Any:
-    """Build a mono8 ``sensor_msgs/Image`` with the per-frame min-max of ``depth`` (DESIGN 3)."""
+    """Build a mono8 ``sensor_msgs/Image`` with the per-frame min-max of ``depth`` (0..255)."""
     depth = np.asarray(depth)
     if depth.ndim != 2:
         raise ValueError(f"depth map must be 2-D, got shape {depth.shape}")
@@ -359,12 +338,7 @@ def image_from_array(pixels: np.ndarray, encoding: str, header: Any | None = Non
     from std_msgs.msg import Header
 
     pixels = np.ascontiguousarray(pixels)
-    channels = RAW_CHANNELS.get(encoding)
-    if channels is None or pixels.dtype != np.uint8:
-        raise ValueError(f"need a uint8 array in one of {list(RAW_CHANNELS)}, got {encoding!r}")
-    if pixels.shape[2:] not in ((), (channels,)) or pixels.ndim not in (2, 3):
-        raise ValueError(f"{encoding} needs {channels} channel(s), got shape {pixels.shape}")
-    height, width = pixels.shape[:2]
+    height, width, channels = check_raw_frame(pixels, encoding)
     data = array.array("B")
     data.frombytes(memoryview(pixels).cast("B"))
     return _image(header or Header(), height, width, encoding, width * channels, data)

@@ -1,4 +1,4 @@
-"""Parameters (DESIGN 4): defaults, descriptors, start-up refusal and run-time changes."""
+"""Parameters: defaults, descriptors, start-up refusal and run-time changes."""
 
 from __future__ import annotations
 
@@ -17,8 +17,9 @@ from aria_perception.ros import params
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_defaults_are_designs() -> None:
-    cfg = params.NodeConfig.from_values({})
+def test_defaults_are_the_engine_configs_and_the_node_configs() -> None:
+    cfg = params.config_from_values({})
+    assert cfg == params.NodeConfig()
     assert cfg.engine == EngineConfig()
     assert cfg.engine.device == "auto" and cfg.engine.precision == "auto"
     assert (cfg.engine.confidence, cfg.engine.iou, cfg.engine.classes) == (0.25, 0.45, ())
@@ -42,14 +43,32 @@ def test_worker_defaults_come_from_the_worker_settings() -> None:
     )
     expected = tuple(getattr(WorkerSettings(), n) for n in names)
     assert expected == (1408 * 1408 * 2, 120.0, 5.0, 5, 60.0)
-    for cfg in (params.NodeConfig(), params.NodeConfig.from_values({})):
+    for cfg in (params.NodeConfig(), params.config_from_values({})):
         assert tuple(getattr(cfg, n) for n in names) == expected
     assert type(params.SPECS["worker.max_restarts"].default) is int
     assert type(params.SPECS["worker.frame_timeout_s"].default) is float
 
 
+def test_every_default_is_read_from_the_config_classes() -> None:
+    """The table types no default: each one is its NodeConfig / EngineConfig field's."""
+    node, engine = params.NodeConfig(), EngineConfig()
+    for spec in params.PARAMETERS:
+        group, _, name = spec.field.rpartition(".")
+        expected = getattr(engine if group == "engine" else node, name)
+        assert spec.default == (list(expected) if isinstance(expected, tuple) else expected)
+    fields = {s.field for s in params.PARAMETERS}
+    assert {f"engine.{f}" for f in EngineConfig.__dataclass_fields__} <= fields
+    assert set(params.NodeConfig.__dataclass_fields__) - {"engine"} <= fields
+
+
+def test_an_integer_is_taken_for_a_floating_point_parameter() -> None:
+    cfg = params.config_from_values({"worker.restart_window_s": 300, "detector.iou": 1})
+    assert cfg.restart_window_s == 300.0 and type(cfg.restart_window_s) is float
+    assert cfg.engine.iou == 1.0 and type(cfg.engine.iou) is float
+
+
 def test_values_are_frozen_into_the_engine_config() -> None:
-    cfg = params.NodeConfig.from_values(
+    cfg = params.config_from_values(
         {
             "device": "cuda:1",
             "precision": "fp32",
@@ -91,21 +110,25 @@ def test_values_are_frozen_into_the_engine_config() -> None:
 )
 def test_invalid_values_name_the_parameter_and_range(name: str, value: object, message: str):
     with pytest.raises(ConfigError) as err:
-        params.NodeConfig.from_values({name: value})
+        params.config_from_values({name: value})
     assert message in str(err.value)
 
 
 def test_nothing_enabled_and_unknown_names_are_refused() -> None:
     with pytest.raises(ConfigError, match="both false"):
-        params.NodeConfig.from_values({"depth.enabled": False, "detector.enabled": False})
-    with pytest.raises(ConfigError, match="unknown parameter"):
-        params.NodeConfig.from_values({"detector.confidense": 0.3})
+        params.config_from_values({"depth.enabled": False, "detector.enabled": False})
+    with pytest.raises(ConfigError, match=r"unknown parameter\(s\): detector.confidense$"):
+        params.config_from_values({"detector.confidense": 0.3})
 
 
 def test_class_names_are_checked_against_the_model() -> None:
     params.validate_classes(("person",), ("person", "car"))
-    with pytest.raises(ConfigError, match=r"unknown class name\(s\) \['unicorn'\]"):
+    with pytest.raises(ConfigError, match=r"unknown class name\(s\) \['unicorn'\]") as err:
         params.validate_classes(("person", "unicorn"), ("person", "car"))
+    # The one rule of detector.classes, with the engine's and the worker's message.
+    with pytest.raises(ConfigError) as same:
+        Thresholds(0.5, 0.5, ("person", "unicorn")).check_classes(("person", "car"))
+    assert str(err.value) == str(same.value)
 
 
 def test_descriptors() -> None:
@@ -179,13 +202,43 @@ def test_node_declares_everything_with_descriptors(ros_context: object) -> None:
         ("detector.confidence", 2.0, "detector.confidence must be between 0 and 1"),
         ("input.rotation", 45, "input.rotation must be 0, 90, 180 or 270"),
         ("input.qos", "fast", "input.qos must be one of"),
-        ("diagnostics.expected_fps", 30, "diagnostics.expected_fps must be"),  # int for a double
+        ("diagnostics.expected_fps", 2000, "diagnostics.expected_fps must be between 0 and"),
+        ("worker.max_restarts", 2.0, "worker.max_restarts must be between 0 and 1000 of type"),
     ],
 )
 def test_node_refuses_bad_values_at_start(ros_context, name, value, message) -> None:
     with pytest.raises(ConfigError) as err:
         _node(ros_context, **{name: value})
     assert message in str(err.value)
+
+
+def test_node_takes_an_integer_for_a_floating_point_parameter(ros_context: object) -> None:
+    """`worker.restart_window_s:=300` at start, `ros2 param set ... 1` at run time."""
+    node = _node(ros_context, **{"worker.restart_window_s": 300, "diagnostics.expected_fps": 30})
+    try:
+        assert node.config.restart_window_s == 300.0 and node.config.expected_fps == 30.0
+        assert node.get_parameter("worker.restart_window_s").value == 300.0
+        assert type(node.get_parameter("diagnostics.expected_fps").value) is float
+        if not hasattr(node, "add_pre_set_parameters_callback"):
+            pytest.skip("this rclpy (Humble) has no pre-set callbacks: run time unchanged")
+        [res] = node.set_parameters([Parameter("detector.confidence", value=1)])
+        assert res.successful, res.reason
+        assert node.get_parameter("detector.confidence").value == 1.0
+    finally:
+        node.destroy_node()
+
+
+def test_a_change_of_an_undeclared_parameter_names_it(ros_context: object) -> None:
+    from rclpy.exceptions import ParameterNotDeclaredException
+
+    node = _node(ros_context)
+    try:
+        if not hasattr(node, "add_pre_set_parameters_callback"):
+            pytest.skip("this rclpy (Humble) has no pre-set callbacks")
+        with pytest.raises(ParameterNotDeclaredException, match=r"\['detector.confidense'\]"):
+            node.set_parameters([Parameter("detector.confidense", value=0.3)])
+    finally:
+        node.destroy_node()
 
 
 def test_yaml_params_file_with_empty_class_list(ros_context, tmp_path: Path) -> None:
