@@ -245,7 +245,7 @@ def create_midas_small(
     if status == "random":
         # The same random weights in every process: results repeat from run to run, and no run
         # draws one of the inits (about 3 in 100) whose final ReLU outputs zero everywhere,
-        # which made depth outputs and their tests depend on luck.
+        # which would make depth outputs and their tests depend on luck.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(RANDOM_WEIGHTS_SEED)
             model = MidasSmall()
