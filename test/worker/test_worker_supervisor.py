@@ -7,7 +7,6 @@ same paths with the real engine are covered in ``test_worker_engine.py``.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import signal
 import subprocess
@@ -40,8 +39,7 @@ from aria_perception.errors import (
     WorkerStartError,
     WorkerTimeoutError,
 )
-from aria_perception.records import EngineConfig, StageTimes, Thresholds, WorkerState
-from aria_perception.worker import protocol as msg
+from aria_perception.records import EngineConfig, Thresholds, WorkerState
 from aria_perception.worker.settings import WorkerSettings
 from aria_perception.worker.supervisor import Supervisor
 
@@ -226,8 +224,8 @@ def test_bad_frames_are_rejected_and_the_worker_goes_on(make: Make) -> None:
         (frame(1), "yuv422", "unsupported encoding 'yuv422'"),
         (np.zeros((8, 8, 4), np.uint8), "rgb8", r"must be \(H, W, 3\)"),
         (np.zeros((8, 8, 3), np.float32), "rgb8", "uint8"),
-        (np.zeros((0, 8, 3), np.uint8), "rgb8", "empty"),
-        (np.zeros((129, 128, 3), np.uint8), "rgb8", "over max_pixels=16384"),
+        (np.zeros((0, 8, 3), np.uint8), "rgb8", "zero-size"),
+        (np.zeros((129, 128, 3), np.uint8), "rgb8", "more than input.max_pixels=16384"),
         (b"", "jpeg", "empty"),
         (bytes(1001), "png", "over the 1000 bytes"),
         (np.zeros((4, 4), np.uint8), "jpeg", "1-D"),
@@ -521,7 +519,7 @@ def test_parent_side_never_imports_torch() -> None:
 
 PARENT_SCRIPT = textwrap.dedent(
     """
-    import signal, sys, time
+    import os, signal, sys, time
     import numpy as np
     from aria_perception.records import EngineConfig
     from aria_perception.worker.settings import WorkerSettings
@@ -540,7 +538,9 @@ PARENT_SCRIPT = textwrap.dedent(
         config = EngineConfig(device="cpu", allow_random_weights=True)
         try:
             with Supervisor(config, settings, on_result=lambda r: None) as sup:
-                print("READY", sup.stats().pid, sup._slots.name, flush=True)
+                prefix = f"aria_{os.getpid()}_"
+                (name,) = [n for n in os.listdir("/dev/shm") if n.startswith(prefix)]
+                print("READY", sup.stats().pid, name, flush=True)
                 while True:
                     sup.submit(np.zeros((8, 8, 3), np.uint8), "rgb8")
                     time.sleep(0.01)
@@ -593,34 +593,3 @@ def test_worker_and_segments_go_when_the_parent_goes(tmp_path: Path, how: str) -
         if parent.poll() is None:
             parent.kill()
             parent.communicate()
-
-
-def test_results_for_another_frame_or_generation_are_never_delivered(make: Make) -> None:
-    """White box: feed the supervisor what an earlier worker or an abandoned frame could send."""
-    sup, col = make(delay=0.5)
-    sup.start()
-    fid = sup.submit(frame(1), "rgb8", tag="real")
-    forged = msg.Result(
-        frame_id=fid,
-        generation=0,  # an earlier worker's
-        out_slot=0,
-        n_detections=0,
-        depth_shape=(24, 32),
-        depth_fresh=True,
-        times=StageTimes(),
-        engine_ms=0.0,
-        copy_out_ms=0.0,
-        received_at=0.0,
-        started_at=0.0,
-        sent_at=0.0,
-        gpu_mem_mb=0.0,
-        gpu_mem_peak_mb=0.0,
-    )
-    sup._handle(forged)
-    sup._handle(dataclasses.replace(forged, generation=1, frame_id=fid + 1))  # not in flight
-    sup._handle(msg.FrameFailed(fid, 0, msg.ErrorInfo("FrameError", "stale"), fatal=False))
-    assert not col.results and not col.errors and sup.stats().in_flight
-    got = col.wait_results(1)[0]
-    assert (got.tag, got.frame_id, got.generation) == ("real", fid, 1)
-    assert_same_result(got, reference().process(frame(1), "rgb8"))
-    assert sup._stale == 3 and sup.stats().processed == 1

@@ -47,9 +47,14 @@ class ToyEngine:
         self.frames = 0
 
     def process(
-        self, frame: np.ndarray, encoding: str = "rgb8", *, want_depth: bool = True
+        self,
+        frame: np.ndarray,
+        encoding: str = "rgb8",
+        *,
+        want_depth: bool = True,
+        depth_out: np.ndarray | None = None,
     ) -> EngineResult:
-        """Numpy stand-in for Engine.process."""
+        """Numpy stand-in for Engine.process; writes the depth map into ``depth_out`` if given."""
         if encoding in ("jpeg", "png"):
             if frame.ndim != 1:
                 raise FrameError(f"{encoding} frame must be 1-D bytes")
@@ -70,6 +75,11 @@ class ToyEngine:
         class_ids = (np.arange(n, dtype=np.int32) + int(self.thresholds.confidence * 10)) % 3
         box_depth = np.array([depth[i : i + 8, i : i + 4].mean() for i in range(n)], np.float32)
         self.frames += 1
+        if want_depth and depth_out is not None:
+            h, w = depth.shape
+            target = depth_out if depth_out.ndim == 2 else depth_out[: h * w].reshape(h, w)
+            np.copyto(target, depth)
+            depth = target
         return EngineResult(
             detections=Detections(boxes, scores, class_ids, box_depth),
             depth=depth if want_depth else None,
@@ -83,6 +93,10 @@ class ToyEngine:
         if unknown:
             raise ConfigError(f"detector.classes: unknown class name(s) {unknown}")
         self.thresholds = thresholds
+
+    def register_host_buffer(self, array: np.ndarray) -> bool:
+        """No device memory to page-lock for."""
+        return False
 
     def memory_mb(self) -> tuple[float, float]:
         """Fixed figures, so tests can see them travel."""
