@@ -97,7 +97,7 @@ def check_engine(engine: object, factory: str) -> InferenceEngine:
     missing = missing_members(engine)
     if missing or not isinstance(engine, InferenceEngine):
         raise ConfigError(
-            f"engine factory {factory!r} made a {type(engine).__name__}, which lacks "
+            f"engine factory {factory!r}: {type(engine).__name__} lacks "
             f"{', '.join(missing)} of the InferenceEngine protocol "
             "(aria_perception.worker.engine_api)"
         )
