@@ -14,7 +14,7 @@ import threading
 import time
 from multiprocessing.connection import Connection, wait
 from multiprocessing.context import SpawnContext
-from typing import Any
+from multiprocessing.process import BaseProcess
 
 from aria_perception.errors import WorkerDiedError, WorkerStartError
 from aria_perception.records import EngineConfig, Thresholds
@@ -49,8 +49,8 @@ class WorkerProcess:
     ``send`` may be called from several threads; ``receive`` from one.
     """
 
-    def __init__(self, process: Any, conn: Connection, generation: int) -> None:
-        self._process = process  # multiprocessing.Process of the spawn context
+    def __init__(self, process: BaseProcess, conn: Connection, generation: int) -> None:
+        self._process = process
         self._conn = conn
         self._send_lock = threading.Lock()
         self.generation = generation
