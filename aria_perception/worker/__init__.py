@@ -1,8 +1,21 @@
 """The inference worker process: shared-memory slots, protocol, child and supervisor.
 
 The parent side (this package's public names) never imports torch; the child builds the engine.
+
+Modules: :mod:`~.supervisor` (the public :class:`Supervisor` and its thread),
+:mod:`~.lifecycle` (start, loss, restart, stop of worker processes), :mod:`~.process` (one
+worker process), :mod:`~.restart` (restart policy), :mod:`~.dispatch` and :mod:`~.ledger`
+(which job is where), :mod:`~.slots` (shared memory), :mod:`~.protocol` (pipe messages),
+:mod:`~.child` (the worker's side), :mod:`~.engine_api` (what the worker needs of an engine),
+:mod:`~.result` and :mod:`~.settings`.
+
+Words: a *frame* is one image (pixels, or compressed bytes) and ``frame_id`` the id
+``submit`` gives it; a *job* is the parent's record of a submitted frame
+(:class:`~.ledger.Job`); a *request* is the message asking the worker to process it
+(:class:`~.protocol.FrameRequest`), answered by a ``Result``, ``Skipped`` or ``FrameFailed``.
 """
 
+from aria_perception.worker.engine_api import InferenceEngine
 from aria_perception.worker.settings import DEFAULT_ENGINE_FACTORY, WorkerSettings, WorkerStats
 from aria_perception.worker.supervisor import FrameResult, FrameTiming, Supervisor
 
@@ -10,6 +23,7 @@ __all__ = [
     "DEFAULT_ENGINE_FACTORY",
     "FrameResult",
     "FrameTiming",
+    "InferenceEngine",
     "Supervisor",
     "WorkerSettings",
     "WorkerStats",

@@ -2,14 +2,14 @@
 
 :func:`run` is the target of the spawned process. Importing this module is light (no torch): the
 engine class named in :class:`~aria_perception.worker.protocol.Start` is imported inside the child,
-so the models and the CUDA context exist only there.
+so the models and the CUDA context exist only there. The engine must implement
+:class:`~aria_perception.worker.engine_api.InferenceEngine`; that is checked at start-up.
 """
 
 from __future__ import annotations
 
 import faulthandler
 import importlib
-import inspect
 import os
 import signal
 import threading
@@ -22,6 +22,7 @@ import numpy as np
 from aria_perception import errors
 from aria_perception.errors import ConfigError, FrameError
 from aria_perception.worker import protocol as msg
+from aria_perception.worker.engine_api import InferenceEngine, check_engine
 from aria_perception.worker.slots import OUTPUT_SLOTS, SharedSlots
 
 #: Exit code of a worker that stops after an engine error (the parent restarts it).
@@ -53,14 +54,6 @@ def load_factory(path: str) -> Any:
         raise ConfigError(f"engine factory {path!r}: {module_name} has no {attr!r}") from err
 
 
-def _accepts(function: Any, name: str) -> bool:
-    """Whether ``function`` takes a keyword argument ``name``."""
-    try:
-        return name in inspect.signature(function).parameters
-    except (TypeError, ValueError):
-        return False
-
-
 def run(conn: Connection, start: msg.Start) -> None:
     """Entry point of the worker process (target of the spawned ``Process``)."""
     # Ctrl-C in a terminal reaches the whole process group; the parent decides when we stop.
@@ -78,14 +71,13 @@ class _Worker:
         self.start = start
         self.gen = start.generation
         self.send_lock = threading.Lock()
-        self.engine: Any = None
+        self.engine: InferenceEngine | None = None
         self.slots: SharedSlots | None = None
         self.quiet = threading.Event()  # set by the "freeze" debug action: heartbeats stop
         self.raise_next: msg.ErrorInfo | None = None
-        self.depth_out = False  # whether Engine.process takes a depth_out array
         self.memory_mb = (0.0, 0.0)
-        # The newest frame not yet run, and when its message arrived.
-        self.next_frame: tuple[msg.Frame, float] | None = None
+        # The newest request not yet run, and when its message arrived.
+        self.next_request: tuple[msg.FrameRequest, float] | None = None
         self.free_outputs = list(range(OUTPUT_SLOTS))  # output slots the parent released
         self.memory_at = -float("inf")
 
@@ -133,15 +125,13 @@ class _Worker:
         try:
             self.slots = SharedSlots.attach(self.start.shm_name, self.start.layout)
             factory = load_factory(self.start.engine_factory)
-            self.engine = factory(self.start.config)
+            engine = check_engine(factory(self.start.config), self.start.engine_factory)
+            self.engine = engine
             if self.start.thresholds is not None:
-                self.engine.set_thresholds(self.start.thresholds)
-            info = self.engine.info
-            self.depth_out = _accepts(self.engine.process, "depth_out")
-            register = getattr(self.engine, "register_host_buffer", None)
-            if register is not None:
-                # Page-locked slots: frames go up and depth maps come down by DMA, no staging.
-                register(self.slots.buffer)
+                engine.set_thresholds(self.start.thresholds)
+            info = engine.info
+            # Page-locked slots: frames go up and depth maps come down by DMA, no staging.
+            engine.register_host_buffer(self.slots.buffer)
         except Exception as exc:  # reported to the parent, which decides
             self.send(msg.StartFailed(self.gen, msg.ErrorInfo.from_exception(exc)))
             return 1
@@ -150,47 +140,48 @@ class _Worker:
             msg.Ready(self.gen, os.getpid(), info, current, peak, time.monotonic() - started)
         )
         try:
-            return self.loop()
+            return self.loop(engine)
         finally:
             try:
-                self.engine.close()
+                engine.close()
             finally:
                 self.slots.close()
 
-    def loop(self) -> int:
-        """Read messages; run the newest waiting frame once everything sent so far is read.
+    def loop(self, engine: InferenceEngine) -> int:
+        """Read messages; run the newest waiting request once everything sent so far is read.
 
-        A frame runs when an output slot is free (the parent releases each after delivering
-        its result); meanwhile newer frames replace older waiting ones, which are skipped.
+        A request runs when an output slot is free (the parent releases each after delivering
+        its result); meanwhile newer requests replace older waiting ones, which are skipped.
         """
         while True:
-            runnable = self.next_frame is not None and self.free_outputs
+            runnable = self.next_request is not None and self.free_outputs
             if not runnable or self.conn.poll(0):
                 try:
                     message = self.conn.recv()
                 except (EOFError, OSError):
                     return 0  # the parent closed the pipe or died
                 received = time.monotonic()
-                code = self.on_message(message, received)
+                code = self.on_message(engine, message, received)
                 if code is not None:
                     return code
                 continue
-            (frame, received), self.next_frame = self.next_frame, None
-            if not self.frame(frame, received):
+            assert self.next_request is not None
+            (request, received), self.next_request = self.next_request, None
+            if not self.run_request(engine, request, received):
                 return EXIT_ENGINE_ERROR
 
-    def on_message(self, message: object, received: float) -> int | None:
+    def on_message(self, engine: InferenceEngine, message: object, received: float) -> int | None:
         """Act on one message; an exit code when the worker must stop."""
-        if isinstance(message, msg.Frame):
-            if self.next_frame is not None:
-                self.send(msg.Skipped(self.next_frame[0].frame_id, self.gen))
-            self.next_frame = (message, received)
+        if isinstance(message, msg.FrameRequest):
+            if self.next_request is not None:
+                self.send(msg.Skipped(self.next_request[0].frame_id, self.gen))
+            self.next_request = (message, received)
         elif isinstance(message, msg.Release):
             if message.out_slot not in self.free_outputs:
                 self.free_outputs.append(message.out_slot)
         elif isinstance(message, msg.SetThresholds):
             try:
-                self.engine.set_thresholds(message.thresholds)
+                engine.set_thresholds(message.thresholds)
             except Exception as exc:  # reported, the engine keeps its thresholds
                 self.send(msg.Failure(self.gen, msg.ErrorInfo.from_exception(exc)))
         elif isinstance(message, msg.Debug):
@@ -199,7 +190,9 @@ class _Worker:
             return 0
         return None
 
-    def frame(self, message: msg.Frame, received: float) -> bool:
+    def run_request(
+        self, engine: InferenceEngine, message: msg.FrameRequest, received: float
+    ) -> bool:
         """Process one frame; False when the engine failed and the worker must go."""
         assert self.slots is not None
         out_slot = self.free_outputs.pop(0)
@@ -208,19 +201,21 @@ class _Worker:
                 injected, self.raise_next = self.raise_next, None
                 raise injected.to_exception()
             size = int(np.prod(message.shape))
-            frame = self.slots.input(message.in_slot)[:size].reshape(message.shape)
+            pixels = self.slots.input(message.in_slot)[:size].reshape(message.shape)
             out = self.slots.output(out_slot)
-            kwargs: dict[str, Any] = {"want_depth": message.want_depth}
-            if self.depth_out and message.want_depth:
+            depth_out: np.ndarray | None = None
+            if message.want_depth:
                 # The engine writes the depth map straight into the output slot: an (H, W) view
                 # for raw frames, the flat slot for compressed ones (size known once decoded).
                 if len(message.shape) >= 2:
                     h, w = message.shape[:2]
-                    kwargs["depth_out"] = out.depth[: h * w].reshape(h, w)
+                    depth_out = out.depth[: h * w].reshape(h, w)
                 else:
-                    kwargs["depth_out"] = out.depth
+                    depth_out = out.depth
             t0 = time.monotonic()
-            result = self.engine.process(frame, message.encoding, **kwargs)
+            result = engine.process(
+                pixels, message.encoding, want_depth=message.want_depth, depth_out=depth_out
+            )
             t1 = time.monotonic()
             n, depth_shape = out.write(result)
             t2 = time.monotonic()

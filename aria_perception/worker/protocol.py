@@ -1,7 +1,7 @@
 """Control messages between the supervisor and the worker (small, picklable, no arrays).
 
 Images, depth maps and detections travel through :mod:`aria_perception.worker.slots`; the pipe
-only carries these records: which slot, which frame and generation, shapes, counts and times.
+only carries these records: which slot, which frame id and generation, shapes, counts and times.
 Errors cross as :class:`ErrorInfo` (class name, message, traceback text) so that the parent never
 has to unpickle a class it may not import (a torch exception, for instance).
 """
@@ -79,11 +79,12 @@ class Start:
 
 
 @dataclass(frozen=True)
-class Frame:
-    """A frame is waiting in input slot ``in_slot``.
+class FrameRequest:
+    """Process the frame waiting in input slot ``in_slot`` (pixels or compressed bytes).
 
-    The worker takes frames in order; when a newer one is already waiting it skips the older
-    (:class:`Skipped`): the newest frame wins without the worker ever waiting for the parent.
+    The worker answers requests in order, each with :class:`Result`, :class:`Skipped` or
+    :class:`FrameFailed`. When a newer request is already waiting it skips the older one: the
+    newest frame wins without the worker ever waiting for the parent.
     """
 
     frame_id: int
@@ -176,7 +177,7 @@ class Result:
 
 @dataclass(frozen=True)
 class Skipped:
-    """``frame_id`` was not processed: a newer frame was already waiting (its slot is free)."""
+    """``frame_id`` was not processed: a newer request was already waiting (its slot is free)."""
 
     frame_id: int
     generation: int

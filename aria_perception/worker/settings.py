@@ -135,6 +135,8 @@ class WorkerStats:
         in_flight: Frames in the worker now (one running, newer ones waiting there).
         pending: Frames waiting here for room in the worker (0 or 1).
         info: What the engine reported at start-up, ``None`` before the first start.
+        stale: Answers from the worker that belonged to no current frame (an earlier
+            worker's, or a frame already given up on): never delivered.
     """
 
     state: WorkerState
@@ -152,3 +154,4 @@ class WorkerStats:
     in_flight: int
     pending: int
     info: EngineInfo | None
+    stale: int = 0

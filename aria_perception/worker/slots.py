@@ -21,7 +21,15 @@ from multiprocessing import shared_memory
 import numpy as np
 
 from aria_perception.errors import FrameError, WorkerStartError
-from aria_perception.records import Detections, EngineResult, StageTimes
+from aria_perception.records import (
+    COMPRESSED_FORMATS,
+    Detections,
+    EngineResult,
+    StageTimes,
+    check_encoded_frame,
+    check_raw_frame,
+)
+from aria_perception.worker.settings import WorkerSettings
 
 #: Up to three frames in the worker (one running, the newer ones waiting there: it runs only the
 #: newest of them next) and one being copied in by ``submit``; when all are taken, a frame
@@ -44,8 +52,8 @@ _copy_pool_lock = threading.Lock()
 def _copy_threads() -> int:
     # Measured on the GPU machine (5.9 MB, cold source, the caller copying one band): 1 thread
     # 0.65 ms p50 / 0.77 p95, 2 threads 0.41 / 0.58, 4 threads 0.32 / 0.41, 8 threads 0.60 /
-    # 1.07. Two was chosen on end-to-end runs (before the caller copied a band, 4 threads had
-    # a 1.8 ms p95); in the node the copy measures 0.97 ms p50 with 2.
+    # 1.07. Two was chosen on end-to-end runs, where the copy competes with the node's other
+    # threads (4 threads had a 1.8 ms p95 there); in the node the copy measures 0.97 ms p50.
     return max(1, min(2, os.cpu_count() or 1))
 
 
@@ -71,6 +79,34 @@ def copy_frame(dst: np.ndarray, src: np.ndarray) -> None:
     np.copyto(dst[first:end], src[first:end])
     for future in futures:
         future.result()
+
+
+def input_data(frame: object, encoding: str, settings: WorkerSettings) -> np.ndarray:
+    """``frame`` as it goes into an input slot, checked against the slot sizes.
+
+    Args:
+        frame: (H, W, C) or (H, W) uint8 pixels in a raw ``encoding``, or the compressed bytes
+            (a 1-D uint8 array or a bytes-like object) for ``jpeg``/``png``.
+        encoding: The raw encoding or compressed format.
+        settings: ``max_pixels`` and ``encoded_bytes`` bound what fits.
+
+    Returns:
+        The pixels as given, or the compressed bytes as a 1-D uint8 array.
+
+    Raises:
+        FrameError: the frame does not fit its encoding or the slots.
+    """
+    if encoding not in COMPRESSED_FORMATS:
+        check_raw_frame(frame, encoding, settings.max_pixels)
+        return frame  # type: ignore[return-value]  # checked: a uint8 array
+    if not isinstance(frame, np.ndarray):
+        try:
+            frame = np.frombuffer(frame, np.uint8)  # type: ignore[call-overload]
+        except TypeError as err:
+            got = type(frame).__name__
+            raise FrameError(f"{encoding} frame must be bytes, got {got}") from err
+    check_encoded_frame(frame, encoding, settings.encoded_bytes)
+    return frame
 
 
 def _align(n: int, to: int) -> int:

@@ -1,144 +1,61 @@
-"""Parent side of the worker: start, feed, watch and restart the spawned engine process.
+"""Parent side of the worker: the public API and the supervisor thread.
 
 This module never imports torch (nor does anything it imports): the node process stays free of
-CUDA. The worker is :func:`aria_perception.worker.child.run` in a process of the multiprocessing
-``spawn`` context; frames and results cross in :class:`~aria_perception.worker.slots.SharedSlots`,
-control messages (:mod:`aria_perception.worker.protocol`) over a pipe.
+CUDA. The parts: :mod:`~aria_perception.worker.ledger` (which job is where),
+:mod:`~aria_perception.worker.dispatch` (requests to the worker, thread-safe),
+:mod:`~aria_perception.worker.process` (one worker process), :mod:`~aria_perception.worker.restart`
+(when to restart) and :mod:`~aria_perception.worker.lifecycle` (start, loss, restart, stop).
+Frames and results cross in :class:`~aria_perception.worker.slots.SharedSlots`, control
+messages (:mod:`~aria_perception.worker.protocol`) over a pipe.
 
-Flow of a frame: :meth:`Supervisor.submit` copies it into a free input slot and sends it to the
-worker at once (unless :data:`_MAX_IN_WORKER` frames are there already; then it becomes the
-pending frame, replacing and dropping an older pending one). The worker reads every message
-before it starts a frame and runs only the newest waiting one, skipping older ones (reported,
-counted dropped): the newest frame wins, nothing queues, and the worker goes from one frame to
-the next without waiting for this process. Results are delivered in frame order by the
-supervisor thread, which releases each output slot back to the worker once ``on_result`` has
-returned.
+Flow of a frame: :meth:`Supervisor.submit` copies it into a free input slot and sends a request
+to the worker at once (unless the worker holds as many jobs as it may; then the job becomes the
+pending one, replacing and dropping an older pending one). The worker reads every message
+before it starts a frame and runs only the newest waiting request, skipping older ones
+(reported, counted dropped): the newest frame wins, nothing queues, and the worker goes from one
+frame to the next without waiting for this process. The supervisor thread delivers results in
+frame order and releases each output slot back to the worker once ``on_result`` has returned;
+it also notices a dead, hung or frozen worker and has it restarted.
 """
 
 from __future__ import annotations
 
 import atexit
-import collections
 import itertools
 import logging
-import multiprocessing
-import os
-import signal
 import threading
 import time
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
-from multiprocessing.connection import Connection, wait
 from typing import Any
-
-import numpy as np
 
 from aria_perception.errors import (
     AriaPerceptionError,
-    ConfigError,
     FrameError,
     WorkerDiedError,
     WorkerError,
     WorkerStartError,
     WorkerTimeoutError,
 )
-from aria_perception.records import (
-    COMPRESSED_FORMATS,
-    RAW_CHANNELS,
-    EngineConfig,
-    EngineInfo,
-    EngineResult,
-    Thresholds,
-    WorkerState,
-)
-from aria_perception.worker import child
+from aria_perception.records import EngineConfig, EngineInfo, Thresholds, WorkerState
 from aria_perception.worker import protocol as msg
+from aria_perception.worker.dispatch import Dispatcher
+from aria_perception.worker.ledger import Job, Ledger
+from aria_perception.worker.lifecycle import Lifecycle
+from aria_perception.worker.process import WorkerProcess
+from aria_perception.worker.result import FrameResult, FrameTiming
 from aria_perception.worker.settings import WorkerSettings, WorkerStats
-from aria_perception.worker.slots import (
-    INPUT_SLOTS,
-    SharedSlots,
-    SlotLayout,
-    copy_frame,
-)
+from aria_perception.worker.slots import SharedSlots, copy_frame, input_data
+
+__all__ = ["ErrorCallback", "FrameResult", "FrameTiming", "ResultCallback", "Supervisor"]
 
 _log = logging.getLogger(__name__)
-
-#: Raw encodings and their channel counts; compressed formats come as 1-D bytes.
-COMPRESSED = COMPRESSED_FORMATS
 
 #: Longest sleep of the supervisor thread between checks.
 _TICK_S = 0.25
 
-ResultCallback = Callable[["FrameResult"], None]
+ResultCallback = Callable[[FrameResult], None]
 ErrorCallback = Callable[[int, Any, AriaPerceptionError], None]
-
-
-@dataclass(frozen=True)
-class FrameTiming:
-    """Where the time of one frame went, in milliseconds.
-
-    Attributes:
-        copy_in_ms: ``submit`` copying the frame into shared memory.
-        wait_ms: Waiting for earlier frames to finish, pending here and queued in the worker.
-        engine_ms: ``Engine.process`` in the worker (wall clock).
-        copy_out_ms: The worker copying the result into shared memory.
-        roundtrip_ms: From the ``submit`` call to the ``on_result`` call.
-        to_worker_ms: Dispatch to the worker having the frame message (pipe, wake-up).
-        to_parent_ms: The worker sending the result to its delivery here (pipe, wake-up).
-    """
-
-    copy_in_ms: float
-    wait_ms: float
-    engine_ms: float
-    copy_out_ms: float
-    roundtrip_ms: float
-    to_worker_ms: float = 0.0
-    to_parent_ms: float = 0.0
-
-    @property
-    def transport_ms(self) -> float:
-        """What the process boundary cost: round trip minus engine time and waiting."""
-        return self.roundtrip_ms - self.engine_ms - self.wait_ms
-
-
-@dataclass
-class FrameResult:
-    """A result delivered to ``on_result``.
-
-    Attributes:
-        tag: Whatever the caller passed to :meth:`Supervisor.submit` (never pickled).
-        frame_id: The id :meth:`Supervisor.submit` returned.
-        generation: The worker process that computed it.
-        result: Detections (owned copies) and the depth map: a read-only view of shared memory,
-            valid until the callback returns (copy it to keep it).
-        timing: Where the time went.
-    """
-
-    tag: Any
-    frame_id: int
-    generation: int
-    result: EngineResult
-    timing: FrameTiming
-
-
-@dataclass
-class _Job:
-    frame_id: int
-    tag: Any
-    in_slot: int
-    shape: tuple[int, ...]
-    encoding: str
-    want_depth: bool
-    submitted_at: float
-    copy_in_ms: float
-    dispatched_at: float = 0.0
-    deadline: float = np.inf  # set once it is the oldest frame in the worker
-
-
-#: Frames in the worker at most: one running and the newer ones waiting (it runs the newest).
-_MAX_IN_WORKER = INPUT_SLOTS - 1
-
 
 _live: weakref.WeakSet[Supervisor] = weakref.WeakSet()
 
@@ -149,19 +66,6 @@ def _stop_all() -> None:
     # graceful stop and segments are unlinked even if the owner forgot to call stop().
     for supervisor in list(_live):
         supervisor.stop()
-
-
-def _describe_exit(code: int | None) -> str:
-    if code is None:
-        return "did not exit"
-    if code < 0:
-        try:
-            return f"was killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"was killed by signal {-code}"
-    if code == child.EXIT_ENGINE_ERROR:
-        return "exited after an engine error"
-    return f"exited with code {code}"
 
 
 class Supervisor:
@@ -191,48 +95,22 @@ class Supervisor:
         on_result: ResultCallback,
         on_error: ErrorCallback | None = None,
     ) -> None:
-        self._config = config
-        self._settings = settings or WorkerSettings()
-        self._layout = SlotLayout(
-            input_bytes=self._settings.input_bytes,
-            max_depth_pixels=self._settings.max_pixels,
-            max_detections=config.max_detections,
-        )
+        self._settings = s = settings or WorkerSettings()
         self._on_result = on_result
         self._on_error = on_error
-        self._ctx = multiprocessing.get_context("spawn")
-        # _lock guards the state below; _send_lock the pipe's write end (submit and the
-        # supervisor thread both send); _submit_lock serialises submit's copy against stop's
-        # unmapping and bounds the slots in use to INPUT_SLOTS; _life_lock serialises start/stop.
-        self._lock = threading.Lock()
-        self._send_lock = threading.Lock()
+        # _submit_lock serialises submit's copy against stop's unmapping and bounds the slots
+        # in use to the input slots; _life_lock serialises start and stop.
         self._submit_lock = threading.Lock()
         self._life_lock = threading.Lock()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
-        self._slots: SharedSlots | None = None
-        self._proc: Any = None  # multiprocessing.Process of the spawn context
-        self._conn: Connection | None = None
-        self._state = WorkerState.STOPPED
-        self._generation = 0
-        self._info: EngineInfo | None = None
-        self._thresholds: Thresholds | None = None
         self._frame_ids = itertools.count(1)
-        self._free_inputs = list(range(INPUT_SLOTS))
-        self._in_worker: collections.deque[_Job] = collections.deque()  # sent, in order
-        self._pending: _Job | None = None
-        self._warm: set[tuple[str, tuple[int, ...] | None]] = set()
+        self._dispatch = Dispatcher(Ledger(s.frame_timeout_s, s.first_frame_timeout_s))
+        self._life = Lifecycle(
+            config, s, self._dispatch, self._stopping, self._report, self._submit_lock
+        )
+        # Written by the supervisor thread only.
         self._last_heard = 0.0
-        self._failures: collections.deque[float] = collections.deque()
-        self._restart_at = 0.0
-        self._submitted = 0
-        self._processed = 0
-        self._dropped = 0
-        self._rejected = 0
-        self._failed = 0
-        self._restarts = 0
-        self._stale = 0
-        self._last_error: str | None = None
         self._gpu_mem = (0.0, 0.0)
 
     # -- public API ---------------------------------------------------------------------------
@@ -240,12 +118,12 @@ class Supervisor:
     @property
     def state(self) -> WorkerState:
         """Where the worker is in its life."""
-        return self._state
+        return self._life.state
 
     @property
     def info(self) -> EngineInfo | None:
         """What the engine reported at start-up (``None`` before)."""
-        return self._info
+        return self._life.info
 
     @property
     def settings(self) -> WorkerSettings:
@@ -266,26 +144,23 @@ class Supervisor:
             WorkerError: already started.
         """
         with self._life_lock:
-            if self._state not in (WorkerState.STOPPED, WorkerState.FAILED):
-                raise WorkerError(f"worker already started (state {self._state.name})")
+            state = self._life.state
+            if state not in (WorkerState.STOPPED, WorkerState.FAILED):
+                raise WorkerError(f"worker already started (state {state.name})")
             self._teardown()  # what a FAILED run left
             self._stopping.clear()
-            self._failures.clear()
-            self._free_inputs = list(range(INPUT_SLOTS))
-            self._state = WorkerState.STARTING
             _live.add(self)
             try:
-                self._slots = SharedSlots.create(self._layout, self._settings.shm_prefix)
-                info = self._launch()
+                self._life.begin()
+                ready = self._life.launch()
             except WorkerStartError as exc:
                 self._teardown()
-                with self._lock:
-                    self._state = WorkerState.FAILED
-                    self._last_error = str(exc)
+                self._life.fail(str(exc))
                 raise
+            self._ready(ready)
             self._thread = threading.Thread(target=self._run, name="aria-supervisor", daemon=True)
             self._thread.start()
-            return info
+            return ready.info
 
     def submit(
         self, frame: Any, encoding: str, tag: Any = None, *, want_depth: bool = True
@@ -310,113 +185,77 @@ class Supervisor:
             FrameError: the frame does not fit its encoding or the slots (counted rejected).
         """
         submitted_at = time.monotonic()
+        dispatch = self._dispatch
         try:
-            data, shape = self._check_frame(frame, encoding)
+            data = input_data(frame, encoding, self._settings)
         except FrameError:
-            with self._lock:
-                self._submitted += 1
-                self._rejected += 1
+            dispatch.reject()
             raise
         with self._submit_lock:
-            with self._lock:
-                self._submitted += 1
-                slots = self._slots
-                if self._state is not WorkerState.READY or slots is None:
-                    self._dropped += 1
-                    return None
-                if self._free_inputs:
-                    slot = self._free_inputs.pop()
-                elif self._pending is not None:
-                    # The worker is full and a frame is pending: this newer frame takes the
-                    # pending one's slot (newest wins).
-                    slot, self._pending = self._pending.in_slot, None
-                    self._dropped += 1
-                else:  # not reached: slots are freed as the worker answers
-                    self._dropped += 1
-                    return None
+            slots = self._life.slots
+            slot = dispatch.claim_slot()
+            if slot is None:
+                return None
+            assert slots is not None  # a worker is attached, so its slots are mapped
             try:
-                dst = slots.input(slot)[: data.size]
-                copy_frame(dst.reshape(shape), data)
+                copy_frame(slots.input(slot)[: data.size].reshape(data.shape), data)
             except BaseException:
-                with self._lock:
-                    self._free_inputs.append(slot)
-                    self._dropped += 1
+                dispatch.unclaim(slot)
                 raise
-            copied_at = time.monotonic()
-            job = _Job(
+            job = Job(
                 frame_id=next(self._frame_ids),
                 tag=tag,
                 in_slot=slot,
-                shape=shape,
+                shape=tuple(int(n) for n in data.shape),
                 encoding=encoding,
                 want_depth=want_depth,
                 submitted_at=submitted_at,
-                copy_in_ms=(copied_at - submitted_at) * 1e3,
+                copy_in_ms=(time.monotonic() - submitted_at) * 1e3,
             )
-            with self._lock:
-                if self._state is not WorkerState.READY:  # the worker went while we copied
-                    self._free_inputs.append(slot)
-                    self._dropped += 1
-                    return None
-                if len(self._in_worker) < _MAX_IN_WORKER:
-                    self._dispatch(job)
-                else:
-                    self._drop(self._pending)
-                    self._pending = job
-            return job.frame_id
+            return job.frame_id if dispatch.admit(job) else None
 
     def set_thresholds(self, thresholds: Thresholds) -> None:
         """Change the detector thresholds (kept across worker restarts).
 
+        ``Thresholds`` checks its own values when it is built.
+
         Raises:
-            ConfigError: a value is out of range or a class name is unknown to the model.
+            ConfigError: a class name is unknown to the model.
         """
-        if not 0.0 <= thresholds.confidence <= 1.0:
-            raise ConfigError(
-                f"detector.confidence must be in [0, 1], got {thresholds.confidence}"
-            )
-        if not 0.0 <= thresholds.iou <= 1.0:
-            raise ConfigError(f"detector.iou must be in [0, 1], got {thresholds.iou}")
-        info = self._info
+        info = self._life.info
         if info is not None:
-            unknown = [c for c in thresholds.classes if c not in info.class_names]
-            if unknown:
-                raise ConfigError(
-                    f"detector.classes: unknown class name(s) {unknown}; this model has "
-                    f"{len(info.class_names)} classes, e.g. {list(info.class_names[:5])}"
-                )
-        with self._lock:
-            self._thresholds = thresholds
-            self._send(msg.SetThresholds(thresholds))
+            thresholds.check_classes(info.class_names)
+        self._dispatch.set_thresholds(thresholds)
 
     def stats(self) -> WorkerStats:
         """A snapshot of the counters."""
-        with self._lock:
-            proc = self._proc
-            return WorkerStats(
-                state=self._state,
-                submitted=self._submitted,
-                processed=self._processed,
-                dropped=self._dropped,
-                rejected=self._rejected,
-                failed=self._failed,
-                restarts=self._restarts,
-                generation=self._generation,
-                last_error=self._last_error,
-                gpu_mem_mb=self._gpu_mem[0],
-                gpu_mem_peak_mb=self._gpu_mem[1],
-                pid=None if proc is None else proc.pid,
-                in_flight=len(self._in_worker),
-                pending=int(self._pending is not None),
-                info=self._info,
-            )
+        counts = self._dispatch.counts()
+        worker = self._dispatch.worker
+        state, restarts, last_error, info = self._life.status()
+        return WorkerStats(
+            state=state,
+            submitted=counts.submitted,
+            processed=counts.processed,
+            dropped=counts.dropped,
+            rejected=counts.rejected,
+            failed=counts.failed,
+            restarts=restarts,
+            generation=self._dispatch.generation,
+            last_error=last_error,
+            gpu_mem_mb=self._gpu_mem[0],
+            gpu_mem_peak_mb=self._gpu_mem[1],
+            pid=None if worker is None else worker.pid,
+            in_flight=counts.in_worker,
+            pending=counts.pending,
+            info=info,
+            stale=counts.stale,
+        )
 
     def debug(self, action: str, kind: str = "", message: str = "") -> None:
         """Inject a fault into the worker (for tests); see :class:`protocol.Debug`."""
         if action not in msg.DEBUG_ACTIONS:
             raise ValueError(f"unknown debug action {action!r} (one of {msg.DEBUG_ACTIONS})")
-        with self._lock:
-            self._send(msg.Debug(action, kind, message))
+        self._dispatch.send(msg.Debug(action, kind, message))
 
     def stop(self, timeout_s: float = 5.0) -> None:
         """Stop the worker and unlink the shared memory (idempotent).
@@ -433,7 +272,7 @@ class Supervisor:
                 thread.join(max(0.0, deadline - time.monotonic()))
                 if thread.is_alive():
                     _log.warning("supervisor thread still busy (in a callback?) at stop")
-            self._retire(graceful=True, timeout_s=max(0.5, deadline - time.monotonic()))
+            self._life.retire(graceful=True, timeout_s=max(0.5, deadline - time.monotonic()))
             if thread is threading.current_thread():
                 return  # _run unmaps once the callback that called us returns
             self._teardown()
@@ -445,242 +284,42 @@ class Supervisor:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    # -- submit helpers -----------------------------------------------------------------------
+    # -- helpers ------------------------------------------------------------------------------
 
-    def _check_frame(self, frame: Any, encoding: str) -> tuple[np.ndarray, tuple[int, ...]]:
-        if encoding in COMPRESSED:
-            if not isinstance(frame, np.ndarray):
-                try:
-                    frame = np.frombuffer(frame, np.uint8)
-                except TypeError as err:
-                    raise FrameError(f"{encoding} frame must be bytes, got {type(frame)}") from err
-            if frame.dtype != np.uint8 or frame.ndim != 1:
-                raise FrameError(
-                    f"{encoding} frame must be 1-D uint8 bytes, got {frame.dtype} {frame.shape}"
-                )
-            if frame.size == 0:
-                raise FrameError(f"{encoding} frame is empty")
-            if frame.size > self._settings.encoded_bytes:
-                raise FrameError(
-                    f"{encoding} frame of {frame.size} bytes is over the "
-                    f"{self._settings.encoded_bytes} bytes the worker slots hold"
-                )
-            return frame, (int(frame.size),)
-        channels = RAW_CHANNELS.get(encoding)
-        if channels is None:
-            raise FrameError(
-                f"unsupported encoding {encoding!r} "
-                f"(supported: {', '.join([*RAW_CHANNELS, *COMPRESSED])})"
-            )
-        if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8:
-            raise FrameError(f"{encoding} frame must be a uint8 numpy array, got {type(frame)}")
-        ok = frame.ndim == 3 and frame.shape[2] == channels
-        ok = ok or (channels == 1 and frame.ndim == 2)
-        if not ok:
-            raise FrameError(
-                f"{encoding} frame must be (H, W, {channels}) uint8, got shape {frame.shape}"
-            )
-        h, w = frame.shape[:2]
-        if h == 0 or w == 0:
-            raise FrameError(f"{encoding} frame is empty ({w}x{h})")
-        if h * w > self._settings.max_pixels:
-            raise FrameError(
-                f"frame of {w}x{h} = {h * w} pixels is over max_pixels={self._settings.max_pixels}"
-            )
-        return frame, tuple(int(s) for s in frame.shape)
-
-    def _dispatch(self, job: _Job) -> None:
-        """Send ``job`` to the worker (caller holds ``_lock``; there is room for it)."""
-        job.dispatched_at = time.monotonic()
-        self._in_worker.append(job)
-        if len(self._in_worker) == 1:
-            self._start_clock(job, job.dispatched_at)
-        self._send(
-            msg.Frame(
-                frame_id=job.frame_id,
-                generation=self._generation,
-                in_slot=job.in_slot,
-                shape=job.shape,
-                encoding=job.encoding,
-                want_depth=job.want_depth,
-            )
-        )
-
-    def _start_clock(self, job: _Job, now: float) -> None:
-        """``job`` is the worker's next frame: its answer is due within the frame timeout.
-
-        The first frame of a shape or encoding (per worker) gets the first-frame timeout: it
-        includes cuDNN tuning and CUDA-graph capture.
-        """
-        key = (job.encoding, job.shape if job.encoding in RAW_CHANNELS else None)
-        if key in self._warm:
-            timeout = self._settings.frame_timeout_s
-        else:
-            self._warm.add(key)
-            timeout = max(self._settings.first_frame_timeout_s, self._settings.frame_timeout_s)
-        job.deadline = now + timeout
-
-    def _send(self, message: object) -> None:
-        conn = self._conn
-        if conn is None:
-            return
-        try:
-            with self._send_lock:
-                conn.send(message)
-        except (OSError, ValueError):
-            pass  # the worker is gone: the supervisor thread sees it and restarts it
-
-    # -- worker lifecycle ---------------------------------------------------------------------
-
-    def _launch(self) -> EngineInfo:
-        """Spawn the next generation and wait for its ready message.
-
-        Raises:
-            WorkerStartError: error, death or timeout during start-up, or stop() was called.
-        """
-        assert self._slots is not None
-        generation = self._generation + 1
-        start = msg.Start(
-            generation=generation,
-            parent_pid=os.getpid(),
-            config=self._config,
-            thresholds=self._thresholds,
-            engine_factory=self._settings.engine_factory,
-            shm_name=self._slots.name,
-            layout=self._layout,
-            heartbeat_interval_s=self._settings.heartbeat_interval_s,
-        )
-        conn, child_conn = self._ctx.Pipe(duplex=True)
-        proc = self._ctx.Process(
-            target=child.run,
-            args=(child_conn, start),
-            name=f"aria-worker-{generation}",
-            daemon=True,
-        )
-        try:
-            proc.start()
-        except Exception as exc:
-            conn.close()
-            child_conn.close()
-            raise WorkerStartError(f"cannot spawn the worker: {exc}") from exc
-        child_conn.close()  # only the child holds its end now, so its death reads as EOF here
-        timeout = self._settings.startup_timeout_s
-        deadline = time.monotonic() + timeout
-        error: WorkerStartError | None = None
-        ready: msg.Ready | None = None
-        while ready is None and error is None:
-            if self._stopping.is_set():
-                error = WorkerStartError("worker start-up interrupted by stop()")
-                break
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                error = WorkerStartError(
-                    f"worker was not ready within {timeout:g} s (worker.startup_timeout_s)"
-                )
-                break
-            if not wait([conn, proc.sentinel], min(remaining, _TICK_S)):
-                continue
-            try:
-                if not conn.poll():
-                    raise EOFError
-                reply = conn.recv()
-            except (EOFError, OSError):
-                proc.join(1.0)
-                error = WorkerStartError(
-                    f"worker (pid {proc.pid}) {_describe_exit(proc.exitcode)} during start-up"
-                )
-                break
-            if isinstance(reply, msg.Ready):
-                ready = reply
-            elif isinstance(reply, msg.StartFailed):
-                cause = reply.error.to_exception()
-                error = WorkerStartError(f"worker failed to start: {reply.error}")
-                error.__cause__ = cause
-                _log.debug("worker start-up traceback:\n%s", reply.error.traceback)
-        if error is not None or ready is None:
-            self._kill(proc, conn)
-            assert error is not None
-            raise error
-        with self._lock:
-            self._proc = proc
-            self._conn = conn
-            self._generation = generation
-            self._info = ready.info
-            self._gpu_mem = (ready.gpu_mem_mb, ready.gpu_mem_peak_mb)
-            self._last_heard = time.monotonic()
-            self._warm = set()
-            self._state = WorkerState.READY
-            if self._thresholds is not start.thresholds:  # changed while we were starting
-                self._send(msg.SetThresholds(self._thresholds))  # type: ignore[arg-type]
-        _log.info(
-            "worker %d ready in %.1f s (pid %d, %s, %s, weights %s)",
-            generation,
-            ready.startup_s,
-            ready.pid,
-            ready.info.device,
-            ready.info.precision,
-            ready.info.weights,
-        )
-        return ready.info
-
-    @staticmethod
-    def _kill(proc: Any, conn: Connection | None) -> None:
-        if proc.is_alive():
-            proc.kill()
-        proc.join(5.0)
-        if conn is not None:
-            conn.close()
-
-    def _retire(self, graceful: bool, timeout_s: float) -> None:
-        """End the current worker (graceful: ask first, then terminate, then kill)."""
-        with self._lock:
-            proc, conn = self._proc, self._conn
-            self._proc = self._conn = None
-            self._drop(*self._in_worker, self._pending)
-            self._in_worker.clear()
-            self._pending = None
-            self._state = WorkerState.STOPPED
-        if proc is None:
-            return
-        if graceful and proc.is_alive() and conn is not None:
-            try:
-                with self._send_lock:
-                    conn.send(msg.Shutdown())
-            except (OSError, ValueError):
-                pass
-            proc.join(timeout_s * 0.8)
-            if proc.is_alive():
-                proc.terminate()
-                proc.join(timeout_s * 0.2)
-        self._kill(proc, conn)
+    def _ready(self, ready: msg.Ready) -> None:
+        """A new worker is ready: its silence and memory count from now."""
+        self._last_heard = time.monotonic()
+        self._gpu_mem = (ready.gpu_mem_mb, ready.gpu_mem_peak_mb)
 
     def _teardown(self) -> None:
-        """Unmap and unlink the slots (exactly once; the parent is their only owner)."""
-        with self._submit_lock:
-            slots, self._slots = self._slots, None
-        if slots is None:
-            return
-        slots.close()
-        slots.unlink()
+        """Unmap and unlink the slots; nothing is left for the exit handler."""
+        self._life.close()
         _live.discard(self)
+
+    def _report(self, frame_id: int, tag: Any, error: AriaPerceptionError) -> None:
+        if self._on_error is None:
+            return
+        try:
+            self._on_error(frame_id, tag, error)
+        except Exception:
+            _log.exception("on_error callback raised (frame %d)", frame_id)
 
     # -- supervisor thread --------------------------------------------------------------------
 
     def _run(self) -> None:
         try:
             while not self._stopping.is_set():
-                if self._state is WorkerState.FAILED:
+                if self._life.state is WorkerState.FAILED:
                     break
-                if self._proc is None:
-                    self._restart()
-                else:
-                    self._watch()
+                worker = self._dispatch.worker
+                if worker is not None:
+                    self._watch(worker)
+                elif (ready := self._life.restart()) is not None:
+                    self._ready(ready)
         except Exception:
             _log.exception("worker supervisor thread failed")
-            self._retire(graceful=False, timeout_s=1.0)
-            with self._lock:
-                self._state = WorkerState.FAILED
-                self._last_error = "WorkerError: supervisor thread failed (see the log)"
+            self._life.retire(graceful=False, timeout_s=1.0)
+            self._life.fail("WorkerError: supervisor thread failed (see the log)")
             self._report(-1, None, WorkerError("supervisor thread failed (see the log)"))
         finally:
             if self._stopping.is_set() and self._life_lock.acquire(blocking=False):
@@ -691,55 +330,43 @@ class Supervisor:
                 finally:
                     self._life_lock.release()
 
-    def _watch(self) -> None:
+    def _watch(self, worker: WorkerProcess) -> None:
         """Wait for messages, death or a deadline once, and act on them."""
-        proc, conn = self._proc, self._conn
-        assert proc is not None and conn is not None
-        with self._lock:
-            deadline = self._in_worker[0].deadline if self._in_worker else np.inf
         now = time.monotonic()
         silent_until = self._last_heard + self._settings.heartbeat_timeout_s
-        timeout = max(0.0, min(_TICK_S, deadline - now, silent_until - now))
-        ready = wait([conn, proc.sentinel], timeout)
-        if conn in ready or proc.sentinel in ready:
-            if not self._drain(proc, conn):
+        if worker.wait(min(_TICK_S, self._dispatch.deadline() - now, silent_until - now)):
+            if not self._drain(worker):
                 return
         if self._stopping.is_set():
             return
         now = time.monotonic()
-        with self._lock:
-            job = self._in_worker[0] if self._in_worker else None
-        if job is not None and now > job.deadline:
+        job = self._dispatch.overdue(now)
+        if job is not None:
             limit = job.deadline - job.dispatched_at
-            self._lose(
+            self._life.lose(
                 WorkerTimeoutError(
-                    f"worker (pid {proc.pid}) gave no answer to frame {job.frame_id} within "
+                    f"worker (pid {worker.pid}) gave no answer to frame {job.frame_id} within "
                     f"{limit:g} s (worker.frame_timeout_s); killed it"
                 )
             )
         elif now - self._last_heard > self._settings.heartbeat_timeout_s:
-            self._lose(
+            self._life.lose(
                 WorkerTimeoutError(
-                    f"no heartbeat from worker (pid {proc.pid}) for {now - self._last_heard:.1f} s"
-                    " (frozen); killed it"
+                    f"no heartbeat from worker (pid {worker.pid}) for "
+                    f"{now - self._last_heard:.1f} s (frozen); killed it"
                 )
             )
 
-    def _drain(self, proc: Any, conn: Connection) -> bool:
+    def _drain(self, worker: WorkerProcess) -> bool:
         """Handle every waiting message; False when the worker is gone."""
         while not self._stopping.is_set():
             try:
-                if not conn.poll():
-                    if proc.is_alive():
-                        return True
-                    raise EOFError  # dead, and every message it sent has been read
-                message = conn.recv()
-            except (EOFError, OSError):
-                proc.join(1.0)
-                self._lose(
-                    WorkerDiedError(f"worker (pid {proc.pid}) {_describe_exit(proc.exitcode)}")
-                )
+                message = worker.receive()
+            except WorkerDiedError as err:
+                self._life.lose(err)
                 return False
+            if message is None:
+                return True
             self._last_heard = time.monotonic()
             if not self._handle(message):
                 return False
@@ -750,89 +377,39 @@ class Supervisor:
         if isinstance(message, msg.Result):
             self._on_result_message(message)
         elif isinstance(message, msg.Skipped):
-            with self._lock:
-                if self._take(message.frame_id, message.generation) is not None:
-                    self._dropped += 1
-                    self._dispatch_pending()
+            self._dispatch.skipped(message)
         elif isinstance(message, msg.FrameFailed):
             return self._on_frame_failed(message)
         elif isinstance(message, msg.Heartbeat):
-            if message.generation == self._generation:
+            if message.generation == self._dispatch.generation:
                 self._gpu_mem = (message.gpu_mem_mb, message.gpu_mem_peak_mb)
         elif isinstance(message, msg.Failure):
-            error = message.error.to_exception()
-            with self._lock:
-                self._last_error = str(message.error)
-            self._report(-1, None, error)
+            self._life.note_error(message.error)
+            self._report(-1, None, message.error.to_exception())
         else:
             _log.warning("unexpected message from the worker: %r", message)
         return True
 
-    def _take(self, frame_id: int, generation: int) -> _Job | None:
-        """Remove job ``frame_id`` of this generation from the worker's (caller holds ``_lock``).
-
-        The worker answers its frames in order (skipped, failed or done), so it is the oldest
-        there; the next one's frame timeout starts now.
-        """
-        queue = self._in_worker
-        if generation != self._generation or not queue or queue[0].frame_id != frame_id:
-            # Not for the worker's current frame (an earlier generation's, or a frame already
-            # given up on): never deliver it for another frame.
-            self._stale += 1
-            return None
-        job = queue.popleft()
-        self._free_inputs.append(job.in_slot)
-        if queue:
-            self._start_clock(queue[0], time.monotonic())
-        return job
-
-    def _drop(self, *jobs: _Job | None) -> None:
-        """Count ``jobs`` dropped (never processed) and free their slots; caller holds _lock."""
-        for job in jobs:
-            if job is not None:
-                self._dropped += 1
-                self._free_inputs.append(job.in_slot)
-
-    def _dispatch_pending(self) -> None:
-        if len(self._in_worker) >= _MAX_IN_WORKER:
-            return
-        job, self._pending = self._pending, None
-        if job is not None:
-            self._dispatch(job)
-
     def _on_result_message(self, message: msg.Result) -> None:
-        assert self._slots is not None
-        with self._lock:
-            job = self._take(message.frame_id, message.generation)
-            if job is None:
-                return
-            self._gpu_mem = (message.gpu_mem_mb, message.gpu_mem_peak_mb)
-            self._dispatch_pending()  # to wait in the worker while it runs the next frame
-            self._processed += 1
-            slots = self._slots
+        job = self._dispatch.processed(message)
+        if job is None:
+            return
+        self._gpu_mem = (message.gpu_mem_mb, message.gpu_mem_peak_mb)
+        slots = self._life.slots
         if slots is None:
             return  # stopped meanwhile
         try:
             self._deliver(message, job, slots)
         finally:
-            self._send(msg.Release(message.out_slot))
+            self._dispatch.send(msg.Release(message.out_slot))
 
-    def _deliver(self, message: msg.Result, job: _Job, slots: SharedSlots) -> None:
+    def _deliver(self, message: msg.Result, job: Job, slots: SharedSlots) -> None:
         """Read the result from its output slot and hand it to ``on_result``."""
         delivered_at = time.monotonic()
         result = slots.output(message.out_slot).read(
             message.n_detections, message.depth_shape, message.times, message.depth_fresh
         )
-        pending_ms = (job.dispatched_at - job.submitted_at) * 1e3 - job.copy_in_ms
-        timing = FrameTiming(
-            copy_in_ms=job.copy_in_ms,
-            wait_ms=pending_ms + (message.started_at - message.received_at) * 1e3,
-            engine_ms=message.engine_ms,
-            copy_out_ms=message.copy_out_ms,
-            roundtrip_ms=(delivered_at - job.submitted_at) * 1e3,
-            to_worker_ms=(message.received_at - job.dispatched_at) * 1e3,
-            to_parent_ms=(delivered_at - message.sent_at) * 1e3,
-        )
+        timing = FrameTiming.of(job, message, delivered_at)
         frame_result = FrameResult(job.tag, job.frame_id, message.generation, result, timing)
         del result
         try:
@@ -841,91 +418,16 @@ class Supervisor:
             _log.exception("on_result callback raised (frame %d)", job.frame_id)
 
     def _on_frame_failed(self, message: msg.FrameFailed) -> bool:
-        error = message.error.to_exception()
-        with self._lock:
-            job = self._take(message.frame_id, message.generation)
-            if job is None:
-                return True
-            self._last_error = str(message.error)
-            if message.fatal:
-                self._failed += 1
-                # The worker exits: a frame waiting in it is lost unprocessed (dropped).
-                self._drop(*self._in_worker)
-                self._in_worker.clear()
-            else:
-                self._rejected += 1
-                self._dispatch_pending()
+        """A frame failed: report it; a fatal failure ends the worker (False)."""
+        job = self._dispatch.failed(message)
+        if job is None:
+            return True
+        self._life.note_error(message.error)
         if message.fatal:
             _log.error("worker engine error on frame %d: %s", job.frame_id, message.error)
             _log.debug("worker traceback:\n%s", message.error.traceback)
-        self._report(job.frame_id, job.tag, error)
+        self._report(job.frame_id, job.tag, message.error.to_exception())
         if message.fatal:
-            self._lose(WorkerDiedError(f"worker stopped after {message.error}"), report=False)
+            self._life.lose(WorkerDiedError(f"worker stopped after {message.error}"), report=False)
             return False
         return True
-
-    def _lose(self, reason: WorkerError, report: bool = True) -> None:
-        """The worker died, hung or failed: kill it, fail its frames, plan the restart."""
-        with self._lock:
-            proc, conn = self._proc, self._conn
-            self._proc = self._conn = None
-        if proc is not None:
-            self._kill(proc, conn)  # dead for sure before its input slots are reused
-        now = time.monotonic()
-        window = self._settings.restart_window_s
-        with self._lock:
-            queue = self._in_worker
-            job = queue.popleft() if queue else None  # the frame the worker was on
-            if job is not None:
-                self._failed += 1
-                self._free_inputs.append(job.in_slot)
-            self._drop(*queue, self._pending)
-            queue.clear()
-            self._pending = None
-            self._last_error = f"{type(reason).__name__}: {reason}"
-            while self._failures and now - self._failures[0] > window:
-                self._failures.popleft()
-            give_up = len(self._failures) >= self._settings.max_restarts
-            if give_up:
-                self._state = WorkerState.FAILED
-                final = WorkerError(
-                    f"worker failed {len(self._failures) + 1} times within {window:g} s "
-                    f"(worker.max_restarts={self._settings.max_restarts}); giving up. "
-                    f"Last: {type(reason).__name__}: {reason}"
-                )
-                self._last_error = f"{type(final).__name__}: {final}"
-            else:
-                self._failures.append(now)
-                self._state = WorkerState.RESTARTING
-                backoff = self._settings.backoff_initial_s * 2 ** (len(self._failures) - 1)
-                self._restart_at = now + min(backoff, self._settings.backoff_max_s)
-        if self._stopping.is_set():
-            return
-        _log.error("%s: %s", type(reason).__name__, reason)
-        if job is not None:
-            self._report(job.frame_id, job.tag, reason)
-        elif report:
-            self._report(-1, None, reason)
-        if give_up:
-            _log.error("%s", final)
-            self._report(-1, None, final)
-
-    def _restart(self) -> None:
-        delay = self._restart_at - time.monotonic()
-        if delay > 0 and self._stopping.wait(delay):
-            return
-        with self._lock:
-            self._restarts += 1
-        try:
-            self._launch()
-        except WorkerStartError as exc:
-            if not self._stopping.is_set():
-                self._lose(exc)
-
-    def _report(self, frame_id: int, tag: Any, error: AriaPerceptionError) -> None:
-        if self._on_error is None:
-            return
-        try:
-            self._on_error(frame_id, tag, error)
-        except Exception:
-            _log.exception("on_error callback raised (frame %d)", frame_id)

@@ -1,12 +1,76 @@
-"""Fixtures of the worker tests: no shared-memory segment or worker process outlives a test."""
+"""Fixtures of the worker tests: toy-engine supervisors, and nothing outlives a test."""
 
 from __future__ import annotations
 
 import multiprocessing
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
-from worker_helpers import MODULE_SUPERVISORS, our_segments
+from worker_helpers import (
+    MODULE_SUPERVISORS,
+    TOY_CONFIG,
+    TOY_SETTINGS,
+    Collector,
+    EngineLog,
+    Gate,
+    Make,
+    our_segments,
+)
+
+from aria_perception.records import EngineConfig
+from aria_perception.worker.settings import WorkerSettings
+from aria_perception.worker.supervisor import ResultCallback, Supervisor
+
+
+@pytest.fixture
+def engine_log(tmp_path: Path) -> EngineLog:
+    """What the toy engines of this test's supervisors did (``ARIA_TOY_LOG``)."""
+    return EngineLog(tmp_path / "engine.log")
+
+
+@pytest.fixture
+def gate(tmp_path: Path) -> Gate:
+    """The gate of the toy engines made with ``make(gated=True)`` (``ARIA_TOY_GATE``)."""
+    return Gate(tmp_path / "gate")
+
+
+@pytest.fixture
+def make(monkeypatch: pytest.MonkeyPatch, engine_log: EngineLog, gate: Gate) -> Iterator[Make]:
+    """Build toy-engine supervisors (not started); all are stopped after the test.
+
+    ``make(delay=, start_delay=, gated=, config=, on_result=, **settings)`` returns the
+    supervisor and a :class:`Collector` of its results and errors (``on_result`` replaces the
+    collector's result callback).
+    """
+    made: list[Supervisor] = []
+
+    def build(
+        delay: float = 0.0,
+        start_delay: float = 0.0,
+        gated: bool = False,
+        config: EngineConfig = TOY_CONFIG,
+        on_result: ResultCallback | None = None,
+        **settings: object,
+    ) -> tuple[Supervisor, Collector]:
+        # The spawned worker inherits the environment: the toy engine's knobs.
+        monkeypatch.setenv("ARIA_TOY_DELAY_S", str(delay))
+        monkeypatch.setenv("ARIA_TOY_START_DELAY_S", str(start_delay))
+        monkeypatch.setenv("ARIA_TOY_LOG", str(engine_log.path))
+        monkeypatch.setenv("ARIA_TOY_GATE", str(gate.path) if gated else "")
+        collector = Collector()
+        sup = Supervisor(
+            config,
+            WorkerSettings(**{**TOY_SETTINGS, **settings}),  # type: ignore[arg-type]
+            on_result=on_result or collector.on_result,
+            on_error=collector.on_error,
+        )
+        made.append(sup)
+        return sup, collector
+
+    yield build
+    for sup in made:
+        sup.stop()
 
 
 @pytest.fixture(autouse=True)

@@ -64,7 +64,7 @@ def test_unknown_kind_on_arrival_is_an_engine_error() -> None:
 
 
 def test_control_messages_stay_small() -> None:
-    frame = msg.Frame(1234567, 3, 2, (1408, 1408, 3), "rgb8", True)
+    frame = msg.FrameRequest(1234567, 3, 2, (1408, 1408, 3), "rgb8", True)
     result = msg.Result(
         1234567, 3, 1, 100, (1408, 1408), True, StageTimes(1, 2, 3, 4, 5), 1.0, 0.1, 2.0, 2.5,
         3.0, 1, 2,

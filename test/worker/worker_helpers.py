@@ -7,17 +7,36 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+from worker_toy_engine import FACTORY, ToyEngine
 
 from aria_perception.errors import AriaPerceptionError
-from aria_perception.records import Detections, EngineResult
+from aria_perception.records import Detections, EngineConfig, EngineResult
 from aria_perception.worker.settings import WorkerStats
 from aria_perception.worker.supervisor import FrameResult, FrameTiming, Supervisor
 
 #: Supervisors shared by the tests of a module: their workers outlive single tests.
 MODULE_SUPERVISORS: list[Supervisor] = []
+
+#: The ``make`` fixture: ``make(delay=, start_delay=, gated=, config=, on_result=, **settings)``.
+Make = Callable[..., tuple[Supervisor, "Collector"]]
+
+#: The toy-engine supervisors' engine config and settings (see the ``make`` fixture).
+TOY_CONFIG = EngineConfig(device="cpu", allow_random_weights=True, max_detections=8)
+TOY_SETTINGS: dict[str, object] = dict(
+    max_pixels=128 * 128,
+    engine_factory=FACTORY,
+    startup_timeout_s=60.0,
+    frame_timeout_s=10.0,
+    first_frame_timeout_s=10.0,
+    heartbeat_interval_s=0.1,
+    heartbeat_timeout_s=10.0,
+    backoff_initial_s=0.05,
+    backoff_max_s=0.2,
+)
 
 
 def our_segments() -> set[str]:
@@ -124,3 +143,52 @@ def assert_same_result(got: Got, expected: EngineResult) -> None:
     np.testing.assert_array_equal(d.scores, e.scores)
     np.testing.assert_array_equal(d.class_ids, e.class_ids)
     np.testing.assert_array_equal(d.depth, e.depth)
+
+
+def toy_frame(value: int, h: int = 24, w: int = 32) -> np.ndarray:
+    """A random rgb8 frame whose first byte (the toy engine's marker) is ``value % 256``."""
+    rng = np.random.default_rng(value)
+    image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    image[0, 0, 0] = value % 256  # the toy engine's box count comes from here
+    return image
+
+
+def toy_reference(config: EngineConfig = TOY_CONFIG) -> ToyEngine:
+    """The toy engine in this process, without the worker's delays, gate or log."""
+    engine = ToyEngine(config)
+    engine.delay_s = 0.0
+    engine.gate = engine.log = None
+    return engine
+
+
+class EngineLog:
+    """The toy engine's ``ARIA_TOY_LOG`` as the test reads it: what the worker did when."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def events(self) -> list[tuple[str, int]]:
+        """``("start" | "done", marker)`` in the order the worker logged them."""
+        if not self.path.exists():
+            return []
+        lines = self.path.read_text().split("\n")[:-1]  # the last one may be half written
+        return [(event, int(marker)) for event, marker in (line.split() for line in lines)]
+
+    def started(self) -> list[int]:
+        """Markers of the frames the engine started."""
+        return [m for e, m in self.events() if e == "start"]
+
+    def done(self) -> list[int]:
+        """Markers of the frames the engine finished."""
+        return [m for e, m in self.events() if e == "done"]
+
+
+class Gate:
+    """The toy engine's ``ARIA_TOY_GATE``: frames wait in the engine until :meth:`open`."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def open(self) -> None:
+        """Let every waiting and later frame through."""
+        self.path.touch()

@@ -1,10 +1,20 @@
-"""TEST-ONLY engine with the Engine API: deterministic numpy work, no torch, starts in a blink.
+"""TEST-ONLY engines: deterministic numpy work, no torch, start in a blink.
 
-Used for the worker's mechanics tests (drops, crashes, hangs, restarts) where the real engine's
-~14 s start-up per spawned worker would make the suite slow. The acceptance tests use the real
+:class:`ToyEngine` implements the worker's ``InferenceEngine`` protocol. It serves the worker's
+mechanics tests (drops, crashes, hangs, restarts) where the real engine's ~14 s start-up per
+spawned worker would make the suite slow; the acceptance tests use the real
 ``aria_perception.engine.engine:Engine``. Knobs (read in the worker, inherited from the test's
-environment at spawn): ``ARIA_TOY_DELAY_S`` seconds of sleep per frame, ``ARIA_TOY_START_DELAY_S``
-seconds of sleep while "loading models".
+environment at spawn):
+
+- ``ARIA_TOY_DELAY_S``: seconds of sleep per frame;
+- ``ARIA_TOY_START_DELAY_S``: seconds of sleep while "loading models";
+- ``ARIA_TOY_GATE``: a path; each frame waits in the engine until it exists, so a test can hold
+  the worker inside a frame and know it (see ``ARIA_TOY_LOG``);
+- ``ARIA_TOY_LOG``: a path; each frame appends ``start <marker>`` on entry and ``done <marker>``
+  once its result (depth written into ``depth_out``) is complete, the marker being the frame's
+  first byte (``frame[0, 0, 0]``; for compressed data the byte after the ``TOY`` header).
+
+:class:`IncompleteEngine` lacks most of the protocol: the worker must refuse it at start-up.
 """
 
 from __future__ import annotations
@@ -26,6 +36,7 @@ from aria_perception.records import (
 )
 
 FACTORY = "worker_toy_engine:ToyEngine"
+INCOMPLETE_FACTORY = "worker_toy_engine:IncompleteEngine"
 CLASS_NAMES = ("person", "car", "dog")
 CHANNELS = {"rgb8": 3, "bgr8": 3, "mono8": 1, "rgba8": 4, "bgra8": 4}
 
@@ -41,15 +52,22 @@ class ToyEngine:
             )
         time.sleep(float(os.environ.get("ARIA_TOY_START_DELAY_S", "0")))
         self.delay_s = float(os.environ.get("ARIA_TOY_DELAY_S", "0"))
+        self.gate = os.environ.get("ARIA_TOY_GATE") or None
+        self.log = os.environ.get("ARIA_TOY_LOG") or None
         self.config = config
         self.thresholds = Thresholds(config.confidence, config.iou, config.classes)
         self.info = EngineInfo("cpu", "cpu", "fp32", CLASS_NAMES, "random")
         self.frames = 0
 
     def process(
-        self, frame: np.ndarray, encoding: str = "rgb8", *, want_depth: bool = True
+        self,
+        frame: np.ndarray,
+        encoding: str = "rgb8",
+        *,
+        want_depth: bool = True,
+        depth_out: np.ndarray | None = None,
     ) -> EngineResult:
-        """Numpy stand-in for Engine.process."""
+        """Numpy stand-in for Engine.process; writes the depth map into ``depth_out`` if given."""
         if encoding in ("jpeg", "png"):
             if frame.ndim != 1:
                 raise FrameError(f"{encoding} frame must be 1-D bytes")
@@ -62,6 +80,10 @@ class ToyEngine:
             image = frame if frame.ndim == 3 else frame[:, :, None]
             if image.shape[2] != CHANNELS[encoding]:
                 raise FrameError(f"{encoding} needs {CHANNELS[encoding]} channels")
+        marker = int(image[0, 0, 0])
+        self._note("start", marker)
+        while self.gate is not None and not os.path.exists(self.gate):
+            time.sleep(0.005)
         time.sleep(self.delay_s)
         depth = image[:, :, :3].mean(axis=2, dtype=np.float32) / np.float32(255)
         n = int(image[0, 0, 0]) // 64
@@ -70,12 +92,23 @@ class ToyEngine:
         class_ids = (np.arange(n, dtype=np.int32) + int(self.thresholds.confidence * 10)) % 3
         box_depth = np.array([depth[i : i + 8, i : i + 4].mean() for i in range(n)], np.float32)
         self.frames += 1
+        if want_depth and depth_out is not None:
+            h, w = depth.shape
+            target = depth_out if depth_out.ndim == 2 else depth_out[: h * w].reshape(h, w)
+            np.copyto(target, depth)
+            depth = target
+        self._note("done", marker)
         return EngineResult(
             detections=Detections(boxes, scores, class_ids, box_depth),
             depth=depth if want_depth else None,
             times=StageTimes(total_ms=float(self.frames)),
             depth_fresh=True,
         )
+
+    def _note(self, event: str, marker: int) -> None:
+        if self.log is not None:
+            with open(self.log, "a") as f:
+                f.write(f"{event} {marker}\n")
 
     def set_thresholds(self, thresholds: Thresholds) -> None:
         """Like Engine.set_thresholds: unknown class names are refused."""
@@ -84,9 +117,24 @@ class ToyEngine:
             raise ConfigError(f"detector.classes: unknown class name(s) {unknown}")
         self.thresholds = thresholds
 
+    def register_host_buffer(self, array: np.ndarray) -> bool:
+        """No device memory to page-lock for."""
+        return False
+
     def memory_mb(self) -> tuple[float, float]:
         """Fixed figures, so tests can see them travel."""
         return 1.5, 2.5
 
     def close(self) -> None:
         """Nothing to release."""
+
+
+class IncompleteEngine:
+    """Has ``info`` and ``process`` only: not an ``InferenceEngine``."""
+
+    def __init__(self, config: EngineConfig) -> None:
+        self.info = EngineInfo("cpu", "cpu", "fp32", CLASS_NAMES, "random")
+
+    def process(self, frame: np.ndarray, encoding: str = "rgb8") -> EngineResult:
+        """Never reached."""
+        raise AssertionError("an incomplete engine must not run")

@@ -1,0 +1,202 @@
+"""Requests to the worker: the ledger under a lock, and the worker process they go to.
+
+A :class:`Dispatcher` is what ``submit`` (any thread) and the supervisor thread share. It keeps
+the :class:`~aria_perception.worker.ledger.Ledger` and sends what it decides: frame requests,
+thresholds, output-slot releases. A worker is attached while it takes frames; without one,
+frames are refused (counted dropped) and nothing is sent. Every send happens under the lock, so
+requests reach the worker in the order the ledger put them there.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from aria_perception.records import Thresholds
+from aria_perception.worker import protocol as msg
+from aria_perception.worker.ledger import Job, Ledger, LedgerCounts
+from aria_perception.worker.process import WorkerProcess
+
+
+class Dispatcher:
+    """Thread-safe bookkeeping of the jobs and the one channel to the current worker.
+
+    Args:
+        ledger: The bookkeeping (this object is its only user from now on).
+    """
+
+    def __init__(self, ledger: Ledger) -> None:
+        self._ledger = ledger
+        self._lock = threading.Lock()
+        self._worker: WorkerProcess | None = None
+        self._thresholds: Thresholds | None = None
+
+    # -- reading ------------------------------------------------------------------------------
+
+    @property
+    def worker(self) -> WorkerProcess | None:
+        """The attached worker (``None`` while none takes frames)."""
+        return self._worker
+
+    @property
+    def thresholds(self) -> Thresholds | None:
+        """The thresholds the worker should have (set by :meth:`set_thresholds`)."""
+        return self._thresholds
+
+    @property
+    def generation(self) -> int:
+        """The generation of the last attached worker (0 before the first)."""
+        return self._ledger.generation
+
+    def counts(self) -> LedgerCounts:
+        """A snapshot of the counters."""
+        with self._lock:
+            return self._ledger.counts()
+
+    def deadline(self) -> float:
+        """When the worker's answer to its oldest job is due (``inf`` with none)."""
+        with self._lock:
+            return self._ledger.deadline
+
+    def overdue(self, now: float) -> Job | None:
+        """The worker's oldest job if its answer is past due."""
+        with self._lock:
+            return self._ledger.overdue(now)
+
+    # -- the worker ---------------------------------------------------------------------------
+
+    def reset(self) -> None:
+        """No job anywhere, every slot free (at start)."""
+        with self._lock:
+            self._ledger.reset()
+
+    def attach(self, worker: WorkerProcess, started_with: Thresholds | None) -> None:
+        """``worker`` takes frames from now on.
+
+        Args:
+            worker: The new worker, ready.
+            started_with: The thresholds it was started with; newer ones are sent now.
+        """
+        with self._lock:
+            self._worker = worker
+            self._ledger.worker_ready(worker.generation)
+            if self._thresholds is not started_with:  # changed while it was starting
+                self._send(msg.SetThresholds(self._thresholds))  # type: ignore[arg-type]
+
+    def detach(self) -> WorkerProcess | None:
+        """Stop sending to the current worker (it died or is being stopped); return it."""
+        with self._lock:
+            worker, self._worker = self._worker, None
+            return worker
+
+    def worker_lost(self) -> Job | None:
+        """The detached worker is dead: its current job failed, the others are dropped.
+
+        Call it only once the process is gone, so that no slot is reused under it.
+
+        Returns:
+            The job it was on, to report.
+        """
+        with self._lock:
+            return self._ledger.worker_lost()
+
+    def drop_all(self) -> None:
+        """Every job in the worker or pending is dropped (stop)."""
+        with self._lock:
+            self._ledger.drop_all()
+
+    # -- sending ------------------------------------------------------------------------------
+
+    def send(self, message: object) -> None:
+        """Send ``message`` to the attached worker, if any."""
+        with self._lock:
+            self._send(message)
+
+    def set_thresholds(self, thresholds: Thresholds) -> None:
+        """Keep ``thresholds`` (for later workers too) and send them to the current one."""
+        with self._lock:
+            self._thresholds = thresholds
+            self._send(msg.SetThresholds(thresholds))
+
+    # -- a new frame (submit) -----------------------------------------------------------------
+
+    def reject(self) -> None:
+        """Count a frame refused at submit."""
+        with self._lock:
+            self._ledger.reject()
+
+    def claim_slot(self) -> int | None:
+        """An input slot for a new frame; ``None`` (counted dropped) without a worker or slot."""
+        with self._lock:
+            if self._worker is None:
+                self._ledger.refuse()
+                return None
+            return self._ledger.claim_slot()
+
+    def unclaim(self, slot: int) -> None:
+        """The frame in ``slot`` goes no further (counted dropped)."""
+        with self._lock:
+            self._ledger.unclaim(slot)
+
+    def admit(self, job: Job) -> bool:
+        """Send ``job`` to the worker or keep it pending; False (dropped) if the worker went."""
+        with self._lock:
+            if self._worker is None:
+                self._ledger.unclaim(job.in_slot)
+                return False
+            self._send_job(self._ledger.admit(job, time.monotonic()))
+            return True
+
+    # -- answers from the worker --------------------------------------------------------------
+
+    def processed(self, message: msg.Result) -> Job | None:
+        """The job a result belongs to (``None``: stale); the pending job follows it in."""
+        with self._lock:
+            now = time.monotonic()
+            job = self._ledger.processed(message.frame_id, message.generation, now)
+            if job is not None:
+                # To wait in the worker while it runs the next frame.
+                self._send_job(self._ledger.dispatch_pending(now))
+            return job
+
+    def skipped(self, message: msg.Skipped) -> None:
+        """The worker skipped a job for a newer one (dropped); the pending job follows in."""
+        with self._lock:
+            now = time.monotonic()
+            if self._ledger.skipped(message.frame_id, message.generation, now) is not None:
+                self._send_job(self._ledger.dispatch_pending(now))
+
+    def failed(self, message: msg.FrameFailed) -> Job | None:
+        """The job a failure belongs to (``None``: stale).
+
+        A fatal failure ends the worker: the jobs behind it are dropped. Otherwise the frame
+        counts rejected and the pending job follows in.
+        """
+        with self._lock:
+            now = time.monotonic()
+            ledger = self._ledger
+            if message.fatal:
+                return ledger.failed_fatally(message.frame_id, message.generation, now)
+            job = ledger.rejected(message.frame_id, message.generation, now)
+            if job is not None:
+                self._send_job(ledger.dispatch_pending(now))
+            return job
+
+    # -- internals (caller holds the lock) ----------------------------------------------------
+
+    def _send(self, message: object) -> None:
+        if self._worker is not None:
+            self._worker.send(message)  # a gone worker is seen by the supervisor thread
+
+    def _send_job(self, job: Job | None) -> None:
+        if job is not None:
+            self._send(
+                msg.FrameRequest(
+                    frame_id=job.frame_id,
+                    generation=job.generation,
+                    in_slot=job.in_slot,
+                    shape=job.shape,
+                    encoding=job.encoding,
+                    want_depth=job.want_depth,
+                )
+            )

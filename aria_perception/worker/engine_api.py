@@ -1,0 +1,109 @@
+"""What the worker needs from an engine: the :class:`InferenceEngine` protocol.
+
+The worker builds its engine from ``WorkerSettings.engine_factory`` (``"module:Name"``, called
+with the :class:`~aria_perception.records.EngineConfig`) and uses exactly these members.
+:class:`aria_perception.engine.engine.Engine` is the real implementation; test and benchmark
+engines implement the same members. This module imports no torch.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from aria_perception.errors import ConfigError
+from aria_perception.records import EngineInfo, EngineResult, Thresholds
+
+#: The members the worker uses, in the order it first uses them.
+MEMBERS = ("info", "set_thresholds", "register_host_buffer", "process", "memory_mb", "close")
+
+
+@runtime_checkable
+class InferenceEngine(Protocol):
+    """An engine the worker process can run.
+
+    Attributes:
+        info: What the engine is (device, precision, class names, weights); read once it is
+            built and sent to the parent.
+    """
+
+    info: EngineInfo
+
+    def process(
+        self,
+        frame: np.ndarray,
+        encoding: str,
+        *,
+        want_depth: bool,
+        depth_out: np.ndarray | None,
+    ) -> EngineResult:
+        """Run the engine on one frame.
+
+        Args:
+            frame: (H, W, C) or (H, W) uint8 pixels in ``encoding``, or 1-D uint8 compressed
+                bytes (jpeg, png), a view of the worker's input slot.
+            encoding: rgb8, bgr8, mono8, rgba8, bgra8, jpeg or png.
+            want_depth: Whether the full-resolution depth map is wanted.
+            depth_out: Where to write the depth map (``want_depth`` only, else ``None``): an
+                (H, W) float32 view of the output slot for raw frames, the flat float32 slot
+                for compressed ones. An engine may ignore it and return its own array; it is
+                then copied into the slot.
+
+        Raises:
+            FrameError: the frame cannot be used; the worker goes on.
+            Exception: anything else ends the worker, which is restarted.
+        """
+        ...
+
+    def set_thresholds(self, thresholds: Thresholds) -> None:
+        """Apply detector thresholds (ConfigError for class names the model lacks)."""
+        ...
+
+    def register_host_buffer(self, array: np.ndarray) -> bool:
+        """Page-lock ``array`` (the whole shared-memory segment) for DMA; False if not done."""
+        ...
+
+    def memory_mb(self) -> tuple[float, float]:
+        """(current, peak) device memory in MB (0, 0 without a GPU)."""
+        ...
+
+    def close(self) -> None:
+        """Release the engine's resources."""
+        ...
+
+
+def missing_members(engine: object) -> list[str]:
+    """The members of :class:`InferenceEngine` that ``engine`` lacks or has not callable."""
+    missing = []
+    for name in MEMBERS:
+        if not hasattr(engine, name):
+            missing.append(name)
+        elif name != "info" and not callable(getattr(engine, name)):
+            missing.append(name)
+    return missing
+
+
+def check_engine(engine: object, factory: str) -> InferenceEngine:
+    """``engine`` if it implements :class:`InferenceEngine`.
+
+    Args:
+        engine: What the factory returned.
+        factory: The factory's ``"module:Name"``, for the message.
+
+    Raises:
+        ConfigError: a member is missing (named), or ``info`` is not an ``EngineInfo``.
+    """
+    missing = missing_members(engine)
+    if missing or not isinstance(engine, InferenceEngine):
+        raise ConfigError(
+            f"engine factory {factory!r}: {type(engine).__name__} lacks "
+            f"{', '.join(missing)} of the InferenceEngine protocol "
+            "(aria_perception.worker.engine_api)"
+        )
+    if not isinstance(engine.info, EngineInfo):
+        raise ConfigError(
+            f"engine factory {factory!r}: {type(engine).__name__}.info must be an EngineInfo, "
+            f"got {type(engine.info).__name__}"
+        )
+    return engine

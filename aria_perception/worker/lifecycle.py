@@ -1,0 +1,186 @@
+"""The worker's life: its shared memory, one process generation after another, and restarts.
+
+:class:`Lifecycle` starts a generation (:class:`~aria_perception.worker.process.WorkerProcess`)
+and attaches it to the :class:`~aria_perception.worker.dispatch.Dispatcher`, ends it on a loss
+(kill, fail its jobs, ask the :class:`~aria_perception.worker.restart.RestartPolicy`), waits out
+the backoff and starts the next, or retires it on stop. It holds what the supervisor reports of
+that life: the :class:`~aria_perception.records.WorkerState`, the engine info, the restart count
+and the last error.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from aria_perception.errors import AriaPerceptionError, WorkerError, WorkerStartError
+from aria_perception.records import EngineConfig, EngineInfo, WorkerState
+from aria_perception.worker import protocol as msg
+from aria_perception.worker.dispatch import Dispatcher
+from aria_perception.worker.process import WorkerProcess
+from aria_perception.worker.restart import RestartPolicy
+from aria_perception.worker.settings import WorkerSettings
+from aria_perception.worker.slots import SharedSlots, SlotLayout
+
+_log = logging.getLogger(__name__)
+
+#: ``report(frame_id, tag, error)``: how a loss reaches the owner's ``on_error``.
+Report = Callable[[int, Any, AriaPerceptionError], None]
+
+
+class Lifecycle:
+    """Starts, loses, restarts and retires the worker processes of one supervisor.
+
+    Args:
+        config: What each worker's engine is built from.
+        settings: Slot sizes, start-up timeout, restart policy.
+        dispatch: Where a ready worker is attached (and detached from on a loss).
+        stopping: Set by ``stop()``: start-ups and backoff waits end early.
+        report: Called for errors of a loss (not while stopping).
+        slots_lock: Held while the slots are unmapped (``submit`` holds it while it copies).
+    """
+
+    def __init__(
+        self,
+        config: EngineConfig,
+        settings: WorkerSettings,
+        dispatch: Dispatcher,
+        stopping: threading.Event,
+        report: Report,
+        slots_lock: threading.Lock,
+    ) -> None:
+        self._config = config
+        self._settings = settings
+        self._layout = SlotLayout(
+            input_bytes=settings.input_bytes,
+            max_depth_pixels=settings.max_pixels,
+            max_detections=config.max_detections,
+        )
+        self._dispatch = dispatch
+        self._stopping = stopping
+        self._report = report
+        self._slots_lock = slots_lock
+        self._ctx = multiprocessing.get_context("spawn")
+        self._policy = RestartPolicy.from_settings(settings)
+        self._lock = threading.Lock()  # guards what stats() reads
+        self._restart_at = 0.0
+        self.slots: SharedSlots | None = None
+        self.state = WorkerState.STOPPED
+        self.info: EngineInfo | None = None
+        self.restarts = 0
+        self.last_error: str | None = None
+
+    def status(self) -> tuple[WorkerState, int, str | None, EngineInfo | None]:
+        """(state, restarts, last error, engine info), read together."""
+        with self._lock:
+            return self.state, self.restarts, self.last_error, self.info
+
+    def note_error(self, error: object) -> None:
+        """Remember ``error`` (``"Class: message"``) as the last error."""
+        with self._lock:
+            self.last_error = str(error)
+
+    def begin(self) -> None:
+        """A fresh start: no failures counted, no jobs, new slots (``STARTING``).
+
+        Raises:
+            WorkerStartError: the slots cannot be created.
+        """
+        self._policy.reset()
+        self._dispatch.reset()
+        with self._lock:
+            self.state = WorkerState.STARTING
+        self.slots = SharedSlots.create(self._layout, self._settings.shm_prefix)
+
+    def launch(self) -> msg.Ready:
+        """Spawn the next generation, wait for it and attach it (``READY``).
+
+        Raises:
+            WorkerStartError: error, death or timeout during start-up, or stop() was called.
+        """
+        assert self.slots is not None
+        thresholds = self._dispatch.thresholds
+        worker, ready = WorkerProcess.spawn(
+            self._ctx,
+            self._dispatch.generation + 1,
+            self._config,
+            thresholds,
+            self._settings,
+            self.slots,
+            self._stopping,
+        )
+        with self._lock:
+            self.info = ready.info
+            self._dispatch.attach(worker, thresholds)
+            self.state = WorkerState.READY
+        return ready
+
+    def fail(self, last_error: str) -> None:
+        """The supervisor gives up (a failed start, a broken supervisor thread): ``FAILED``."""
+        with self._lock:
+            self.state = WorkerState.FAILED
+            self.last_error = last_error
+
+    def lose(self, reason: WorkerError, report: bool = True) -> None:
+        """The worker died, hung or failed: kill it, fail its jobs, plan the restart.
+
+        Args:
+            reason: What happened; reported for the job the worker was on, if any.
+            report: Report ``reason`` even when the worker was on no job.
+        """
+        worker = self._dispatch.detach()
+        if worker is not None:
+            worker.kill()  # dead for sure before its input slots are reused
+        job = self._dispatch.worker_lost()
+        restart_at = self._policy.on_failure(time.monotonic())
+        final = None if restart_at is not None else self._policy.give_up_error(reason)
+        last = final or reason
+        with self._lock:
+            self.last_error = f"{type(last).__name__}: {last}"
+            self.state = WorkerState.FAILED if final else WorkerState.RESTARTING
+            self._restart_at = restart_at or 0.0
+        if self._stopping.is_set():
+            return
+        _log.error("%s: %s", type(reason).__name__, reason)
+        if job is not None:
+            self._report(job.frame_id, job.tag, reason)
+        elif report:
+            self._report(-1, None, reason)
+        if final is not None:
+            _log.error("%s", final)
+            self._report(-1, None, final)
+
+    def restart(self) -> msg.Ready | None:
+        """Wait out the backoff and start the next generation (``None``: stopped or lost)."""
+        delay = self._restart_at - time.monotonic()
+        if delay > 0 and self._stopping.wait(delay):
+            return None
+        with self._lock:
+            self.restarts += 1
+        try:
+            return self.launch()
+        except WorkerStartError as exc:
+            if not self._stopping.is_set():
+                self.lose(exc)
+            return None
+
+    def retire(self, graceful: bool, timeout_s: float) -> None:
+        """End the current worker (``STOPPED``); its jobs are dropped."""
+        worker = self._dispatch.detach()
+        self._dispatch.drop_all()
+        with self._lock:
+            self.state = WorkerState.STOPPED
+        if worker is not None:
+            worker.retire(graceful, timeout_s)
+
+    def close(self) -> None:
+        """Unmap and unlink the slots (once; this process is their only owner)."""
+        with self._slots_lock:
+            slots, self.slots = self.slots, None
+        if slots is not None:
+            slots.close()
+            slots.unlink()
