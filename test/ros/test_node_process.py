@@ -1,4 +1,4 @@
-"""Acceptance of the node (issue 5), everything through real DDS.
+"""Acceptance of the node, everything through real DDS.
 
 The node runs in its own process with the real worker and engine (CPU, random weights);
 publishers and subscribers are here.
