@@ -156,12 +156,13 @@ def running_node(
 
     Fails with the node's log if it exits or is not ready within ``timeout``; stopped on exit.
     """
+    started = time.monotonic()  # statuses of an earlier node of that name do not count
     proc = NodeProcess(ros_args(params, "-r", f"__node:={name}"), env, log)
     try:
         ready = wait_for(
             lambda: (
                 proc.proc.poll() is not None
-                or (harness.last_status(name) or {}).get("worker_state") == "READY"
+                or (harness.last_status(name, started) or {}).get("worker_state") == "READY"
             ),
             timeout=timeout,
         )
