@@ -248,6 +248,15 @@ class Harness:
         )
         return self.node.create_publisher(msg_type, topic, qos)
 
+    @contextlib.contextmanager
+    def publishing(self, topic: str, msg_type: Any, reliable: bool = True) -> Iterator[Any]:
+        """A publisher that is destroyed when the block ends, also when a test fails in it."""
+        pub = self.publisher(topic, msg_type, reliable=reliable)
+        try:
+            yield pub
+        finally:
+            self.node.destroy_publisher(pub)
+
     def messages(self, topic: str, since: float = 0.0) -> list[Any]:
         with self._lock:
             return [m for t, m in self._received.get(topic, []) if t >= since]

@@ -75,10 +75,11 @@ def _feed(pub, harness: Harness, make, frame_id: str, timeout: float = 90.0) -> 
     ("ext", "fmt"), [(".jpg", "jpeg"), (".png", "png"), (".jpg", "rgb8; jpeg compressed bgr8")]
 )
 def test_jpeg_and_png_frames_are_answered(harness: Harness, node, ext: str, fmt: str) -> None:
-    pub = harness.publisher("/image/compressed", CompressedImage, reliable=True)
     frame_id = f"compressed-{fmt}"
     start = time.monotonic()
-    assert _feed(pub, harness, lambda: _compressed(_encoded(ext, 3), fmt, frame_id), frame_id)
+    data = _encoded(ext, 3)
+    with harness.publishing("/image/compressed", CompressedImage) as pub:
+        assert _feed(pub, harness, lambda: _compressed(data, fmt, frame_id), frame_id)
     [answer, *_] = _answered(harness, frame_id, start)
     assert answer.header.frame_id == frame_id
     depth = [m for m in harness.messages(RAW, start) if m.header.frame_id == frame_id]
@@ -90,7 +91,6 @@ def test_jpeg_and_png_frames_are_answered(harness: Harness, node, ext: str, fmt:
     pixels = np.frombuffer(overlay[0].data, np.uint8).reshape(H, W, 3).astype(float)
     expected = cv2.imdecode(np.frombuffer(_encoded(ext, 3), np.uint8), cv2.IMREAD_COLOR)
     assert abs(pixels.mean() - expected.mean()) < 40
-    harness.node.destroy_publisher(pub)
 
 
 def _rejected(harness: Harness, since: float = 0.0) -> int:
@@ -98,8 +98,7 @@ def _rejected(harness: Harness, since: float = 0.0) -> int:
 
 
 def test_corrupt_and_garbage_frames_are_rejected(harness: Harness, node) -> None:
-    pub = harness.publisher("/image/compressed", CompressedImage, reliable=True)
-    try:
+    with harness.publishing("/image/compressed", CompressedImage) as pub:
         assert wait_for(lambda: pub.get_subscription_count() > 0, 30), "the node never matched"
         expected = _rejected(harness)
         good = _encoded(".jpg", 4)
@@ -117,8 +116,6 @@ def test_corrupt_and_garbage_frames_are_rejected(harness: Harness, node) -> None
                 NAME
             )
         assert _feed(pub, harness, lambda: _compressed(good, "jpeg", "after-bad"), "after-bad")
-    finally:
-        harness.node.destroy_publisher(pub)
     after = time.monotonic()
     assert wait_for(lambda: _rejected(harness, after) >= 0, 30)
     status = harness.last_status(NAME, after)
@@ -134,9 +131,10 @@ def test_forced_reliable_tells_about_a_best_effort_publisher(harness: Harness, n
     """A publisher the forced profile cannot match is logged, and nothing arrives from it."""
     good = _encoded(".jpg", 5)
     start = time.monotonic()
-    best_effort = harness.publisher("/image/compressed", CompressedImage, reliable=False)
-    reliable = harness.publisher("/image/compressed", CompressedImage, reliable=True)
-    try:
+    with (
+        harness.publishing("/image/compressed", CompressedImage, reliable=False) as best_effort,
+        harness.publishing("/image/compressed", CompressedImage) as reliable,
+    ):
         assert wait_for(lambda: "NO frames will arrive from it" in node.log(), 30), node.log()
         # Frames from both: the reliable ones are answered, the best-effort ones never arrive.
         best_effort.publish(_compressed(good, "jpeg", "best-effort"))
@@ -144,7 +142,4 @@ def test_forced_reliable_tells_about_a_best_effort_publisher(harness: Harness, n
         best_effort.publish(_compressed(good, "jpeg", "best-effort"))
         assert _feed(reliable, harness, lambda: _compressed(good, "jpeg", "reliable2"),
                      "reliable2")  # fmt: skip
-    finally:
-        harness.node.destroy_publisher(best_effort)
-        harness.node.destroy_publisher(reliable)
     assert not _answered(harness, "best-effort", start)

@@ -100,16 +100,6 @@ def node(shared_node: Any, harness: Harness) -> NodeProcess:
     return proc
 
 
-@contextlib.contextmanager
-def publisher(harness: Harness, topic: str, msg_type: Any, reliable: bool = True) -> Iterator[Any]:
-    """A publisher of the test side, destroyed at the end of the test."""
-    pub = harness.publisher(topic, msg_type, reliable=reliable)
-    try:
-        yield pub
-    finally:
-        harness.node.destroy_publisher(pub)
-
-
 class Stream:
     """Frames with unique stamps; remembers every header sent."""
 
@@ -198,8 +188,8 @@ def test_outputs_carry_the_input_header_with_rotation_90(harness: Harness, node)
     info.k = [500.0, 0.0, 320.0, 0.0, 500.0, 240.0, 0.0, 0.0, 1.0]
     start = time.monotonic()
     with (
-        publisher(harness, "/camera_info", CameraInfo) as info_pub,
-        publisher(harness, "/image", Image) as pub,
+        harness.publishing("/camera_info", CameraInfo) as info_pub,
+        harness.publishing("/image", Image) as pub,
     ):
 
         def complete() -> bool:
@@ -266,7 +256,7 @@ def test_the_node_process_never_loads_torch(node: NodeProcess) -> None:
 
 def test_lifecycle_deactivate_keeps_the_worker_warm(harness: Harness, node) -> None:
     [worker] = node.workers()
-    with publisher(harness, "/image", Image) as pub:
+    with harness.publishing("/image", Image) as pub:
         assert wait_for(lambda: pub.get_subscription_count() > 0, 30), "the node never matched"
         assert _change_state(harness, Transition.TRANSITION_DEACTIVATE)
         inactive = time.monotonic()
@@ -286,7 +276,7 @@ def test_lifecycle_deactivate_keeps_the_worker_warm(harness: Harness, node) -> N
 
 def test_best_effort_publisher_started_after_the_node(harness: Harness, node) -> None:
     """input.qos auto: the subscription is re-created to match a BEST_EFFORT publisher."""
-    with publisher(harness, "/image", Image, reliable=False) as pub:
+    with harness.publishing("/image", Image, reliable=False) as pub:
         start = time.monotonic()
         assert _feed(pub, harness, lambda: len(_answered(harness, "be", start)) >= 3, "be")
     assert "re-subscribed with BEST_EFFORT" in node.log()
@@ -307,7 +297,7 @@ def test_bad_inputs_are_rejected_counted_and_the_node_goes_on(harness: Harness, 
         bad("rgb8", W + 1, H, (W + 1) * 3, (W + 1) * 3 * H),  # over input.max_pixels
         bad("mono16", 8, 8, 16, 128),  # 16-bit mono
     ]
-    with publisher(harness, "/image", Image) as pub:
+    with harness.publishing("/image", Image) as pub:
         assert wait_for(lambda: pub.get_subscription_count() > 0, 30), "the node never matched"
         expected = _rejected(harness)
         for msg in frames:
@@ -343,7 +333,7 @@ def test_diagnostics_carry_every_key(harness: Harness, node) -> None:
         latency, detect = (float(status.get(k, "nan")) for k in ("latency_ms_p50", "detect_ms"))
         return status if latency > 0 and detect > 0 else None
 
-    with publisher(harness, "/image", Image) as pub:
+    with harness.publishing("/image", Image) as pub:
         assert _feed(pub, harness, measured, "diagnostics"), harness.last_status(NAME)
     status = measured()
     assert [k for k in KEYS if k not in status] == []
@@ -385,7 +375,7 @@ def test_runtime_parameters_through_the_service(harness: Harness, node) -> None:
                 for d in a.detections
             )
 
-        with publisher(harness, "/image", Image) as pub:
+        with harness.publishing("/image", Image) as pub:
             assert _feed(pub, harness, person_only, "classes")
     finally:
         res = _set_parameter(harness, "detector.classes", strings([]))
@@ -395,7 +385,7 @@ def test_runtime_parameters_through_the_service(harness: Harness, node) -> None:
 def test_kill_9_of_the_worker_error_then_ok_and_results_resume(harness: Harness, node) -> None:
     [worker] = node.workers()
     restarts = int(harness.last_status(NAME)["worker_restarts"])
-    with publisher(harness, "/image", Image) as pub:
+    with harness.publishing("/image", Image) as pub:
         start = time.monotonic()
         os.kill(worker, 9)
         killed = time.monotonic()
@@ -443,7 +433,7 @@ def test_lifecycle_cleanup_frees_the_worker_and_configure_brings_it_back(
     assert _change_state(harness, Transition.TRANSITION_CONFIGURE)
     assert _change_state(harness, Transition.TRANSITION_ACTIVATE)
     assert len(node.workers()) == 1
-    with publisher(harness, "/image", Image) as pub:
+    with harness.publishing("/image", Image) as pub:
         after = time.monotonic()
         assert _feed(pub, harness, lambda: _answered(harness, "reborn", after), "reborn")
 
