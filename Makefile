@@ -1,15 +1,20 @@
-# The two commands first: `make demo` and `make test` (README).
+# The two commands first: `make demo` and `make test` (README). `make test-fast` is the quick
+# lane while editing (about a minute on 2 cores): every test except those marked slow (node
+# processes, workers that import torch, seconds each) or gpu; lint is part of the suite.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup test demo bench lint format lock clean
+.PHONY: setup test test-fast demo bench lint format lock clean
 
 setup:
 	@bash tools/setup_env.sh
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: setup
+	$(PY) -m pytest -m "not slow and not gpu" $(PYTEST_ARGS)
 
 demo: setup
 	@bash tools/demo.sh

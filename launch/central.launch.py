@@ -1,4 +1,4 @@
-"""Perception on the central RGB camera of Project Aria glasses (DESIGN 2a, 3).
+"""Perception on the central RGB camera of Project Aria glasses.
 
     ros2 launch aria_perception central.launch.py
     ros2 launch aria_perception central.launch.py image_topic:=/my_cam/image_raw \
@@ -9,7 +9,7 @@ Runs ``perception_node`` as ``central_perception`` with ``config/central.yaml``;
 depth/camera_info}`` (what ``config/central.rviz`` shows). ``device`` and ``allow_random_weights``
 override the params file only when given.
 
-Large frames and Fast DDS (DESIGN 3): unless you already set FASTDDS_BUILTIN_TRANSPORTS,
+Large frames and Fast DDS: unless you already set FASTDDS_BUILTIN_TRANSPORTS,
 FASTDDS_DEFAULT_PROFILES_FILE or FASTRTPS_DEFAULT_PROFILES_FILE, the node gets a large-data
 transport: the shipped ``config/fastdds_large_data.xml`` (shared memory with 64 MB segments) on
 Humble or with localhost-only discovery (where LARGE_DATA delivered nothing in our tests), else

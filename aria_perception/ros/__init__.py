@@ -12,9 +12,11 @@ _EXPORTS = {
     "DEFAULT_NAME": "aria_perception.ros.node",
     "INPUT_TOPICS": "aria_perception.ros.node",
     "NodeConfig": "aria_perception.ros.params",
-    "OUTPUT_TOPICS": "aria_perception.ros.node",
+    "OUTPUT_TOPICS": "aria_perception.ros.outputs",
+    "OutputPublishers": "aria_perception.ros.outputs",
     "PARAMETERS": "aria_perception.ros.params",
     "PerceptionNode": "aria_perception.ros.node",
+    "WorkerLink": "aria_perception.ros.worker_link",
 }
 
 __getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -8,7 +8,7 @@ none), e.g. ``perception_container --ros-args --params-file config/container.yam
 -r slam_left_perception:image:=/camera-slam-left/image_raw``.
 
 Node-specific remaps (``node:from:=to``) give each node its camera. Each node starts its own
-worker (the GPU is shared; memory per worker is what DESIGN 7 budgets).
+worker: the GPU is shared, and each worker holds its own models and CUDA memory.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Rates, latency percentiles and the node's DiagnosticStatus (DESIGN 3.2).
+"""Rates, latency percentiles and the node's DiagnosticStatus ("Topic contract" in docs/design.md).
 
 The trackers are plain Python and thread-safe: frames are counted in the executor thread and
 results in the supervisor's thread, while the diagnostics timer reads both.
@@ -15,11 +15,12 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from aria_perception.records import StageTimes
+from aria_perception.stats import percentile, percentiles
 
-#: Where a frame's time goes outside the GPU (:class:`PathTimes`), reported beside DESIGN 3.2.
+#: Where a frame's time goes outside the GPU (:class:`PathTimes`), reported beside the stages.
 PATH_KEYS: tuple[str, ...] = ("copy_in_ms", "queue_ms", "engine_ms", "transport_ms", "publish_ms")
 
-#: Every key of DESIGN 3.2 (plus :data:`PATH_KEYS`), in publishing order.
+#: Every key of the status (the contract's keys plus :data:`PATH_KEYS`), in publishing order.
 KEYS: tuple[str, ...] = (
     "input_fps",
     "output_fps",
@@ -90,16 +91,6 @@ class RateTracker:
             self._times.popleft()
 
 
-def percentile(sorted_values: list[float], q: float) -> float:
-    """Linear-interpolated percentile ``q`` (0..100) of an ascending list (NaN when empty)."""
-    if not sorted_values:
-        return math.nan
-    pos = (len(sorted_values) - 1) * q / 100.0
-    lo = math.floor(pos)
-    hi = min(lo + 1, len(sorted_values) - 1)
-    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
-
-
 @dataclass(frozen=True)
 class PathTimes:
     """Where one frame's wall-clock time went between the image callback and the last publish.
@@ -117,6 +108,26 @@ class PathTimes:
     engine_ms: float = 0.0
     transport_ms: float = 0.0
     publish_ms: float = 0.0
+
+    @classmethod
+    def of(cls, timing: Any, before_publish_ms: float, publish_ms: float) -> PathTimes:
+        """One frame's path from the supervisor's timing and the node's own two clocks.
+
+        Args:
+            timing: the supervisor's ``FrameTiming`` (``copy_in_ms``, ``wait_ms``,
+                ``engine_ms``, ``transport_ms`` without copy-in, ``roundtrip_ms``).
+            before_publish_ms: from the image callback's start to the result callback's start.
+            publish_ms: building and publishing the output messages.
+        """
+        # Before submit: the callback's validation; from submit on, the supervisor's split.
+        validate_ms = before_publish_ms - timing.roundtrip_ms
+        return cls(
+            copy_in_ms=validate_ms + timing.copy_in_ms,
+            queue_ms=timing.wait_ms,
+            engine_ms=timing.engine_ms,
+            transport_ms=timing.transport_ms,
+            publish_ms=publish_ms,
+        )
 
 
 class LatencyTracker:
@@ -145,8 +156,8 @@ class LatencyTracker:
     def percentiles(self, *qs: float) -> tuple[float, ...]:
         """Percentiles of the recorded latencies (NaN each while empty)."""
         with self._lock:
-            values = sorted(self._latency)
-        return tuple(percentile(values, q) for q in qs)
+            values = list(self._latency)
+        return percentiles(values, *qs)
 
     def stage_medians(self) -> StageTimes:
         """Median of every stage time over the recorded frames (zeros while empty).
@@ -177,16 +188,13 @@ def _medians(cls: type, records: list) -> Any:
     if not records:
         return cls()
     return cls(
-        **{
-            f.name: percentile(sorted(getattr(r, f.name) for r in records), 50)
-            for f in fields(cls)
-        }
+        **{f.name: percentile((getattr(r, f.name) for r in records), 50) for f in fields(cls)}
     )
 
 
 @dataclass
 class Snapshot:
-    """Everything one diagnostics message reports (DESIGN 3.2)."""
+    """Everything one diagnostics message reports."""
 
     input_fps: float = 0.0
     output_fps: float = 0.0
@@ -248,7 +256,7 @@ def values(snap: Snapshot) -> dict[str, str]:
 def level_and_message(
     snap: Snapshot, expected_fps: float, latency_budget_ms: float
 ) -> tuple[int, str]:
-    """The status level and summary of DESIGN 3.2.
+    """The status level and its one-line summary.
 
     ERROR while the worker is down; WARN below ``expected_fps`` (output rate, while active and
     frames arrive), over ``latency_budget_ms`` (p95) or on random weights; OK otherwise.

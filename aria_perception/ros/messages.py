@@ -1,4 +1,4 @@
-"""Engine results to ROS messages: Detection2DArray (DESIGN 3.1) and the output CameraInfo."""
+"""Engine results to ROS messages: Detection2DArray and the output CameraInfo."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ def class_name(class_names: Sequence[str], class_id: int) -> str:
 
 
 def detections_to_msg(detections: Detections, class_names: Sequence[str], header: Any) -> Any:
-    """Build a ``vision_msgs/Detection2DArray`` with the semantics of DESIGN 3.1.
+    """Build a ``vision_msgs/Detection2DArray`` as "Topic contract" in docs/design.md defines it.
 
     Args:
         detections: boxes (xyxy, pixels of the image as received), scores, class ids, box depth.

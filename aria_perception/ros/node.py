@@ -11,16 +11,16 @@ the supervisor's result thread and are published from there directly: each publi
 that one thread only (rcl publishing is thread-safe per publisher), and handing large outputs
 back to the executor would add a wake-up and a queue to every frame's latency. Diagnostics and
 parameter changes run on the executor.
+
+The node is the rclpy glue: output publishing lives in :mod:`aria_perception.ros.outputs`, the
+worker's start, stop and health in :mod:`aria_perception.ros.worker_link`.
 """
 
 from __future__ import annotations
 
-import math
-import re
 import sys
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import rclpy
@@ -29,84 +29,31 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import Node as LifecycleNode
 from rclpy.lifecycle import State, TransitionCallbackReturn
-from rclpy.qos import QoSProfile, qos_profile_sensor_data
+from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
-from vision_msgs.msg import Detection2DArray
 
 from aria_perception.errors import AriaPerceptionError, ConfigError, FrameError
-from aria_perception.records import EngineInfo, Thresholds, WorkerState
+from aria_perception.records import Thresholds
 from aria_perception.ros import diagnostics, params
-from aria_perception.ros.image_codec import (
-    CompressedFrame,
-    RawFrame,
-    compressed_to_frame,
-    depth_to_image,
-    image_to_frame,
-    normalized_depth_to_image,
-)
-from aria_perception.ros.messages import camera_info_for_output, detections_to_msg
-from aria_perception.ros.overlay import decode_compressed_bgr, overlay_image
+from aria_perception.ros.image_codec import compressed_to_frame, image_to_frame
+from aria_perception.ros.log_throttle import LogThrottle
+from aria_perception.ros.outputs import OUTPUT_TOPICS, OutputPublishers, PendingFrame
 from aria_perception.ros.qos import InputSubscription
+from aria_perception.ros.worker_link import WorkerLink
 
-#: The node's default name (DESIGN 2a); central.launch.py runs it as ``central_perception``.
+__all__ = ["DEFAULT_NAME", "INPUT_TOPICS", "OUTPUT_TOPICS", "PerceptionNode", "main", "spin"]
+
+#: The node's default name; central.launch.py runs it as ``central_perception``.
 DEFAULT_NAME = "perception"
 #: Inputs are relative names (remapped by the launch file to the camera's topics).
 INPUT_TOPICS = {"image": "image", "image/compressed": "image/compressed",
                 "camera_info": "camera_info"}  # fmt: skip
-#: Outputs are private names, ``<namespace>/<node name>/...``: several nodes in one container or
-#: namespace never collide, and each camera's results sit under its node.
-OUTPUT_TOPICS = {
-    name: f"~/{name}"
-    for name in (
-        "detections",
-        "depth/raw",
-        "depth/normalized",
-        "detections/overlay",
-        "depth/camera_info",
-    )
-}
-_OUTPUT_QOS = QoSProfile(depth=2)
-_DOWN_STATES = (WorkerState.RESTARTING, WorkerState.FAILED)
-_DOWN_NAMES = tuple(state.name for state in _DOWN_STATES)
+#: Shortest time between two log lines of one reason for a rejected or lost frame.
 _LOG_PERIOD_S = 5.0
 
 
-class _Throttle:
-    """Rate limit for log lines per reason (numbers ignored), so every new reason shows at once.
-
-    rclpy's ``throttle_duration_sec`` is per call site: one bad encoding would hide a truncated
-    frame that follows it.
-    """
-
-    def __init__(self, period_s: float) -> None:
-        self._period_s = period_s
-        self._last: dict[str, float] = {}
-        self._lock = threading.Lock()
-
-    def allow(self, text: str) -> bool:
-        key = re.sub(r"\d+", "#", text)[:120]
-        now = time.monotonic()
-        with self._lock:
-            if now - self._last.get(key, -math.inf) < self._period_s:
-                return False
-            if len(self._last) > 256:  # bounded: reasons are few, numbers are stripped
-                self._last.clear()
-            self._last[key] = now
-            return True
-
-
-@dataclass(frozen=True)
-class _Pending:
-    """What the node remembers about a submitted frame (the supervisor's tag; never pickled)."""
-
-    header: Any
-    received: float  # time.monotonic() when the image callback started
-    frame: RawFrame | CompressedFrame
-    message: Any  # keeps the buffer behind ``frame`` alive until the result is published
-
-
 class PerceptionNode(LifecycleNode):
-    """Relative depth and object detection for one camera (DESIGN 3 and 4).
+    """Relative depth and object detection for one camera.
 
     Args:
         node_name: node name (default ``perception``).
@@ -121,17 +68,13 @@ class PerceptionNode(LifecycleNode):
     def __init__(self, node_name: str = DEFAULT_NAME, **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
         self._logger = self.get_logger()
-        self._supervisor: Any = None
-        self._info: EngineInfo | None = None
-        self._class_names: tuple[str, ...] = ()
         self._active = False
-        self._start_error = ""
-        self._publish_lock = threading.Lock()
         self._camera_info: Any = None
         self._rejected = 0  # frames refused by the codec (the worker counts its own)
         self._counter_lock = threading.Lock()
-        self._throttle = _Throttle(_LOG_PERIOD_S)
-        self._worker_seen = ("STOPPED", 0)
+        self._throttle = LogThrottle(_LOG_PERIOD_S)
+        self._worker = WorkerLink(self._logger, self._on_result, self._on_worker_error)
+        self._outputs = OutputPublishers(self)
 
         self._input_rate = diagnostics.RateTracker()
         self._output_rate = diagnostics.RateTracker()
@@ -141,7 +84,6 @@ class PerceptionNode(LifecycleNode):
         self._diag_group = MutuallyExclusiveCallbackGroup()
         self._input: InputSubscription | None = None
         self._info_sub: Any = None
-        self._pubs: dict[str, Any] = {}
         try:
             self._config = params.declare(self)
         except ConfigError:
@@ -172,17 +114,32 @@ class PerceptionNode(LifecycleNode):
     @property
     def start_error(self) -> str:
         """Why the last configure failed ("" if it did not)."""
-        return self._start_error
+        return self._worker.start_error
 
     @property
     def active(self) -> bool:
         """True while the node consumes frames."""
         return self._active
 
+    @property
+    def thresholds(self) -> Thresholds:
+        """The detector thresholds in effect (changed at run time through parameters)."""
+        return self._thresholds
+
+    @property
+    def expected_fps(self) -> float:
+        """The output rate below which diagnostics WARN, in effect (0 = off)."""
+        return self._expected_fps
+
+    @property
+    def latency_budget_ms(self) -> float:
+        """The p95 latency above which diagnostics WARN, in effect (0 = off)."""
+        return self._latency_budget_ms
+
     def destroy_node(self) -> None:
         """Stop the worker (shared memory released), then destroy the node."""
         self._deactivate()
-        self._stop_worker()
+        self._worker.stop()
         super().destroy_node()
 
     # ------------------------------------------------------------------ lifecycle
@@ -190,14 +147,11 @@ class PerceptionNode(LifecycleNode):
     def on_configure(self, state: State) -> TransitionCallbackReturn:
         """Start the worker and load the models; create the publishers."""
         try:
-            self._start_worker()
+            self._worker.start(self._config, self._thresholds)
         except AriaPerceptionError as err:
-            self._start_error = str(err)
             self._logger.error(f"configure failed: {err}")
-            self._stop_worker()
             return TransitionCallbackReturn.FAILURE
-        self._start_error = ""
-        self._create_publishers()
+        self._outputs.create()
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: State) -> TransitionCallbackReturn:
@@ -233,22 +187,22 @@ class PerceptionNode(LifecycleNode):
 
     def on_cleanup(self, state: State) -> TransitionCallbackReturn:
         """Stop the worker and free the GPU; destroy the publishers."""
-        self._stop_worker()
-        self._destroy_publishers()
+        self._worker.stop()
+        self._outputs.destroy()
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state: State) -> TransitionCallbackReturn:
         """Everything off, from any state."""
-        self._deactivate()
-        self._stop_worker()
-        self._destroy_publishers()
-        return TransitionCallbackReturn.SUCCESS
+        return self._release_all()
 
     def on_error(self, state: State) -> TransitionCallbackReturn:
         """Release what a failed transition left behind; back to unconfigured."""
+        return self._release_all()
+
+    def _release_all(self) -> TransitionCallbackReturn:
         self._deactivate()
-        self._stop_worker()
-        self._destroy_publishers()
+        self._worker.stop()
+        self._outputs.destroy()
         return TransitionCallbackReturn.SUCCESS
 
     def _deactivate(self) -> None:
@@ -260,73 +214,6 @@ class PerceptionNode(LifecycleNode):
             self.destroy_subscription(self._info_sub)
             self._info_sub = None
 
-    def _create_publishers(self) -> None:
-        with self._publish_lock:
-            self._pubs = {
-                key: self.create_publisher(msg_type, OUTPUT_TOPICS[key], _OUTPUT_QOS)
-                for key, msg_type in (
-                    ("detections", Detection2DArray),
-                    ("depth/raw", Image),
-                    ("depth/normalized", Image),
-                    ("detections/overlay", Image),
-                    ("depth/camera_info", CameraInfo),
-                )
-            }
-
-    def _destroy_publishers(self) -> None:
-        with self._publish_lock:
-            pubs, self._pubs = self._pubs, {}
-        for pub in pubs.values():
-            self.destroy_publisher(pub)
-
-    # ------------------------------------------------------------------ worker
-
-    def _start_worker(self) -> None:
-        from aria_perception.worker.settings import WorkerSettings
-        from aria_perception.worker.supervisor import Supervisor
-
-        cfg = self._config
-        engine_config = cfg.engine.replace(
-            confidence=self._thresholds.confidence,
-            iou=self._thresholds.iou,
-            classes=self._thresholds.classes,
-        )
-        settings = WorkerSettings(
-            max_pixels=cfg.max_pixels,
-            max_encoded_bytes=cfg.max_encoded_bytes,
-            startup_timeout_s=cfg.startup_timeout_s,
-            frame_timeout_s=cfg.frame_timeout_s,
-            max_restarts=cfg.max_restarts,
-            restart_window_s=cfg.restart_window_s,
-        )
-        self._logger.info(
-            f"starting the inference worker (device {engine_config.device}, precision "
-            f"{engine_config.precision}); importing torch takes a while"
-        )
-        supervisor = Supervisor(
-            engine_config, settings, on_result=self._on_result, on_error=self._on_worker_error
-        )
-        self._supervisor = supervisor
-        info = supervisor.start()
-        params.validate_classes(self._thresholds.classes, info.class_names)
-        self._info = info
-        self._class_names = tuple(info.class_names)
-        self._logger.info(
-            f"worker ready: {info.device} ({info.device_name}), {info.precision}, "
-            f"{len(info.class_names)} classes, weights {info.weights}"
-        )
-        if info.weights == "random":
-            self._logger.warning(
-                "RANDOM weights (allow_random_weights is true and official weights are "
-                "missing): depth and detections are meaningless; fetch weights with "
-                "`ros2 run aria_perception models`"
-            )
-
-    def _stop_worker(self) -> None:
-        supervisor, self._supervisor = self._supervisor, None
-        if supervisor is not None:
-            supervisor.stop()
-
     # ------------------------------------------------------------------ input
 
     def _on_image(self, msg: Image) -> None:
@@ -337,7 +224,7 @@ class PerceptionNode(LifecycleNode):
         except FrameError as err:
             self._reject(msg, err)
             return
-        self._submit(frame.pixels, frame.encoding, _Pending(msg.header, received, frame, msg))
+        self._submit(frame.pixels, frame.encoding, PendingFrame(msg.header, received, frame, msg))
 
     def _on_compressed(self, msg: CompressedImage) -> None:
         received = time.monotonic()
@@ -349,27 +236,17 @@ class PerceptionNode(LifecycleNode):
         except FrameError as err:
             self._reject(msg, err)
             return
-        self._submit(frame.data, frame.format, _Pending(msg.header, received, frame, msg))
+        self._submit(frame.data, frame.format, PendingFrame(msg.header, received, frame, msg))
 
-    def _submit(self, pixels: Any, encoding: str, pending: _Pending) -> None:
-        supervisor = self._supervisor
-        if supervisor is None or not self._active:
+    def _submit(self, pixels: Any, encoding: str, pending: PendingFrame) -> None:
+        if not self._active:
             return
         try:
-            supervisor.submit(pixels, encoding, pending, want_depth=self._depth_wanted())
+            self._worker.submit(pixels, encoding, pending, self._outputs.depth_wanted())
         except FrameError as err:  # the supervisor counts it in its ``rejected``
             self._reject(pending.message, err, count=False)
         except AriaPerceptionError as err:
             self._logger.error(f"could not submit a frame: {err}", throttle_duration_sec=5.0)
-
-    def _depth_wanted(self) -> bool:
-        """Whether the dense map must come back (box depth is computed in the worker anyway)."""
-        pubs = self._pubs
-        return any(
-            pub.get_subscription_count() > 0
-            for name in ("depth/raw", "depth/normalized")
-            if (pub := pubs.get(name)) is not None
-        )
 
     def _reject(self, msg: Any, err: Exception, count: bool = True) -> None:
         if count:
@@ -391,68 +268,31 @@ class PerceptionNode(LifecycleNode):
     def _on_result(self, result: Any) -> None:
         """Publish one frame's outputs (supervisor result thread)."""
         started = time.monotonic()
-        pending: _Pending = result.tag
-        engine_result = result.result
-        with self._publish_lock:
-            pubs = self._pubs
-            if not self._active or not pubs:
-                return
-            header = pending.header
-            try:
-                self._publish_outputs(pubs, pending, engine_result, header)
-            except Exception as err:  # noqa: BLE001 - a bad result must not kill the thread
-                self._logger.error(
-                    f"publishing results failed: {type(err).__name__}: {err}",
-                    throttle_duration_sec=5.0,
-                )
-                return
+        pending: PendingFrame = result.tag
+        if not self._active:
+            return
+        try:
+            published = self._outputs.publish(
+                pending, result.result, self._worker.class_names, self._camera_info
+            )
+        except Exception as err:  # noqa: BLE001 - a bad result must not kill the thread
+            self._logger.error(
+                f"publishing results failed: {type(err).__name__}: {err}",
+                throttle_duration_sec=5.0,
+            )
+            return
+        if not published:
+            return
         done = time.monotonic()
         self._output_rate.tick(done)
-        timing = result.timing
-        # Before submit: the callback's validation; then the supervisor's own split.
-        validate_ms = (started - pending.received) * 1e3 - timing.roundtrip_ms
-        path = diagnostics.PathTimes(
-            copy_in_ms=validate_ms + timing.copy_in_ms,
-            queue_ms=timing.wait_ms,
-            engine_ms=timing.engine_ms,
-            transport_ms=timing.transport_ms - timing.copy_in_ms,
-            publish_ms=(done - started) * 1e3,
+        path = diagnostics.PathTimes.of(
+            result.timing, (started - pending.received) * 1e3, (done - started) * 1e3
         )
-        self._latency.add((done - pending.received) * 1e3, engine_result.times, path)
-
-    def _publish_outputs(self, pubs: dict, pending: _Pending, engine_result: Any, header: Any):
-        frame = pending.frame
-        depth = engine_result.depth
-        pubs["detections"].publish(
-            detections_to_msg(engine_result.detections, self._class_names, header)
-        )
-        if depth is not None:
-            if pubs["depth/raw"].get_subscription_count() > 0:
-                pubs["depth/raw"].publish(depth_to_image(depth, header))
-            if pubs["depth/normalized"].get_subscription_count() > 0:
-                pubs["depth/normalized"].publish(normalized_depth_to_image(depth, header))
-        overlay = pubs["detections/overlay"]
-        if overlay.get_subscription_count() > 0:
-            if isinstance(frame, RawFrame):
-                pixels, encoding = frame.pixels, frame.encoding
-            else:
-                pixels, encoding = decode_compressed_bgr(frame.data), "bgr8"
-            if pixels is not None:
-                overlay.publish(
-                    overlay_image(
-                        pixels, encoding, engine_result.detections, self._class_names, header
-                    )
-                )
-        info_pub = pubs["depth/camera_info"]
-        camera_info = self._camera_info
-        if camera_info is not None and info_pub.get_subscription_count() > 0:
-            size = (frame.width, frame.height)
-            out_size = (depth.shape[1], depth.shape[0]) if depth is not None else size
-            info_pub.publish(camera_info_for_output(camera_info, header, size, out_size))
+        self._latency.add((done - pending.received) * 1e3, result.result.times, path)
 
     def _on_worker_error(self, frame_id: int, tag: Any, err: Exception) -> None:
         """A frame failed in the worker (supervisor thread): bad frames are counted there."""
-        if isinstance(err, FrameError) and isinstance(tag, _Pending):
+        if isinstance(err, FrameError) and isinstance(tag, PendingFrame):
             self._reject(tag.message, err, count=False)
         elif self._throttle.allow(f"{type(err).__name__}: {err}"):
             what = "worker error" if frame_id < 0 else f"frame {frame_id} lost"
@@ -478,17 +318,12 @@ class PerceptionNode(LifecycleNode):
             classes=changes.get("detector.classes", self._thresholds.classes),
         )
         if thresholds != self._thresholds:
-            if self._class_names:
-                try:
-                    params.validate_classes(thresholds.classes, self._class_names)
-                except ConfigError as err:
-                    return params.set_result(False, str(err))
-            supervisor = self._supervisor
-            if supervisor is not None:
-                try:
-                    supervisor.set_thresholds(thresholds)
-                except AriaPerceptionError as err:
-                    return params.set_result(False, str(err))
+            try:
+                if self._worker.class_names:
+                    params.validate_classes(thresholds.classes, self._worker.class_names)
+                self._worker.set_thresholds(thresholds)
+            except AriaPerceptionError as err:
+                return params.set_result(False, str(err))
             self._thresholds = thresholds
             self._logger.info(
                 f"detector thresholds now confidence={thresholds.confidence:g} "
@@ -512,16 +347,17 @@ class PerceptionNode(LifecycleNode):
 
     def snapshot(self) -> diagnostics.Snapshot:
         """The values the next diagnostics message reports."""
+        engine = self._config.engine
         snap = diagnostics.Snapshot(
             input_fps=self._input_rate.rate(),
             output_fps=self._output_rate.rate(),
             stages=self._latency.stage_medians(),
             path=self._latency.path_medians(),
             active=self._active,
-            depth_frame_skip=self._config.engine.depth_frame_skip,
-            device=self._config.engine.device,
+            depth_frame_skip=engine.depth_frame_skip,
+            device=engine.device,
             device_name="unknown",
-            precision=self._config.engine.precision,
+            precision=engine.precision,
         )
         snap.latency_ms_p50, snap.latency_ms_p95, snap.latency_ms_p99 = self._latency.percentiles(
             50, 95, 99
@@ -530,33 +366,12 @@ class PerceptionNode(LifecycleNode):
             snap.rejected_frames = self._rejected
         if self._input is not None:
             snap.lost_samples = self._input.lost_samples
-        info = self._info
-        if info is not None:
-            snap.device, snap.device_name = info.device, info.device_name
-            snap.precision, snap.weights = info.precision, info.weights
-        supervisor = self._supervisor
-        if supervisor is not None:
-            stats = supervisor.stats()
-            state = WorkerState(stats.state)
-            snap.worker_state = state.name
-            snap.worker_down = state in _DOWN_STATES or (
-                self._active and state != WorkerState.READY
-            )
-            snap.dropped_frames = int(stats.dropped)
-            snap.rejected_frames += int(stats.rejected)
-            snap.worker_restarts = int(stats.restarts)
-            snap.gpu_mem_mb = float(stats.gpu_mem_mb)
-            snap.gpu_mem_peak_mb = float(stats.gpu_mem_peak_mb)
-            snap.last_error = str(stats.last_error or "")
-        elif self._start_error:
-            snap.worker_state = WorkerState.FAILED.name
-            snap.worker_down = True
-            snap.last_error = self._start_error
+        self._worker.report(snap, self._active)
         return snap
 
     def _publish_diagnostics(self) -> None:
         snap = self.snapshot()
-        self._log_worker_change(snap)
+        self._worker.log_change(snap)
         status = diagnostics.build_status(
             snap, self.get_name(), self._expected_fps, self._latency_budget_ms
         )
@@ -564,22 +379,6 @@ class PerceptionNode(LifecycleNode):
         msg.header.stamp = self.get_clock().now().to_msg()
         msg.status = [status]
         self._diag_pub.publish(msg)
-
-    def _log_worker_change(self, snap: diagnostics.Snapshot) -> None:
-        """Say in the log what diagnostics show: the worker went down or came back."""
-        seen = (snap.worker_state, snap.worker_restarts)
-        if seen == self._worker_seen:
-            return
-        previous, self._worker_seen = self._worker_seen, seen
-        if snap.worker_down:
-            self._logger.error(
-                f"inference worker down ({snap.worker_state}, {snap.worker_restarts} restart(s)): "
-                f"{snap.last_error or 'no error reported'}"
-            )
-        elif snap.worker_state == WorkerState.READY.name and previous[0] in _DOWN_NAMES:
-            self._logger.warning(
-                f"inference worker ready again after {snap.worker_restarts} restart(s)"
-            )
 
 
 def spin(nodes: list[Any]) -> None:

@@ -1,4 +1,4 @@
-"""Input QoS (DESIGN 3): profiles, and an input subscription that never fails silently.
+"""Input QoS: profiles, and an input subscription that never fails silently.
 
 ``auto`` subscribes with best-available reliability where the distro has it (Iron and later) and,
 when an incompatible-QoS event shows a publisher it cannot match, re-creates the subscription to

@@ -156,12 +156,13 @@ def running_node(
 
     Fails with the node's log if it exits or is not ready within ``timeout``; stopped on exit.
     """
+    started = time.monotonic()  # statuses of an earlier node of that name do not count
     proc = NodeProcess(ros_args(params, "-r", f"__node:={name}"), env, log)
     try:
         ready = wait_for(
             lambda: (
                 proc.proc.poll() is not None
-                or (harness.last_status(name) or {}).get("worker_state") == "READY"
+                or (harness.last_status(name, started) or {}).get("worker_state") == "READY"
             ),
             timeout=timeout,
         )
@@ -246,6 +247,15 @@ class Harness:
             reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
         )
         return self.node.create_publisher(msg_type, topic, qos)
+
+    @contextlib.contextmanager
+    def publishing(self, topic: str, msg_type: Any, reliable: bool = True) -> Iterator[Any]:
+        """A publisher that is destroyed when the block ends, also when a test fails in it."""
+        pub = self.publisher(topic, msg_type, reliable=reliable)
+        try:
+            yield pub
+        finally:
+            self.node.destroy_publisher(pub)
 
     def messages(self, topic: str, since: float = 0.0) -> list[Any]:
         with self._lock:

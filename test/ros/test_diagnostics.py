@@ -1,8 +1,9 @@
-"""Rates, percentiles and the DiagnosticStatus of DESIGN 3.2."""
+"""Rates, percentiles, path times and the node's DiagnosticStatus."""
 
 from __future__ import annotations
 
 import math
+import sys
 import threading
 
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 
 from aria_perception.records import StageTimes
 from aria_perception.ros import diagnostics as diag
+from aria_perception.worker import FrameTiming
 
 
 def test_rate_of_a_steady_stream_and_its_decay() -> None:
@@ -63,25 +65,53 @@ def test_path_medians_cover_only_frames_that_carried_them() -> None:
 
 
 def test_trackers_are_thread_safe() -> None:
+    """Reads while another thread writes never fail and only ever see written values."""
     tracker = diag.LatencyTracker(size=50)
     rate = diag.RateTracker()
-    stop = threading.Event()
+    stop, wrote = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
 
     def writer() -> None:
-        while not stop.is_set():
-            tracker.add(1.0, StageTimes())
-            rate.tick()
+        n = 0
+        try:
+            while not stop.is_set():
+                v = 1.0 if n % 2 else 3.0
+                tracker.add(v, StageTimes(depth_ms=v), diag.PathTimes(engine_ms=v))
+                rate.tick()
+                n += 1
+                wrote.set()
+        except BaseException as err:  # noqa: BLE001 - reported by the assertion below
+            errors.append(err)
 
     thread = threading.Thread(target=writer)
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible: races show up
     thread.start()
+    seen = []
     try:
-        for _ in range(2000):
-            tracker.percentiles(50, 95)
-            tracker.stage_medians()
-            rate.rate()
+        assert wrote.wait(30), "the writer thread never wrote"
+        for _ in range(500):
+            p50, p95 = tracker.percentiles(50, 95)
+            stages, path = tracker.stage_medians(), tracker.path_medians()
+            seen.append((p50, p95, stages.depth_ms, path.engine_ms, rate.rate()))
     finally:
         stop.set()
         thread.join()
+        sys.setswitchinterval(switch)
+    assert errors == []
+    assert all(1.0 <= v <= 3.0 for row in seen for v in row[:4]), "a value never written"
+    assert all(math.isfinite(row[4]) and row[4] >= 0.0 for row in seen)
+
+
+def test_path_times_split_a_frame_between_node_and_supervisor() -> None:
+    timing = FrameTiming(
+        copy_in_ms=2.0, wait_ms=3.0, engine_ms=10.0, copy_out_ms=0.5, roundtrip_ms=20.0
+    )
+    path = diag.PathTimes.of(timing, before_publish_ms=21.5, publish_ms=4.0)
+    # 1.5 ms validating in the image callback before submit, then the supervisor's copy-in.
+    assert path.copy_in_ms == pytest.approx(3.5)
+    assert (path.queue_ms, path.engine_ms, path.publish_ms) == (3.0, 10.0, 4.0)
+    assert path.transport_ms == timing.transport_ms
 
 
 def _snap(**kw: object) -> diag.Snapshot:
@@ -103,7 +133,7 @@ def _snap(**kw: object) -> diag.Snapshot:
     return diag.Snapshot(**base)  # type: ignore[arg-type]
 
 
-def test_status_has_every_key_of_the_design() -> None:
+def test_status_has_every_key_of_the_contract() -> None:
     status = diag.build_status(_snap(dropped_frames=3, lost_samples=2), "central_perception",
                                30.0, 30.0)  # fmt: skip
     assert status.name == "aria_perception: central_perception"

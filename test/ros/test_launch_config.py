@@ -1,8 +1,8 @@
 """launch/central.launch.py, config/central.rviz, config/container.yaml, the Fast DDS profile.
 
-`launch` and `launch_ros` are not installable here (DESIGN 6), so the launch file is checked by
-compiling and parsing it: the APIs it uses (all present in Humble), its arguments, the node it
-starts and the topics that come out of it, which the rviz config must show.
+`launch` and `launch_ros` are not on PyPI, so in the pip-only environment the launch file is
+checked by compiling and parsing it: the APIs it uses (all present in Humble), its arguments,
+the node it starts and the topics that come out of it, which the rviz config must show.
 """
 
 from __future__ import annotations

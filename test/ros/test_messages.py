@@ -1,4 +1,4 @@
-"""Detection2DArray (DESIGN 3.1), output CameraInfo and the overlay image."""
+"""Detection2DArray, output CameraInfo and the overlay image."""
 
 from __future__ import annotations
 

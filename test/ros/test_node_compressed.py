@@ -75,10 +75,11 @@ def _feed(pub, harness: Harness, make, frame_id: str, timeout: float = 90.0) -> 
     ("ext", "fmt"), [(".jpg", "jpeg"), (".png", "png"), (".jpg", "rgb8; jpeg compressed bgr8")]
 )
 def test_jpeg_and_png_frames_are_answered(harness: Harness, node, ext: str, fmt: str) -> None:
-    pub = harness.publisher("/image/compressed", CompressedImage, reliable=True)
     frame_id = f"compressed-{fmt}"
     start = time.monotonic()
-    assert _feed(pub, harness, lambda: _compressed(_encoded(ext, 3), fmt, frame_id), frame_id)
+    data = _encoded(ext, 3)
+    with harness.publishing("/image/compressed", CompressedImage) as pub:
+        assert _feed(pub, harness, lambda: _compressed(data, fmt, frame_id), frame_id)
     [answer, *_] = _answered(harness, frame_id, start)
     assert answer.header.frame_id == frame_id
     depth = [m for m in harness.messages(RAW, start) if m.header.frame_id == frame_id]
@@ -90,44 +91,55 @@ def test_jpeg_and_png_frames_are_answered(harness: Harness, node, ext: str, fmt:
     pixels = np.frombuffer(overlay[0].data, np.uint8).reshape(H, W, 3).astype(float)
     expected = cv2.imdecode(np.frombuffer(_encoded(ext, 3), np.uint8), cv2.IMREAD_COLOR)
     assert abs(pixels.mean() - expected.mean()) < 40
-    harness.node.destroy_publisher(pub)
+
+
+def _rejected(harness: Harness, since: float = 0.0) -> int:
+    return int((harness.last_status(NAME, since) or {}).get("rejected_frames", -1))
 
 
 def test_corrupt_and_garbage_frames_are_rejected(harness: Harness, node) -> None:
-    pub = harness.publisher("/image/compressed", CompressedImage, reliable=True)
-    time.sleep(1.0)
-    before = int(harness.last_status(NAME)["rejected_frames"])
-    good = _encoded(".jpg", 4)
-    bad = [
-        _compressed(good[: len(good) // 2], "jpeg", "bad"),  # corrupt: found by the decoder
-        _compressed(b"GIF89a" + bytes(100), "jpeg", "bad"),  # not JPEG/PNG at all
-        _compressed(b"\x89PNG\r\n\x1a\n" + bytes(30), "16UC1; compressedDepth png", "bad"),
-        _compressed(b"", "jpeg", "bad"),
-    ]
-    for msg in bad:
-        pub.publish(msg)
-        time.sleep(0.5)
-    expected = before + len(bad)
-    assert wait_for(lambda: int(harness.last_status(NAME)["rejected_frames"]) >= expected, 30), (
-        harness.last_status(NAME)
-    )
-    assert _feed(pub, harness, lambda: _compressed(good, "jpeg", "after-bad"), "after-bad")
-    assert int(harness.last_status(NAME)["rejected_frames"]) == expected
+    with harness.publishing("/image/compressed", CompressedImage) as pub:
+        assert wait_for(lambda: pub.get_subscription_count() > 0, 30), "the node never matched"
+        expected = _rejected(harness)
+        good = _encoded(".jpg", 4)
+        bad = [
+            _compressed(good[: len(good) // 2], "jpeg", "bad"),  # corrupt: found by the decoder
+            _compressed(b"GIF89a" + bytes(100), "jpeg", "bad"),  # not JPEG/PNG at all
+            _compressed(b"\x89PNG\r\n\x1a\n" + bytes(30), "16UC1; compressedDepth png", "bad"),
+            _compressed(b"", "jpeg", "bad"),
+        ]
+        for msg in bad:
+            # One at a time: the input queue keeps the newest 2 frames only.
+            pub.publish(msg)
+            expected += 1
+            assert wait_for(lambda e=expected: _rejected(harness) >= e, 30), harness.last_status(
+                NAME
+            )
+        assert _feed(pub, harness, lambda: _compressed(good, "jpeg", "after-bad"), "after-bad")
+    after = time.monotonic()
+    assert wait_for(lambda: _rejected(harness, after) >= 0, 30)
+    status = harness.last_status(NAME, after)
+    assert int(status["rejected_frames"]) == expected, "every bad frame counted once"
     assert not [m for m in harness.messages(DETS) if m.header.frame_id == "bad"]
-    assert harness.last_status(NAME)["worker_restarts"] == "0", "a bad frame killed the worker"
+    assert status["worker_restarts"] == "0", "a bad frame killed the worker"
     log = node.log()
     for reason in ("corrupt jpeg", "is not jpeg JPEG/PNG data", "compressedDepth", "empty"):
         assert reason in log, reason
-    harness.node.destroy_publisher(pub)
 
 
 def test_forced_reliable_tells_about_a_best_effort_publisher(harness: Harness, node) -> None:
-    pub = harness.publisher("/image/compressed", CompressedImage, reliable=False)
-    start = time.monotonic()
+    """A publisher the forced profile cannot match is logged, and nothing arrives from it."""
     good = _encoded(".jpg", 5)
-    for _ in range(8):
-        pub.publish(_compressed(good, "jpeg", "best-effort"))
-        time.sleep(0.25)
+    start = time.monotonic()
+    with (
+        harness.publishing("/image/compressed", CompressedImage, reliable=False) as best_effort,
+        harness.publishing("/image/compressed", CompressedImage) as reliable,
+    ):
+        assert wait_for(lambda: "NO frames will arrive from it" in node.log(), 30), node.log()
+        # Frames from both: the reliable ones are answered, the best-effort ones never arrive.
+        best_effort.publish(_compressed(good, "jpeg", "best-effort"))
+        assert _feed(reliable, harness, lambda: _compressed(good, "jpeg", "reliable"), "reliable")
+        best_effort.publish(_compressed(good, "jpeg", "best-effort"))
+        assert _feed(reliable, harness, lambda: _compressed(good, "jpeg", "reliable2"),
+                     "reliable2")  # fmt: skip
     assert not _answered(harness, "best-effort", start)
-    assert wait_for(lambda: "NO frames will arrive from it" in node.log(), 10)
-    harness.node.destroy_publisher(pub)

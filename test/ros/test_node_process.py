@@ -1,27 +1,29 @@
-"""Acceptance of the node (issue 5), everything through real DDS.
+"""Acceptance of the node, everything through real DDS.
 
 The node runs in its own process with the real worker and engine (CPU, random weights);
 publishers and subscribers are here.
 
-One node process serves the tests of this module in order (starting one costs ~15 s of torch
-imports in its worker): outputs and headers with ``input.rotation: 90``, lifecycle, QoS matching
-of publishers started after the node, bad inputs, diagnostics, run-time parameters, kill -9 of
-the worker, and a clean Ctrl-C shutdown.
+Starting a node costs ~15 s of torch imports in its worker, so the tests of this module share
+one node process: each test gets it active (the ``node`` fixture restarts it if a test stopped
+it and brings it back to active through lifecycle transitions), creates its own publishers and
+waits for what it needs. No test relies on what another one did.
 """
 
 from __future__ import annotations
 
 import array
+import contextlib
 import math
 import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from lifecycle_msgs.msg import Transition
-from lifecycle_msgs.srv import ChangeState
+from lifecycle_msgs.srv import ChangeState, GetState
 from rcl_interfaces.msg import Parameter as ParameterMsg
 from rcl_interfaces.msg import ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
@@ -29,13 +31,14 @@ from ros_harness import FAST_CPU, Harness, NodeProcess, frame, node_env, running
 from sensor_msgs.msg import CameraInfo, Image
 from vision_msgs.msg import Detection2DArray
 
-from aria_perception.ros.diagnostics import ERROR, KEYS, WARN
+from aria_perception.ros.diagnostics import ERROR, KEYS, PATH_KEYS, WARN
 from aria_perception.ros.image_codec import image_from_array
 
 pytestmark = pytest.mark.slow
 
 NAME = "perception"
 W, H = 640, 480
+PARAMS = {**FAST_CPU, "input.rotation": 90, "input.max_pixels": W * H}
 OUTPUTS = {
     f"/{NAME}/detections": Detection2DArray,
     f"/{NAME}/depth/raw": Image,
@@ -61,11 +64,40 @@ def harness(env: dict[str, str], domain_id: int) -> Iterator[Harness]:
 
 
 @pytest.fixture(scope="module")
-def node(env: dict[str, str], harness: Harness, tmp_path_factory) -> Iterator[NodeProcess]:
-    log = tmp_path_factory.mktemp("node") / "node.log"
-    params = {**FAST_CPU, "input.rotation": 90, "input.max_pixels": W * H}
-    with running_node(NAME, params, env, harness, log) as proc:
-        yield proc
+def shared_node(
+    env: dict[str, str], harness: Harness, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Any]:
+    """The module's node process, started again when a test has stopped it."""
+    logs = tmp_path_factory.mktemp("node")
+    with contextlib.ExitStack() as stack:
+        current: list[NodeProcess] = []
+
+        def get() -> NodeProcess:
+            if not current or current[-1].proc.poll() is not None:
+                log = logs / f"node{len(current)}.log"
+                current.append(stack.enter_context(running_node(NAME, PARAMS, env, harness, log)))
+            return current[-1]
+
+        yield get
+
+
+@pytest.fixture
+def node(shared_node: Any, harness: Harness) -> NodeProcess:
+    """The node process, active, with its worker READY."""
+    proc = shared_node()
+    state = _get_state(harness)
+    if state == "unconfigured":
+        assert _change_state(harness, Transition.TRANSITION_CONFIGURE), proc.log()[-3000:]
+        state = "inactive"
+    if state == "inactive":
+        assert _change_state(harness, Transition.TRANSITION_ACTIVATE), proc.log()[-3000:]
+        state = "active"
+    assert state == "active", state
+    since = time.monotonic()
+    assert wait_for(
+        lambda: (harness.last_status(NAME, since) or {}).get("worker_state") == "READY", 180
+    ), harness.last_status(NAME)
+    return proc
 
 
 class Stream:
@@ -109,29 +141,41 @@ def _feed(pub, harness: Harness, until, frame_id: str = "aria-rgb", period: floa
     return bool(until())
 
 
-def _change_state(harness: Harness, transition: int) -> bool:
-    client = harness.node.create_client(ChangeState, f"/{NAME}/change_state")
+def _answered(harness: Harness, frame_id: str, since: float) -> set[tuple[int, int]]:
+    return STREAM.stamps(harness.messages(DETS, since), frame_id)
+
+
+def _call(harness: Harness, srv_type: Any, name: str, request: Any, timeout: float) -> Any:
+    client = harness.node.create_client(srv_type, name)
     try:
-        assert client.wait_for_service(timeout_sec=10)
-        future = client.call_async(ChangeState.Request(transition=Transition(id=transition)))
-        assert wait_for(future.done, 60), "no answer from change_state"
-        return future.result().success
+        assert client.wait_for_service(timeout_sec=30), f"no service {name}"
+        future = client.call_async(request)
+        assert wait_for(future.done, timeout), f"no answer from {name}"
+        return future.result()
     finally:
         harness.node.destroy_client(client)
+
+
+def _change_state(harness: Harness, transition: int) -> bool:
+    request = ChangeState.Request(transition=Transition(id=transition))
+    return _call(harness, ChangeState, f"/{NAME}/change_state", request, 180).success
+
+
+def _get_state(harness: Harness) -> str:
+    return _call(
+        harness, GetState, f"/{NAME}/get_state", GetState.Request(), 30
+    ).current_state.label
 
 
 def _set_parameter(harness: Harness, name: str, value: ParameterValue):
     """What ``ros2 param set`` does."""
-    client = harness.node.create_client(SetParameters, f"/{NAME}/set_parameters")
-    try:
-        assert client.wait_for_service(timeout_sec=10)
-        request = SetParameters.Request(parameters=[ParameterMsg(name=name, value=value)])
-        future = client.call_async(request)
-        assert wait_for(future.done, 30), "no answer from set_parameters"
-        [result] = future.result().results
-        return result
-    finally:
-        harness.node.destroy_client(client)
+    request = SetParameters.Request(parameters=[ParameterMsg(name=name, value=value)])
+    [result] = _call(harness, SetParameters, f"/{NAME}/set_parameters", request, 30).results
+    return result
+
+
+def _rejected(harness: Harness, since: float = 0.0) -> int:
+    return int((harness.last_status(NAME, since) or {}).get("rejected_frames", -1))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -139,19 +183,23 @@ def _set_parameter(harness: Harness, name: str, value: ParameterValue):
 
 def test_outputs_carry_the_input_header_with_rotation_90(harness: Harness, node) -> None:
     """A RELIABLE publisher started after the node; every output of every frame checked."""
-    info_pub = harness.publisher("/camera_info", CameraInfo)
-    pub = harness.publisher("/image", Image, reliable=True)
     info = CameraInfo(width=W, height=H, distortion_model="plumb_bob")
     info.header.frame_id = "calibration-frame"
     info.k = [500.0, 0.0, 320.0, 0.0, 500.0, 240.0, 0.0, 0.0, 1.0]
     start = time.monotonic()
+    with (
+        harness.publishing("/camera_info", CameraInfo) as info_pub,
+        harness.publishing("/image", Image) as pub,
+    ):
 
-    def complete() -> bool:
-        info_pub.publish(info)
-        per_topic = [STREAM.stamps(harness.messages(t, start)) for t in OUTPUTS]
-        return len(set.intersection(*per_topic)) >= 3
+        def complete() -> bool:
+            info_pub.publish(info)
+            per_topic = [STREAM.stamps(harness.messages(t, start), "outputs") for t in OUTPUTS]
+            return len(set.intersection(*per_topic)) >= 3
 
-    assert _feed(pub, harness, complete), {t: len(harness.messages(t, start)) for t in OUTPUTS}
+        assert _feed(pub, harness, complete, "outputs"), {
+            t: len(harness.messages(t, start)) for t in OUTPUTS
+        }
 
     for topic in OUTPUTS:
         for msg in harness.messages(topic, start):
@@ -198,8 +246,6 @@ def test_outputs_carry_the_input_header_with_rotation_90(harness: Harness, node)
     for ci in harness.messages(f"/{NAME}/depth/camera_info", start):
         assert (ci.width, ci.height) == (W, H)
         assert list(ci.k) == list(info.k)
-    harness.node.destroy_publisher(pub)
-    harness.node.destroy_publisher(info_pub)
 
 
 def test_the_node_process_never_loads_torch(node: NodeProcess) -> None:
@@ -209,42 +255,34 @@ def test_the_node_process_never_loads_torch(node: NodeProcess) -> None:
 
 
 def test_lifecycle_deactivate_keeps_the_worker_warm(harness: Harness, node) -> None:
-    pub = harness.publisher("/image", Image, reliable=True)
     [worker] = node.workers()
-    assert _change_state(harness, Transition.TRANSITION_DEACTIVATE)
-    start = time.monotonic()
-    assert wait_for(lambda: "inactive" in (harness.last_status(NAME, start) or {}).get(
-        "message", ""), 10)  # fmt: skip
-    for _ in range(5):
-        pub.publish(STREAM.image("while-inactive"))
-        time.sleep(0.3)
-    time.sleep(1.0)
-    assert not STREAM.stamps(harness.messages(DETS, start), "while-inactive")
-    assert node.workers() == [worker], "deactivate must keep the worker"
-    assert _change_state(harness, Transition.TRANSITION_ACTIVATE)
-    start = time.monotonic()
-    assert _feed(pub, harness, lambda: STREAM.stamps(harness.messages(DETS, start), "again"),
-                 "again")  # fmt: skip
+    with harness.publishing("/image", Image) as pub:
+        assert wait_for(lambda: pub.get_subscription_count() > 0, 30), "the node never matched"
+        assert _change_state(harness, Transition.TRANSITION_DEACTIVATE)
+        inactive = time.monotonic()
+        assert wait_for(lambda: "inactive" in (harness.last_status(NAME, inactive) or {}).get(
+            "message", ""), 30), harness.last_status(NAME)  # fmt: skip
+        # Unsubscribed: frames published now reach nobody (volatile), not even after activate.
+        assert wait_for(lambda: pub.get_subscription_count() == 0, 30), "still subscribed"
+        for _ in range(5):
+            pub.publish(STREAM.image("while-inactive"))
+        assert node.workers() == [worker], "deactivate must keep the worker"
+        assert _change_state(harness, Transition.TRANSITION_ACTIVATE)
+        start = time.monotonic()
+        assert _feed(pub, harness, lambda: _answered(harness, "again", start), "again")
+    assert not _answered(harness, "while-inactive", inactive)
     assert node.workers() == [worker]
-    harness.node.destroy_publisher(pub)
 
 
 def test_best_effort_publisher_started_after_the_node(harness: Harness, node) -> None:
     """input.qos auto: the subscription is re-created to match a BEST_EFFORT publisher."""
-    time.sleep(0.5)  # the reliable publishers of earlier tests are gone
-    pub = harness.publisher("/image", Image, reliable=False)
-    start = time.monotonic()
-    assert _feed(pub, harness, lambda: len(STREAM.stamps(harness.messages(DETS, start), "be"))
-                 >= 3, "be")  # fmt: skip
+    with harness.publishing("/image", Image, reliable=False) as pub:
+        start = time.monotonic()
+        assert _feed(pub, harness, lambda: len(_answered(harness, "be", start)) >= 3, "be")
     assert "re-subscribed with BEST_EFFORT" in node.log()
-    harness.node.destroy_publisher(pub)
 
 
 def test_bad_inputs_are_rejected_counted_and_the_node_goes_on(harness: Harness, node) -> None:
-    pub = harness.publisher("/image", Image, reliable=True)
-    time.sleep(1.0)
-    before = int(harness.last_status(NAME)["rejected_frames"])
-
     def bad(encoding: str, width: int, height: int, step: int, size: int) -> Image:
         msg = STREAM.image("bad", frame(2, 2, 0))
         msg.encoding, msg.width, msg.height, msg.step = encoding, width, height, step
@@ -259,18 +297,21 @@ def test_bad_inputs_are_rejected_counted_and_the_node_goes_on(harness: Harness, 
         bad("rgb8", W + 1, H, (W + 1) * 3, (W + 1) * 3 * H),  # over input.max_pixels
         bad("mono16", 8, 8, 16, 128),  # 16-bit mono
     ]
-    for msg in frames:
-        pub.publish(msg)
-        time.sleep(0.3)
-    expected = before + len(frames)
-    assert wait_for(lambda: int(harness.last_status(NAME)["rejected_frames"]) >= expected, 15), (
-        harness.last_status(NAME)
-    )
-    time.sleep(1.0)
-    assert int(harness.last_status(NAME)["rejected_frames"]) == expected
-    start = time.monotonic()
-    assert _feed(pub, harness, lambda: STREAM.stamps(harness.messages(DETS, start), "after-bad"),
-                 "after-bad")  # fmt: skip
+    with harness.publishing("/image", Image) as pub:
+        assert wait_for(lambda: pub.get_subscription_count() > 0, 30), "the node never matched"
+        expected = _rejected(harness)
+        for msg in frames:
+            # One at a time: the input queue keeps the newest 2 frames only.
+            pub.publish(msg)
+            expected += 1
+            assert wait_for(lambda e=expected: _rejected(harness) >= e, 30), harness.last_status(
+                NAME
+            )
+        start = time.monotonic()
+        assert _feed(pub, harness, lambda: _answered(harness, "after-bad", start), "after-bad")
+    after = time.monotonic()
+    assert wait_for(lambda: _rejected(harness, after) >= 0, 30)
+    assert _rejected(harness, after) == expected, "every bad frame counted once, good ones not"
     assert not STREAM.stamps(harness.messages(DETS), "bad"), "garbage was published"
     log = node.log()
     for reason in (
@@ -282,18 +323,26 @@ def test_bad_inputs_are_rejected_counted_and_the_node_goes_on(harness: Harness, 
         "16-bit encoding 'mono16' is not supported",
     ):
         assert reason in log, reason
-    harness.node.destroy_publisher(pub)
 
 
 def test_diagnostics_carry_every_key(harness: Harness, node) -> None:
-    status = harness.last_status(NAME)
-    assert status is not None
+    start = time.monotonic()
+
+    def measured() -> dict[str, Any] | None:
+        status = harness.last_status(NAME, start) or {}
+        latency, detect = (float(status.get(k, "nan")) for k in ("latency_ms_p50", "detect_ms"))
+        return status if latency > 0 and detect > 0 else None
+
+    with harness.publishing("/image", Image) as pub:
+        assert _feed(pub, harness, measured, "diagnostics"), harness.last_status(NAME)
+    status = measured()
     assert [k for k in KEYS if k not in status] == []
     assert status["hardware_id"] == "cpu" and status["device"] == "cpu"
     assert status["precision"] == "fp32" and status["weights"] == "random"
-    assert status["worker_state"] == "READY" and status["worker_restarts"] == "0"
+    assert status["worker_state"] == "READY"
     assert status["level"] == WARN and "RANDOM weights" in status["message"]
-    assert float(status["latency_ms_p50"]) > 0 and float(status["detect_ms"]) > 0
+    assert all(math.isfinite(float(status[k])) for k in PATH_KEYS), status
+    assert float(status["engine_ms"]) > 0 and float(status["publish_ms"]) > 0
     [arr] = harness.messages("/diagnostics")[-1:]
     assert arr.header.stamp.sec > 0
 
@@ -315,55 +364,61 @@ def test_runtime_parameters_through_the_service(harness: Harness, node) -> None:
     assert not res.successful and "unicorn" in res.reason
     res = _set_parameter(harness, "detector.classes", strings(["person"]))
     assert res.successful, res.reason
-    pub = harness.publisher("/image", Image, reliable=True)
-    start = time.monotonic()
+    try:
+        start = time.monotonic()
 
-    def person_only() -> bool:
-        arrays = [a for a in harness.messages(DETS, start) if a.detections]
-        return len(arrays) >= 2 and all(
-            d.results[0].hypothesis.class_id == "person" for a in arrays[-2:] for d in a.detections
-        )
+        def person_only() -> bool:
+            arrays = [a for a in harness.messages(DETS, start) if a.detections]
+            return len(arrays) >= 2 and all(
+                d.results[0].hypothesis.class_id == "person"
+                for a in arrays[-2:]
+                for d in a.detections
+            )
 
-    assert _feed(pub, harness, person_only, "classes")
-    res = _set_parameter(harness, "detector.classes", strings([]))
+        with harness.publishing("/image", Image) as pub:
+            assert _feed(pub, harness, person_only, "classes")
+    finally:
+        res = _set_parameter(harness, "detector.classes", strings([]))
     assert res.successful, res.reason
-    harness.node.destroy_publisher(pub)
 
 
 def test_kill_9_of_the_worker_error_then_ok_and_results_resume(harness: Harness, node) -> None:
-    pub = harness.publisher("/image", Image, reliable=True)
     [worker] = node.workers()
-    start = time.monotonic()
-    os.kill(worker, 9)
-    killed = time.monotonic()
-    pub.publish(STREAM.image("during-restart"))
+    restarts = int(harness.last_status(NAME)["worker_restarts"])
+    with harness.publishing("/image", Image) as pub:
+        start = time.monotonic()
+        os.kill(worker, 9)
+        killed = time.monotonic()
+        pub.publish(STREAM.image("during-restart"))
 
-    def level_error() -> bool:
-        return any(s.level[0] == ERROR for s in harness.statuses(NAME, killed))
+        def level_error() -> bool:
+            return any(s.level[0] == ERROR for s in harness.statuses(NAME, killed))
 
-    assert wait_for(level_error, 5), harness.last_status(NAME, killed)
-    error = next(s for s in harness.statuses(NAME, killed) if s.level[0] == ERROR)
-    assert "worker down" in error.message
-    assert any(kv.key == "worker_state" and kv.value in ("RESTARTING", "STARTING")
-               for kv in error.values)  # fmt: skip
+        assert wait_for(level_error, 30), harness.last_status(NAME, killed)
+        error = next(s for s in harness.statuses(NAME, killed) if s.level[0] == ERROR)
+        assert "worker down" in error.message
+        assert any(kv.key == "worker_state" and kv.value in ("RESTARTING", "STARTING")
+                   for kv in error.values)  # fmt: skip
 
-    def recovered() -> bool:
-        status = harness.last_status(NAME, killed) or {}
-        return status.get("worker_state") == "READY" and status.get("level") != ERROR
+        def recovered() -> bool:
+            status = harness.last_status(NAME, killed) or {}
+            return status.get("worker_state") == "READY" and status.get("level") != ERROR
 
-    assert wait_for(recovered, 180), harness.last_status(NAME)
-    status = harness.last_status(NAME)
-    assert status["worker_restarts"] == "1" and status["level"] == WARN  # random weights
-    assert node.workers() != [worker]
-    after = time.monotonic()
-    assert _feed(pub, harness, lambda: STREAM.stamps(harness.messages(DETS, after), "resumed"),
-                 "resumed")  # fmt: skip
+        assert wait_for(recovered, 180), harness.last_status(NAME)
+        status = harness.last_status(NAME)
+        assert int(status["worker_restarts"]) == restarts + 1
+        assert status["level"] == WARN  # random weights
+        assert node.workers() != [worker]
+        after = time.monotonic()
+        assert _feed(pub, harness, lambda: _answered(harness, "resumed", after), "resumed")
     # Never a result on the wrong frame: every output header is one that was sent.
     for topic in OUTPUTS:
         for msg in harness.messages(topic, start):
             key = (msg.header.stamp.sec, msg.header.stamp.nanosec)
             assert STREAM.sent.get(key) == msg.header.frame_id
-    harness.node.destroy_publisher(pub)
+    # The log says what diagnostics showed.
+    assert "inference worker down" in node.log()
+    assert wait_for(lambda: f"ready again after {restarts + 1}" in node.log(), 30), node.log()
 
 
 def test_lifecycle_cleanup_frees_the_worker_and_configure_brings_it_back(
@@ -373,25 +428,20 @@ def test_lifecycle_cleanup_frees_the_worker_and_configure_brings_it_back(
     [worker] = node.workers()
     assert _change_state(harness, Transition.TRANSITION_DEACTIVATE)
     assert _change_state(harness, Transition.TRANSITION_CLEANUP)
-    assert wait_for(lambda: not Path(f"/proc/{worker}").exists(), 5), "worker still running"
+    assert wait_for(lambda: not Path(f"/proc/{worker}").exists(), 30), "worker still running"
     assert not [n for n in os.listdir("/dev/shm") if n.startswith(f"aria_{pid}_")]
     assert _change_state(harness, Transition.TRANSITION_CONFIGURE)
     assert _change_state(harness, Transition.TRANSITION_ACTIVATE)
     assert len(node.workers()) == 1
-    pub = harness.publisher("/image", Image, reliable=True)
-    after = time.monotonic()
-    assert _feed(pub, harness, lambda: STREAM.stamps(harness.messages(DETS, after), "reborn"),
-                 "reborn")  # fmt: skip
-    harness.node.destroy_publisher(pub)
-    assert "inference worker down" in node.log() and "ready again after 1" in node.log()
+    with harness.publishing("/image", Image) as pub:
+        after = time.monotonic()
+        assert _feed(pub, harness, lambda: _answered(harness, "reborn", after), "reborn")
 
 
 def test_ctrl_c_stops_the_worker_and_frees_shared_memory(node: NodeProcess) -> None:
     workers = node.workers()
     pid = node.pid
     assert any(name.startswith(f"aria_{pid}_") for name in os.listdir("/dev/shm"))
-    started = time.monotonic()
-    assert node.interrupt(timeout=15) == 0, node.log()[-3000:]
-    assert time.monotonic() - started < 10
+    assert node.interrupt(timeout=30) == 0, node.log()[-3000:]
     assert not [p for p in workers if Path(f"/proc/{p}").exists()], "worker left behind"
     assert not [n for n in os.listdir("/dev/shm") if n.startswith(f"aria_{pid}_")]

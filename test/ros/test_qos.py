@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import pytest
 import rclpy
@@ -39,8 +40,12 @@ def test_matching_profile() -> None:
     assert "BEST_EFFORT" in qos.describe(be)
 
 
-def _exchange(ros_context, policy: str, publisher_reliability, seconds: float = 8.0):
-    """Subscribe with ``policy``, then start a publisher; return (received, subscription)."""
+def _exchange(ros_context, policy: str, publisher_reliability, until: Callable[[list], bool]):
+    """Subscribe with ``policy``, then start a publisher and publish until ``until(received)``.
+
+    Returns:
+        What was received, and the subscription.
+    """
     sub_node = rclpy.create_node(f"qos_sub_{policy}", context=ros_context)
     pub_node = rclpy.create_node(f"qos_pub_{policy}", context=ros_context)
     executor = SingleThreadedExecutor(context=ros_context)
@@ -54,8 +59,8 @@ def _exchange(ros_context, policy: str, publisher_reliability, seconds: float = 
         pub = pub_node.create_publisher(
             Image, topic, QoSProfile(depth=5, reliability=publisher_reliability)
         )
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline and len(received) < 3:
+        deadline = time.monotonic() + 60.0
+        while time.monotonic() < deadline and not until(received):
             msg = Image(height=1, width=1, encoding="mono8", step=1)
             msg.data = [7]
             pub.publish(msg)
@@ -68,9 +73,13 @@ def _exchange(ros_context, policy: str, publisher_reliability, seconds: float = 
         pub_node.destroy_node()
 
 
+def _three(received: list) -> bool:
+    return len(received) >= 3
+
+
 @pytest.mark.skipif(qos.BEST_AVAILABLE is None, reason="best-available QoS needs Iron or later")
 def test_auto_rematches_a_best_effort_publisher_started_later(ros_context, capfd) -> None:
-    received, sub = _exchange(ros_context, "auto", ReliabilityPolicy.BEST_EFFORT)
+    received, sub = _exchange(ros_context, "auto", ReliabilityPolicy.BEST_EFFORT, _three)
     assert len(received) >= 3
     assert sub.rematches == 1
     assert sub.profile.reliability == ReliabilityPolicy.BEST_EFFORT
@@ -80,12 +89,18 @@ def test_auto_rematches_a_best_effort_publisher_started_later(ros_context, capfd
 
 
 def test_auto_with_a_reliable_publisher_started_later(ros_context) -> None:
-    received, sub = _exchange(ros_context, "auto", ReliabilityPolicy.RELIABLE)
+    received, sub = _exchange(ros_context, "auto", ReliabilityPolicy.RELIABLE, _three)
     assert len(received) >= 3 and sub.rematches == 0
 
 
 def test_forced_reliable_does_not_rematch_a_best_effort_publisher(ros_context, capfd) -> None:
-    received, sub = _exchange(ros_context, "reliable", ReliabilityPolicy.BEST_EFFORT, 2.0)
+    err: list[str] = []
+
+    def told(received: list) -> bool:
+        err.append(capfd.readouterr().err)
+        return "NO frames will arrive from it" in "".join(err)
+
+    received, sub = _exchange(ros_context, "reliable", ReliabilityPolicy.BEST_EFFORT, told)
+    assert told(received), "an incompatible publisher must never be silent"
     assert received == [] and sub.rematches == 0
     assert sub.profile.reliability == ReliabilityPolicy.RELIABLE
-    assert "NO frames will arrive from it" in capfd.readouterr().err  # never silent

@@ -1,0 +1,187 @@
+"""The node's side of its inference worker: start and stop, frames in, health out.
+
+The worker is a spawned process run by :class:`aria_perception.worker.Supervisor`; this module
+only builds its settings from the node's parameters, reports its state into the diagnostics
+snapshot and says in the log when it goes down or comes back (see "Failure model" in
+docs/design.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from aria_perception.errors import AriaPerceptionError
+from aria_perception.records import EngineInfo, Thresholds, WorkerState
+from aria_perception.ros import params
+from aria_perception.ros.diagnostics import Snapshot
+
+__all__ = ["DOWN_STATES", "WorkerLink"]
+
+#: Worker states that diagnostics report as ERROR.
+DOWN_STATES = (WorkerState.RESTARTING, WorkerState.FAILED)
+_DOWN_NAMES = tuple(state.name for state in DOWN_STATES)
+
+
+class WorkerLink:
+    """The node's handle on its inference worker (no torch: the worker imports it).
+
+    Args:
+        logger: the node's logger.
+        on_result: called with each ``FrameResult`` from the supervisor's thread.
+        on_error: called as ``on_error(frame_id, tag, error)`` from the supervisor's thread.
+    """
+
+    def __init__(
+        self,
+        logger: Any,
+        on_result: Callable[[Any], None],
+        on_error: Callable[[int, Any, Exception], None],
+    ) -> None:
+        self._logger = logger
+        self._on_result = on_result
+        self._on_error = on_error
+        self._supervisor: Any = None
+        self._info: EngineInfo | None = None
+        self._start_error = ""
+        self._seen = (WorkerState.STOPPED.name, 0)
+
+    @property
+    def info(self) -> EngineInfo | None:
+        """What the engine reported at its last successful start (None before)."""
+        return self._info
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """The detector's class names (empty before the first start)."""
+        return tuple(self._info.class_names) if self._info is not None else ()
+
+    @property
+    def running(self) -> bool:
+        """True between a successful ``start`` and ``stop``."""
+        return self._supervisor is not None
+
+    @property
+    def start_error(self) -> str:
+        """Why the last ``start`` failed ("" if it did not)."""
+        return self._start_error
+
+    def start(self, config: params.NodeConfig, thresholds: Thresholds) -> EngineInfo:
+        """Spawn the worker and wait until its engine is built; stopped again if that fails.
+
+        Raises:
+            AriaPerceptionError: the worker could not start (weights, device, timeout) or
+                ``thresholds.classes`` names a class the detector does not know.
+        """
+        from aria_perception.worker import Supervisor, WorkerSettings
+
+        engine_config = config.engine.replace(
+            confidence=thresholds.confidence, iou=thresholds.iou, classes=thresholds.classes
+        )
+        self._logger.info(
+            f"starting the inference worker (device {engine_config.device}, precision "
+            f"{engine_config.precision}); importing torch takes a while"
+        )
+        try:
+            settings = WorkerSettings(
+                max_pixels=config.max_pixels,
+                max_encoded_bytes=config.max_encoded_bytes,
+                startup_timeout_s=config.startup_timeout_s,
+                frame_timeout_s=config.frame_timeout_s,
+                max_restarts=config.max_restarts,
+                restart_window_s=config.restart_window_s,
+            )
+            self._supervisor = Supervisor(
+                engine_config, settings, on_result=self._on_result, on_error=self._on_error
+            )
+            info = self._supervisor.start()
+            params.validate_classes(thresholds.classes, info.class_names)
+        except AriaPerceptionError as err:
+            self._start_error = str(err)
+            self.stop()
+            raise
+        self._start_error = ""
+        self._info = info
+        self._logger.info(
+            f"worker ready: {info.device} ({info.device_name}), {info.precision}, "
+            f"{len(info.class_names)} classes, weights {info.weights}"
+        )
+        if info.weights == "random":
+            self._logger.warning(
+                "RANDOM weights (allow_random_weights is true and official weights are "
+                "missing): depth and detections are meaningless; fetch weights with "
+                "`ros2 run aria_perception models`"
+            )
+        return info
+
+    def stop(self) -> None:
+        """Stop the worker and release its shared memory (idempotent)."""
+        supervisor, self._supervisor = self._supervisor, None
+        if supervisor is not None:
+            supervisor.stop()
+
+    def submit(self, pixels: Any, encoding: str, tag: Any, want_depth: bool) -> bool:
+        """Hand a frame to the worker; False when no worker runs (the frame is ignored).
+
+        Raises:
+            FrameError: the frame does not fit the worker's slots (counted by the worker).
+            AriaPerceptionError: the frame could not be handed over.
+        """
+        supervisor = self._supervisor
+        if supervisor is None:
+            return False
+        supervisor.submit(pixels, encoding, tag, want_depth=want_depth)
+        return True
+
+    def set_thresholds(self, thresholds: Thresholds) -> None:
+        """Apply new detector thresholds in the running worker (kept across restarts).
+
+        Raises:
+            AriaPerceptionError: the worker refused them.
+        """
+        supervisor = self._supervisor
+        if supervisor is not None:
+            supervisor.set_thresholds(thresholds)
+
+    def report(self, snap: Snapshot, active: bool) -> None:
+        """Fill the worker's part of a diagnostics snapshot.
+
+        The worker counts as down while it restarts or has failed, when it failed to start, and
+        while the node is active without a READY worker.
+        """
+        info = self._info
+        if info is not None:
+            snap.device, snap.device_name = info.device, info.device_name
+            snap.precision, snap.weights = info.precision, info.weights
+        supervisor = self._supervisor
+        if supervisor is not None:
+            stats = supervisor.stats()
+            state = WorkerState(stats.state)
+            snap.worker_state = state.name
+            snap.worker_down = state in DOWN_STATES or (active and state != WorkerState.READY)
+            snap.dropped_frames = int(stats.dropped)
+            snap.rejected_frames += int(stats.rejected)
+            snap.worker_restarts = int(stats.restarts)
+            snap.gpu_mem_mb = float(stats.gpu_mem_mb)
+            snap.gpu_mem_peak_mb = float(stats.gpu_mem_peak_mb)
+            snap.last_error = str(stats.last_error or "")
+        elif self._start_error:
+            snap.worker_state = WorkerState.FAILED.name
+            snap.worker_down = True
+            snap.last_error = self._start_error
+
+    def log_change(self, snap: Snapshot) -> None:
+        """Say in the log what diagnostics show: the worker went down or came back."""
+        seen = (snap.worker_state, snap.worker_restarts)
+        if seen == self._seen:
+            return
+        previous, self._seen = self._seen, seen
+        if snap.worker_down:
+            self._logger.error(
+                f"inference worker down ({snap.worker_state}, {snap.worker_restarts} restart(s)): "
+                f"{snap.last_error or 'no error reported'}"
+            )
+        elif snap.worker_state == WorkerState.READY.name and previous[0] in _DOWN_NAMES:
+            self._logger.warning(
+                f"inference worker ready again after {snap.worker_restarts} restart(s)"
+            )
