@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import shutil
+import signal
 import sys
 import tempfile
 import urllib.request
@@ -23,16 +24,23 @@ YOLO_RELEASE = "https://github.com/ultralytics/assets/releases/download/v8.3.0/"
 
 
 def _download(url: str, dest: Path, sha256_prefix: str = "") -> None:
+    """Fetch ``url`` into ``dest``; on any failure (or interruption) no partial file is left."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=dest.parent, delete=False) as tmp:
-        with urllib.request.urlopen(url, timeout=60) as response:  # noqa: S310 - fixed URLs
+    tmp = tempfile.NamedTemporaryFile(  # closed by the with below, removed by the finally
+        dir=dest.parent, prefix=f".{dest.name}.", suffix=".part", delete=False
+    )
+    tmp_path = Path(tmp.name)
+    try:
+        with tmp, urllib.request.urlopen(url, timeout=60) as response:  # noqa: S310 - fixed URLs
             shutil.copyfileobj(response, tmp)
-        tmp_path = Path(tmp.name)
-    digest = hashlib.sha256(tmp_path.read_bytes()).hexdigest()
-    if sha256_prefix and not digest.startswith(sha256_prefix):
-        tmp_path.unlink()
-        raise RuntimeError(f"{url}: SHA-256 {digest[:12]}... does not start with {sha256_prefix}")
-    tmp_path.replace(dest)
+        digest = hashlib.sha256(tmp_path.read_bytes()).hexdigest()
+        if sha256_prefix and not digest.startswith(sha256_prefix):
+            raise RuntimeError(
+                f"{url}: SHA-256 {digest[:12]}... does not start with {sha256_prefix}"
+            )
+        tmp_path.replace(dest)
+    finally:
+        tmp_path.unlink(missing_ok=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--force", action="store_true", help="download even if present")
     args = parser.parse_args(argv)
+    # `timeout` and service managers stop us with SIGTERM: unwind, so no partial file is left.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
 
     midas = MIDAS_SMALL_CFG.checkpoints[0]
     jobs = [

@@ -320,7 +320,7 @@ class PerceptionNode(LifecycleNode):
         if thresholds != self._thresholds:
             try:
                 if self._worker.class_names:
-                    params.validate_classes(thresholds.classes, self._worker.class_names)
+                    thresholds.check_classes(self._worker.class_names)
                 self._worker.set_thresholds(thresholds)
             except AriaPerceptionError as err:
                 return params.set_result(False, str(err))

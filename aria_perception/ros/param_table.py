@@ -22,7 +22,6 @@ from aria_perception.records import (
     PRECISIONS,
     ROTATIONS,
     EngineConfig,
-    check_class_names,
     validate_engine_config,
 )
 from aria_perception.ros.node_config import NodeConfig
@@ -36,7 +35,6 @@ __all__ = [
     "ParamSpec",
     "config_from_values",
     "validate",
-    "validate_classes",
 ]
 
 MAX_MAX_PIXELS = 8192 * 8192
@@ -237,17 +235,6 @@ def validate(name: str, value: Any) -> Any:
     ):
         raise ConfigError(f"{name} must be {spec.allowed()}, got {value!r}")
     return value
-
-
-def validate_classes(classes: tuple[str, ...], class_names: tuple[str, ...]) -> None:
-    """Check that every name of ``detector.classes`` is a class of the loaded detector.
-
-    The rule is :func:`~aria_perception.records.check_class_names`.
-
-    Raises:
-        ConfigError: naming the unknown classes and a few valid ones.
-    """
-    check_class_names(classes, class_names)
 
 
 def config_from_values(values: Mapping[str, Any]) -> NodeConfig:

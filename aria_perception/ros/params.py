@@ -23,7 +23,6 @@ from aria_perception.ros.param_table import (
     ParamSpec,
     config_from_values,
     validate,
-    validate_classes,
 )
 
 __all__ = [
@@ -40,7 +39,6 @@ __all__ = [
     "set_result",
     "unknown_overrides",
     "validate",
-    "validate_classes",
 ]
 
 # Parameters rclpy or the middleware declare themselves; never reported as unknown.

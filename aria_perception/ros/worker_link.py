@@ -95,7 +95,7 @@ class WorkerLink:
                 engine_config, settings, on_result=self._on_result, on_error=self._on_error
             )
             info = self._supervisor.start()
-            params.validate_classes(thresholds.classes, info.class_names)
+            thresholds.check_classes(info.class_names)
         except AriaPerceptionError as err:
             self._start_error = str(err)
             self.stop()

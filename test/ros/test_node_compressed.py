@@ -123,7 +123,7 @@ def test_corrupt_and_garbage_frames_are_rejected(harness: Harness, node) -> None
     assert not [m for m in harness.messages(DETS) if m.header.frame_id == "bad"]
     assert status["worker_restarts"] == "0", "a bad frame killed the worker"
     log = node.log()
-    for reason in ("corrupt jpeg", "is not jpeg JPEG/PNG data", "compressedDepth", "empty"):
+    for reason in ("corrupt jpeg", "is not JPEG or PNG data", "compressedDepth", "empty"):
         assert reason in log, reason
 
 
