@@ -134,7 +134,7 @@ class EchoNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    """Run the echo node until Ctrl-C or SIGTERM."""
+    """Run the echo node until Ctrl-C or SIGTERM (exit status 2 on a bad parameter)."""
     import signal
 
     import rclpy
@@ -149,6 +149,14 @@ def main(args: list[str] | None = None) -> int:
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except UsageError as err:
+        print(f"bench echo: error: {err}", file=sys.stderr)
+        return 2
+    except Exception:
+        if rclpy.ok():
+            raise
+        # Stopped (SIGTERM) while still starting: creating endpoints on the shut-down context
+        # failed, which is the stop that was asked for, not an error.
     finally:
         if node is not None:
             node.destroy_node()

@@ -153,6 +153,7 @@ def test_bad_input_is_refused_clearly(tmp_path: Path) -> None:
     args = ["--no-echo", "--size", "64x48", "--sample-frames", "2", "--out", str(tmp_path)]
     proc = bench(*args, "--node-command", str(tmp_path / "no_such_program"))
     one_line_error(proc, "cannot start", "no_such_program")
+    one_line_error(bench("echo", "--ros-args", "-p", "input.transport:=jpeg"), "input.transport")
     # argparse's own usage errors (exit status 2 as well).
     proc = bench("--rate", "-3")
     assert proc.returncode == 2 and "rate must be > 0" in proc.stderr
