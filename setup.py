@@ -29,7 +29,7 @@ setup(
             "perception_node = aria_perception.ros.node:main",
             "perception_container = aria_perception.ros.container:main",
             "bench = aria_perception.bench.cli:main",
-            "engine_bench = aria_perception.engine.bench:main",
+            "engine_bench = aria_perception.bench.engine_bench:main",
             "models = aria_perception.engine.download:main",
         ],
     },

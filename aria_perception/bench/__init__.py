@@ -1,17 +1,34 @@
-"""Rosbag replay benchmark, sample data, the echo reference and reports (no torch here)."""
+"""Benchmarks (the top layer): rosbag replay through the node, the engine alone, the transport.
+
+``bench`` replays frames through the perception node and the echo reference and writes
+``report.json`` (:class:`Report`); ``engine_bench`` times the engine and its ablations;
+``python -m aria_perception.bench.transport`` times the worker's process boundary. Importing
+this package imports no torch: only the engine benchmark's timing functions do.
+"""
 
 from __future__ import annotations
 
 from aria_perception._lazy import lazy_exports
 
 _EXPORTS = {
-    "BenchConfig": "aria_perception.bench.runner",
-    "Criteria": "aria_perception.bench.report",
+    "Ablation": "aria_perception.bench.ablation",
+    "BagError": "aria_perception.bench.errors",
+    "BenchConfig": "aria_perception.bench.config",
+    "BenchError": "aria_perception.bench.errors",
+    "Criteria": "aria_perception.bench.criteria",
     "EchoNode": "aria_perception.bench.echo",
     "Replayer": "aria_perception.bench.replay",
+    "Report": "aria_perception.bench.report",
+    "RunRecord": "aria_perception.bench.run_record",
     "SampleSpec": "aria_perception.bench.sample",
-    "TopicPlan": "aria_perception.bench.replay",
+    "Size": "aria_perception.bench.sizes",
+    "TopicPlan": "aria_perception.bench.topics",
+    "TransportReport": "aria_perception.bench.transport",
+    "evaluate": "aria_perception.bench.criteria",
+    "measure_transport": "aria_perception.bench.transport",
+    "parse_size": "aria_perception.bench.sizes",
     "read_bag": "aria_perception.bench.bag",
+    "read_report": "aria_perception.bench.report",
     "run_bench": "aria_perception.bench.runner",
     "sample_set": "aria_perception.bench.sample",
     "write_bag": "aria_perception.bench.bag",

@@ -8,13 +8,15 @@ CompressedImage have the same definition in every ROS 2 distribution.
 from __future__ import annotations
 
 import dataclasses
+import struct
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from aria_perception.bench.errors import BagError, FrameDataError, TopicError
 from aria_perception.bench.frame import (
     COMPRESSED_TYPE,
     IMAGE_TYPE,
@@ -25,15 +27,11 @@ from aria_perception.bench.frame import (
 )
 
 if TYPE_CHECKING:
-    from rosbags.rosbag2 import Reader
+    from rosbags.rosbag2 import Reader, Writer
 
 STORAGES = ("sqlite3", "mcap")
 TYPESTORES = ("humble", "jazzy", "kilted")
 DEFAULT_IMAGE_TOPIC = "/camera/image_raw"
-
-
-class BagError(Exception):
-    """A bag cannot be read or written as the bench needs; the message says why."""
 
 
 def _typestore(distro: str = "kilted"):
@@ -73,7 +71,8 @@ def write_bag(
     Raises:
         BagError: Bad arguments, an existing path, or mixed raw/compressed frames.
     """
-    from rosbags.rosbag2 import StoragePlugin, Writer
+    from rosbags.rosbag2 import StoragePlugin, Writer, WriterError
+    from rosbags.serde import SerdeError
 
     if storage not in STORAGES:
         raise BagError(f"storage must be one of {STORAGES}, got {storage!r}")
@@ -82,8 +81,15 @@ def write_bag(
         raise BagError(f"{path} exists; rosbag2 writes a new directory")
     typestore = _typestore(distro)
     plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
+    try:
+        return _write(Writer(path, version=9, storage_plugin=plugin), frames, topic, typestore)
+    except (WriterError, SerdeError, OSError) as err:
+        raise BagError(f"cannot write bag {path}: {err}") from err
+
+
+def _write(writer: Writer, frames: Iterable[Frame], topic: str | None, typestore: Any) -> int:
     count = 0
-    with Writer(path, version=9, storage_plugin=plugin) as writer:
+    with writer:
         connection = None
         compressed = None
         for frame in frames:
@@ -144,6 +150,48 @@ def _reading(path: str | Path) -> Iterator[Reader]:
         reader.close()
 
 
+def _choose_topic(images: dict[str, str], topic: str | None, path: str | Path) -> str:
+    """The image topic to read: the one asked for, or the bag's only one."""
+    if topic is None:
+        if len(images) != 1:
+            listing = ", ".join(f"{t} ({m})" for t, m in sorted(images.items())) or "none"
+            raise TopicError(
+                f"bag {path} has {len(images)} image topics ({listing}); choose one with --topic"
+                if images
+                else f"bag {path} has no sensor_msgs Image or CompressedImage topic"
+            )
+        return next(iter(images))
+    if topic not in images:
+        others = ", ".join(sorted(images)) or "none"
+        raise TopicError(f"bag {path} has no image topic {topic!r} (image topics: {others})")
+    return topic
+
+
+def _frame(msg: Any, compressed: bool) -> Frame:
+    """A frame from a deserialised Image or CompressedImage (size 0 for compressed ones)."""
+    stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+    if compressed:
+        return Frame(
+            stamp_ns=stamp_ns,
+            frame_id=msg.header.frame_id,
+            width=0,
+            height=0,
+            encoding=msg.format,
+            step=0,
+            data=as_byte_array(msg.data),
+            compressed=True,
+        )
+    return Frame(
+        stamp_ns=stamp_ns,
+        frame_id=msg.header.frame_id,
+        width=msg.width,
+        height=msg.height,
+        encoding=msg.encoding,
+        step=msg.step,
+        data=as_byte_array(msg.data),
+    )
+
+
 def read_bag(
     path: str | Path, topic: str | None = None, limit: int | None = None, distro: str = "kilted"
 ) -> FrameSet:
@@ -159,8 +207,12 @@ def read_bag(
         The frames in log order. Compressed frames get their size by decoding the first one.
 
     Raises:
-        BagError: No image topic, an ambiguous or unknown topic, or an empty topic.
+        TopicError: No image topic, an ambiguous or unknown topic, or an empty topic.
+        BagError: The bag cannot be opened or its messages cannot be read.
     """
+    from rosbags.rosbag2 import ReaderError
+    from rosbags.serde import SerdeError
+
     typestore = _typestore(distro)
     with _reading(path) as reader:
         images = {
@@ -168,57 +220,30 @@ def read_bag(
             for c in reader.connections
             if c.msgtype in (IMAGE_TYPE, COMPRESSED_TYPE)
         }
-        if topic is None:
-            if len(images) != 1:
-                listing = ", ".join(f"{t} ({m})" for t, m in sorted(images.items())) or "none"
-                raise BagError(
-                    f"bag {path} has {len(images)} image topics ({listing}); choose one with "
-                    "--topic"
-                    if images
-                    else f"bag {path} has no sensor_msgs Image or CompressedImage topic"
-                )
-            topic = next(iter(images))
-        if topic not in images:
-            others = ", ".join(sorted(images)) or "none"
-            raise BagError(f"bag {path} has no image topic {topic!r} (image topics: {others})")
+        topic = _choose_topic(images, topic, path)
         msgtype = images[topic]
         connections = [c for c in reader.connections if c.topic == topic]
         total = sum(c.msgcount for c in connections)
         frames: list[Frame] = []
         size: tuple[int, int] | None = None
-        for connection, _, raw in reader.messages(connections=connections):
-            if limit is not None and len(frames) >= limit:
-                break
-            msg = typestore.deserialize_cdr(raw, connection.msgtype)
-            stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
-            if msgtype == COMPRESSED_TYPE:
-                frame = Frame(
-                    stamp_ns=stamp_ns,
-                    frame_id=msg.header.frame_id,
-                    width=0,
-                    height=0,
-                    encoding=msg.format,
-                    step=0,
-                    data=as_byte_array(msg.data),
-                    compressed=True,
-                )
-                if size is None:
-                    height, width = pixels(frame).shape[:2]
-                    size = (width, height)
-                frame = dataclasses.replace(frame, width=size[0], height=size[1])
-            else:
-                frame = Frame(
-                    stamp_ns=stamp_ns,
-                    frame_id=msg.header.frame_id,
-                    width=msg.width,
-                    height=msg.height,
-                    encoding=msg.encoding,
-                    step=msg.step,
-                    data=as_byte_array(msg.data),
-                )
-            frames.append(frame)
+        try:
+            for connection, _, raw in reader.messages(connections=connections):
+                if limit is not None and len(frames) >= limit:
+                    break
+                msg = typestore.deserialize_cdr(raw, connection.msgtype)
+                frame = _frame(msg, msgtype == COMPRESSED_TYPE)
+                if frame.compressed:
+                    if size is None:
+                        height, width = pixels(frame).shape[:2]
+                        size = (width, height)
+                    frame = dataclasses.replace(frame, width=size[0], height=size[1])
+                frames.append(frame)
+        except FrameDataError as err:
+            raise BagError(f"bag {path}, topic {topic}: {err}") from err
+        except (ReaderError, SerdeError, OSError, ValueError, KeyError, struct.error) as err:
+            raise BagError(f"cannot read topic {topic} of bag {path}: {err}") from err
     if not frames:
-        raise BagError(f"topic {topic} in bag {path} holds no messages")
+        raise TopicError(f"topic {topic} in bag {path} holds no messages")
     return FrameSet(
         frames=frames, source=str(path), topic=topic, msgtype=msgtype, frames_available=total
     )

@@ -16,11 +16,18 @@ import argparse
 import shlex
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from aria_perception.bench.bag import STORAGES, BagError, write_bag
+from aria_perception.bench.bag import STORAGES, write_bag
+from aria_perception.bench.criteria import Criteria, Verdict
+from aria_perception.bench.errors import BenchError, UsageError
 from aria_perception.bench.frame import RAW_ENCODINGS
-from aria_perception.bench.report import Criteria
+from aria_perception.bench.pacing import MAX, RECORDED, check_pacing
 from aria_perception.bench.sample import SampleSpec, sample_frames
+from aria_perception.bench.sizes import Size, parse_size
+
+if TYPE_CHECKING:
+    from aria_perception.bench.config import BenchConfig
 
 # What a preset sets unless the option is given. The plan's criteria apply to both.
 PRESETS = {
@@ -39,23 +46,16 @@ EXIT_OK, EXIT_FAILED_CRITERIA, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 def _rate(text: str) -> str | float:
-    if text in ("recorded", "max"):
+    if text in (RECORDED, MAX):
         return text
     try:
         value = float(text)
     except ValueError as err:
         raise argparse.ArgumentTypeError(f"{text!r} is not a rate (Hz, recorded or max)") from err
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"rate must be > 0 Hz, got {value}")
-    return value
-
-
-def _size(text: str) -> tuple[int, int]:
     try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(f"size must look like 640x480, got {text!r}") from err
-    return w, h
+        return check_pacing(value)
+    except UsageError as err:
+        raise argparse.ArgumentTypeError(str(err)) from err
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -96,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--topic", help="image topic in the bag (default: its only image topic)")
     g.add_argument(
-        "--size", type=_size, help="sample resolution WxH (preset: 640x480 or 1408x1408)"
+        "--size", type=parse_size, help="sample resolution WxH (preset: 640x480 or 1408x1408)"
     )
     g.add_argument(
         "--sample-frames",
@@ -245,12 +245,12 @@ def build_parser() -> argparse.ArgumentParser:
         "max_p95_ms, max_gpu_mem_mb, no_crash, max_overhead_p50_ms, "
         "max_overhead_p95_ms, min_throughput_fraction, max_dropped, judge_cpu "
         "(value 'none' switches one off; judge_cpu=true judges a CPU node's speed too, "
-        "which DESIGN 7 leaves unjudged)",
+        "which is otherwise reported, not judged)",
     )
     g.add_argument(
         "--design-targets",
         action="store_true",
-        help="also judge DESIGN 7's targets over echo: p50 +5 ms, p95 +8 ms, "
+        help="also judge the targets over echo: p50 +5 ms, p95 +8 ms, "
         "throughput >= 90%% of echo's, zero drops",
     )
     _show_defaults(p)
@@ -266,12 +266,16 @@ def _show_defaults(parser: argparse.ArgumentParser) -> None:
                 action.help += " (default: %(default)s)"
 
 
-def config_from_args(args: argparse.Namespace, argv: list[str]):
-    """Turn parsed options into a :class:`BenchConfig` (preset values fill the gaps)."""
-    from aria_perception.bench.runner import BenchConfig
+def config_from_args(args: argparse.Namespace, argv: list[str]) -> BenchConfig:
+    """Turn parsed options into a :class:`BenchConfig` (preset values fill the gaps).
+
+    Raises:
+        UsageError: An option that cannot be read (``--labels``, ``--criteria``).
+    """
+    from aria_perception.bench.config import BenchConfig
 
     preset = PRESETS[args.preset]
-    width, height = args.size or (preset["width"], preset["height"])
+    size: Size = args.size or Size(preset["width"], preset["height"])
     criteria = Criteria()
     if args.design_targets:
         criteria = Criteria(
@@ -283,7 +287,7 @@ def config_from_args(args: argparse.Namespace, argv: list[str]):
     criteria = Criteria.parse(args.criteria, criteria)
     labels = tuple(s.strip() for s in args.labels.split(","))
     if len(labels) != 2:
-        raise ValueError(f"--labels takes two comma-separated names, got {args.labels!r}")
+        raise UsageError(f"--labels takes two comma-separated names, got {args.labels!r}")
     return BenchConfig(
         preset=args.preset,
         frames=args.frames if args.frames is not None else preset["frames"],
@@ -301,7 +305,7 @@ def config_from_args(args: argparse.Namespace, argv: list[str]):
         startup_timeout_s=args.startup_timeout,
         bag=args.bag,
         topic=args.topic,
-        sample=SampleSpec(width=width, height=height, count=args.sample_frames),
+        sample=SampleSpec(width=size.width, height=size.height, count=args.sample_frames),
         transport=args.transport,
         jpeg_quality=args.jpeg_quality,
         echo=not args.no_echo,
@@ -376,8 +380,8 @@ def sample_main(argv: list[str]) -> int:
         )
         frames = sample_frames(spec)
         n = write_bag(args.out, frames, topic=args.topic, storage=args.storage, distro=args.distro)
-    except (BagError, ValueError, FileNotFoundError) as err:
-        print(f"bench sample: error: {err}", file=sys.stderr)
+    except BenchError as err:
+        print(f"bench sample: error: {_one_line(err)}", file=sys.stderr)
         return EXIT_ERROR
     kind = "CompressedImage jpeg" if args.format == "jpeg" else f"Image {args.encoding}"
     print(
@@ -396,31 +400,30 @@ def main(argv: list[str] | None = None) -> int:
         from aria_perception.bench import echo
 
         return echo.main(["bench-echo", *argv[1:]])
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    from aria_perception.bench.runner import BenchError, run_bench
+    args = build_parser().parse_args(argv)
+    from aria_perception.bench.render import summary_text
+    from aria_perception.bench.runner import run_bench
 
     try:
-        config = config_from_args(args, argv)
-    except ValueError as err:
-        parser.error(str(err))
-    try:
-        rep = run_bench(config)
-    except (BenchError, BagError, FileNotFoundError, ValueError) as err:
-        print(f"bench: error: {err}", file=sys.stderr)
+        rep = run_bench(config_from_args(args, argv))
+    except BenchError as err:
+        print(f"bench: error: {_one_line(err)}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("bench: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    from aria_perception.bench.report import summary_text
-
     print(summary_text(rep))
-    print(f"\nreport: {rep['files']['json']}, {rep['files']['md']}, plot: {rep['files']['plot']}")
-    if any(r["latency"] is None for r in rep["runs"]):
+    print(f"\nreport: {rep.files.json}, {rep.files.md}, plot: {rep.files.plot}")
+    if any(r.latency is None for r in rep.runs):
         return EXIT_ERROR  # a target never got to the measurement: nothing to judge
-    if args.strict and rep["verdict"] == "FAIL":
+    if args.strict and rep.verdict is Verdict.FAIL:
         return EXIT_FAILED_CRITERIA
     return EXIT_OK
+
+
+def _one_line(err: BaseException) -> str:
+    """The error's message on one line (a user's mistake never prints a traceback)."""
+    return " ".join(str(err).split())
 
 
 if __name__ == "__main__":

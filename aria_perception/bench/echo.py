@@ -1,4 +1,4 @@
-"""Echo reference: the transport floor the perception node is measured against (DESIGN 7).
+"""Echo reference: the transport floor the perception node is measured against.
 
 A minimal rclpy node that stands in the perception node's place (same topics, same way of
 starting) and answers every frame at once with an empty ``vision_msgs/Detection2DArray`` that
@@ -16,6 +16,8 @@ import sys
 import time
 
 from rclpy.node import Node
+
+from aria_perception.bench.errors import UsageError
 
 STATUS_PREFIX = "aria_perception echo"
 
@@ -45,7 +47,7 @@ def input_qos(name: str, depth: int = 2):
     elif name == "best_effort":
         reliability = ReliabilityPolicy.BEST_EFFORT
     else:
-        raise ValueError(
+        raise UsageError(
             f"input.qos must be auto, sensor_data, reliable or best_effort, got {name!r}"
         )
     return QoSProfile(depth=depth, history=HistoryPolicy.KEEP_LAST, reliability=reliability)
@@ -77,7 +79,7 @@ class EchoNode(Node):
 
         transport = str(param("input.transport", "raw"))
         if transport not in ("raw", "compressed"):
-            raise ValueError(f"input.transport must be raw or compressed, got {transport!r}")
+            raise UsageError(f"input.transport must be raw or compressed, got {transport!r}")
         period = float(param("diagnostics.period_s", 1.0))
         self._array_t = Detection2DArray
         # Private output name like the perception node's (``<ns>/<node>/detections``).
@@ -132,7 +134,7 @@ class EchoNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    """Run the echo node until Ctrl-C or SIGTERM."""
+    """Run the echo node until Ctrl-C or SIGTERM (exit status 2 on a bad parameter)."""
     import signal
 
     import rclpy
@@ -147,6 +149,14 @@ def main(args: list[str] | None = None) -> int:
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except UsageError as err:
+        print(f"bench echo: error: {err}", file=sys.stderr)
+        return 2
+    except Exception:
+        if rclpy.ok():
+            raise
+        # Stopped (SIGTERM) while still starting: creating endpoints on the shut-down context
+        # failed, which is the stop that was asked for, not an error.
     finally:
         if node is not None:
             node.destroy_node()

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from aria_perception.bench.errors import FrameDataError
 from aria_perception.records import RAW_CHANNELS
 
 RAW_ENCODINGS = RAW_CHANNELS
@@ -141,10 +142,12 @@ def raw_frame(
         encoding: ``rgb8``, ``bgr8``, ``rgba8``, ``bgra8`` (opaque alpha) or ``mono8`` (luma).
     """
     if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
-        raise ValueError(f"frame pixels must be HxWx3 uint8, got {rgb.shape} {rgb.dtype}")
+        raise FrameDataError(f"frame pixels must be HxWx3 uint8, got {rgb.shape} {rgb.dtype}")
     channels = RAW_ENCODINGS.get(encoding)
     if channels is None:
-        raise ValueError(f"unsupported encoding {encoding!r}; use one of {sorted(RAW_ENCODINGS)}")
+        raise FrameDataError(
+            f"unsupported encoding {encoding!r}; use one of {sorted(RAW_ENCODINGS)}"
+        )
     if encoding == "mono8":
         luma = rgb.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
         out = np.clip(luma + 0.5, 0, 255).astype(np.uint8)
@@ -172,13 +175,15 @@ def pixels(frame: Frame) -> np.ndarray:
     if frame.compressed:
         bgr = cv2.imdecode(np.frombuffer(frame.data, np.uint8), cv2.IMREAD_COLOR)
         if bgr is None:
-            raise ValueError(f"cannot decode compressed frame (format {frame.encoding!r})")
+            raise FrameDataError(f"cannot decode compressed frame (format {frame.encoding!r})")
         return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
     channels = RAW_ENCODINGS.get(frame.encoding)
     if channels is None:
-        raise ValueError(f"cannot convert encoding {frame.encoding!r} (bench handles only 8-bit)")
+        raise FrameDataError(
+            f"cannot convert encoding {frame.encoding!r} (bench handles only 8-bit)"
+        )
     if frame.step < frame.width * channels or len(frame.data) < frame.step * frame.height:
-        raise ValueError(
+        raise FrameDataError(
             f"frame data ({len(frame.data)} B, step {frame.step}) too small for "
             f"{frame.width}x{frame.height} {frame.encoding}"
         )
@@ -206,7 +211,7 @@ def to_jpeg(frame: Frame, quality: int = 90) -> Frame:
     bgr = cv2.cvtColor(pixels(frame), cv2.COLOR_RGB2BGR)
     ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
     if not ok:
-        raise ValueError("JPEG encoding failed")
+        raise FrameDataError("JPEG encoding failed")
     return Frame(
         stamp_ns=frame.stamp_ns,
         frame_id=frame.frame_id,

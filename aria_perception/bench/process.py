@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import signal
 import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from aria_perception.bench.errors import TargetError
 
 # The perception node's entry point run with this interpreter: works in the venv and in a colcon
 # install alike (the console script lives in lib/aria_perception there, not on PATH).
@@ -37,12 +40,22 @@ class TargetProcess:
         self._log = None
 
     def start(self) -> None:
-        """Start the child (same process group: Ctrl-C in a terminal reaches it as well)."""
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self._proc = subprocess.Popen(
-            self.argv, env=self._env, stdout=self._log, stderr=subprocess.STDOUT
-        )
+        """Start the child (same process group: Ctrl-C in a terminal reaches it as well).
+
+        Raises:
+            TargetError: The log file cannot be created or the program cannot be started.
+        """
+        try:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+            self._proc = subprocess.Popen(
+                self.argv, env=self._env, stdout=self._log, stderr=subprocess.STDOUT
+            )
+        except OSError as err:
+            if self._log is not None:
+                self._log.close()
+                self._log = None
+            raise TargetError(f"cannot start {shlex.join(self.argv[:1])}: {err}") from err
 
     @property
     def pid(self) -> int | None:

@@ -17,183 +17,25 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 
 import numpy as np
 
+from aria_perception.bench.errors import (
+    TargetError,
+    TargetExitedError,
+    TargetTimeoutError,
+    UsageError,
+)
 from aria_perception.bench.frame import FrameSet
-
-PUBLISHER_QOS = ("reliable", "best_effort", "sensor_data")
-
-
-class ReplayError(Exception):
-    """The replay could not go on (target gone, never matched, nothing answered)."""
-
-
-def _join(*parts: str) -> str:
-    return "/" + "/".join(p.strip("/") for p in parts if p.strip("/"))
-
-
-@dataclass(frozen=True)
-class Topics:
-    """Fully resolved topics of one target.
-
-    Attributes:
-        image: Input topic the frames are published on.
-        detections: The target's Detection2DArray output.
-        depth: ``depth/raw`` (collected and checked when set).
-        diagnostics: Where the target publishes its DiagnosticArray.
-        overlay: ``detections/overlay`` (captured for a few frames when set).
-        depth_normalized: ``depth/normalized`` (captured for a few frames when set).
-    """
-
-    image: str
-    detections: str
-    depth: str | None = None
-    diagnostics: str = "/diagnostics"
-    overlay: str | None = None
-    depth_normalized: str | None = None
-
-
-@dataclass(frozen=True)
-class TopicPlan:
-    """Where a target's topics may be, found on the ROS graph when it is up.
-
-    A node's relative names resolve under its namespace (``/ns/image``) and its private names
-    under its own name (``/ns/node/detections``); the perception node takes its input relative
-    and publishes its outputs privately, but the bench accepts either for each, so it also
-    measures nodes that do otherwise.
-
-    Attributes:
-        inputs: Candidate input topics, in order of preference.
-        outputs: Candidate prefixes of the outputs (``<prefix>/detections``, ...).
-        depth: Collect ``depth/raw``.
-        images: Capture ``detections/overlay`` and ``depth/normalized``.
-        diagnostics: Diagnostics topic.
-    """
-
-    inputs: tuple[str, ...]
-    outputs: tuple[str, ...]
-    depth: bool = False
-    images: bool = False
-    diagnostics: str = "/diagnostics"
-
-    @classmethod
-    def for_node(
-        cls,
-        namespace: str,
-        node_name: str,
-        compressed: bool,
-        depth: bool = False,
-        images: bool = False,
-    ) -> TopicPlan:
-        """The candidates of a node called ``node_name`` in ``namespace``."""
-        leaf = "image/compressed" if compressed else "image"
-        relative, private = _join(namespace), _join(namespace, node_name)
-        return cls(
-            inputs=(_join(relative, leaf), _join(private, leaf)),
-            outputs=(private, relative),
-            depth=depth,
-            images=images,
-        )
-
-    @classmethod
-    def exact(
-        cls, image: str, output_prefix: str, depth: bool = False, images: bool = False
-    ) -> TopicPlan:
-        """Given topics (``--image-topic``, ``--output-prefix``), no search."""
-        return cls(inputs=(image,), outputs=(_join(output_prefix),), depth=depth, images=images)
-
-    def resolve(self, image: str, prefix: str) -> Topics:
-        """The topics for the chosen input and output prefix."""
-        return Topics(
-            image=image,
-            detections=_join(prefix, "detections"),
-            depth=_join(prefix, "depth/raw") if self.depth else None,
-            diagnostics=self.diagnostics,
-            overlay=_join(prefix, "detections/overlay") if self.images else None,
-            depth_normalized=_join(prefix, "depth/normalized") if self.images else None,
-        )
-
-
-@dataclass(frozen=True)
-class ReplaySettings:
-    """How frames are published and answers awaited.
-
-    Attributes:
-        qos: Publisher reliability: ``reliable`` (default), ``best_effort`` or ``sensor_data``.
-        qos_depth: Publisher history depth.
-        window: Frames in flight at most in ``max`` pacing (publish the next one as soon as
-            fewer than this many are unanswered).
-        result_timeout_s: A frame unanswered for this long counts as dropped.
-        status_node: Keep diagnostics statuses whose name ends in this node name.
-    """
-
-    qos: str = "reliable"
-    qos_depth: int = 5
-    window: int = 2
-    result_timeout_s: float = 5.0
-    status_node: str = "perception"
-
-    def __post_init__(self) -> None:
-        if self.qos not in PUBLISHER_QOS:
-            raise ValueError(f"publisher qos must be one of {PUBLISHER_QOS}, got {self.qos!r}")
-        if self.window < 1:
-            raise ValueError(f"window must be >= 1, got {self.window}")
-        if self.qos_depth < 1:
-            raise ValueError(f"qos depth must be >= 1, got {self.qos_depth}")
-        if not self.result_timeout_s > 0:
-            raise ValueError(f"result timeout must be > 0 s, got {self.result_timeout_s}")
-
-
-@dataclass
-class FrameRecord:
-    """What happened to one published frame (times are wall-clock ns).
-
-    Attributes:
-        phase: ``prime``, ``warmup``, ``latency`` or ``throughput``.
-        index: Position within the phase.
-        source_index: Which source frame was published.
-        stamp_ns: The unique header stamp it carried (= its publish time).
-        publish_call_ns: Time spent inside ``publish()`` (serialisation + hand-off to DDS).
-        recv_ns: Reception time of its ``detections``; None if none came.
-        detections: Number of detections in the answer.
-        header_ok: Whether the answer's frame_id equals the frame's.
-        sent_ns: When the target's middleware wrote the answer (``source_timestamp``): splits
-            the latency into "to the node and through it" and "back" (None where unknown).
-        depth_recv_ns: Reception time of its ``depth/raw``, if collected.
-        depth_ok: Whether that depth image was 32FC1 at the frame's size.
-    """
-
-    phase: str
-    index: int
-    source_index: int
-    stamp_ns: int
-    frame_id: str
-    publish_call_ns: int = 0
-    recv_ns: int | None = None
-    detections: int | None = None
-    header_ok: bool | None = None
-    sent_ns: int | None = None
-    depth_recv_ns: int | None = None
-    depth_ok: bool | None = None
-
-    @property
-    def latency_ms(self) -> float | None:
-        """End-to-end latency in ms, None when the frame got no answer."""
-        return None if self.recv_ns is None else (self.recv_ns - self.stamp_ns) / 1e6
-
-
-@dataclass
-class DiagSample:
-    """One DiagnosticStatus of the target as received (``t_ns`` wall clock)."""
-
-    t_ns: int
-    level: int
-    name: str
-    message: str
-    hardware_id: str
-    values: dict[str, str] = field(default_factory=dict)
+from aria_perception.bench.observations import DiagSample, FrameRecord
+from aria_perception.bench.pacing import MAX, Schedule, check_pacing
+from aria_perception.bench.replay_settings import (
+    ReplaySettings,
+    publisher_qos,
+    result_qos,
+    with_message_info,
+)
+from aria_perception.bench.topics import TopicPlan, Topics, join_topic
 
 
 def _stamp_ns(header) -> int:
@@ -206,40 +48,12 @@ def _image_array(msg, channels: int) -> np.ndarray:
     return img.copy() if channels > 1 else img[..., 0].copy()
 
 
-def _result_qos():
-    """Subscriptions match whatever reliability the target publishes with."""
-    from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
-
-    reliability = getattr(ReliabilityPolicy, "BEST_AVAILABLE", ReliabilityPolicy.RELIABLE)
-    return QoSProfile(depth=50, history=HistoryPolicy.KEEP_LAST, reliability=reliability)
-
-
-def _publisher_qos(settings: ReplaySettings):
-    from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-
-    if settings.qos == "sensor_data":
-        return qos_profile_sensor_data
-    reliability = (
-        ReliabilityPolicy.RELIABLE if settings.qos == "reliable" else ReliabilityPolicy.BEST_EFFORT
-    )
-    return QoSProfile(
-        depth=settings.qos_depth, history=HistoryPolicy.KEEP_LAST, reliability=reliability
-    )
-
-
-def _with_info() -> bool:
-    """Whether subscription callbacks can receive MessageInfo (Iron and later)."""
-    import rclpy.subscription
-
-    return hasattr(rclpy.subscription, "MessageInfo")
-
-
 class Replayer:
     """Publishes frames to one target and records its answers.
 
     Args:
         frames: What to publish (looped when more frames are asked for than it holds).
-        topics: The target's topics.
+        plan: Where the target's topics may be (found by :meth:`connect`).
         settings: QoS, window and timeouts.
         name: Name of the bench's own node (unique per target).
     """
@@ -253,7 +67,7 @@ class Replayer:
         from sensor_msgs.msg import CompressedImage, Image
 
         if len(frames) == 0:
-            raise ValueError("no frames to replay")
+            raise UsageError("no frames to replay")
         self.frames = frames
         self.plan = plan
         self.topics: Topics | None = None  # known once connect() found the target
@@ -273,7 +87,7 @@ class Replayer:
         self.publisher = None
 
         self.node = rclpy.create_node(name, start_parameter_services=False)
-        self._with_info = _with_info()
+        self._with_info = with_message_info()
         self._subscribe(DiagnosticArray, plan.diagnostics, self._on_diagnostics)
         self._executor = SingleThreadedExecutor(context=self.node.context)
         self._executor.add_node(self.node)
@@ -282,9 +96,9 @@ class Replayer:
 
     def _subscribe(self, msg_t, topic: str, handler: Callable) -> None:
         if self._with_info:
-            self.node.create_subscription(msg_t, topic, handler, _result_qos())
+            self.node.create_subscription(msg_t, topic, handler, result_qos())
         else:
-            self.node.create_subscription(msg_t, topic, lambda m: handler(m, None), _result_qos())
+            self.node.create_subscription(msg_t, topic, lambda m: handler(m, None), result_qos())
 
     def _find(self) -> tuple[str | None, str | None]:
         """The input with a subscriber and the output prefix with a detections publisher."""
@@ -293,7 +107,7 @@ class Replayer:
             (
                 p
                 for p in self.plan.outputs
-                if self.node.count_publishers(_join(p, "detections")) > 0
+                if self.node.count_publishers(join_topic(p, "detections")) > 0
             ),
             None,
         )
@@ -306,8 +120,9 @@ class Replayer:
             The topics in use.
 
         Raises:
-            ReplayError: The target died, or it did not appear (or did not match the
-                publisher's QoS) within ``timeout_s``; the message lists where it looked.
+            TargetExitedError: The target died.
+            TargetTimeoutError: It did not appear (or did not match the publisher's QoS)
+                within ``timeout_s``; the message lists where it looked.
         """
         from sensor_msgs.msg import Image
         from vision_msgs.msg import Detection2DArray
@@ -319,21 +134,21 @@ class Replayer:
             if image is not None and prefix is not None:
                 break
             if not alive():
-                raise ReplayError("the target exited before it subscribed to its input")
+                raise TargetExitedError("the target exited before it subscribed to its input")
             if time.monotonic() > deadline:
-                raise ReplayError(
+                raise TargetTimeoutError(
                     f"within {timeout_s:.0f} s nothing subscribed to "
                     f"{' or '.join(self.plan.inputs)}"
                     + ("" if image is None else f" (found {image})")
                     + " and published "
-                    + " or ".join(_join(p, "detections") for p in self.plan.outputs)
+                    + " or ".join(join_topic(p, "detections") for p in self.plan.outputs)
                     + ("" if prefix is None else f" (found under {prefix})")
                 )
             time.sleep(0.05)
         topics = self.plan.resolve(image, prefix)
         self.topics = topics
         self.publisher = self.node.create_publisher(
-            self._msg_t, topics.image, _publisher_qos(self.settings)
+            self._msg_t, topics.image, publisher_qos(self.settings)
         )
         self._subscribe(Detection2DArray, topics.detections, self._on_detections)
         if topics.depth:
@@ -346,9 +161,9 @@ class Replayer:
             )
         while self.publisher.get_subscription_count() == 0:
             if not alive():
-                raise ReplayError("the target exited before it subscribed to its input")
+                raise TargetExitedError("the target exited before it subscribed to its input")
             if time.monotonic() > deadline:
-                raise ReplayError(
+                raise TargetTimeoutError(
                     f"the subscriber(s) on {topics.image} did not match the bench's publisher "
                     f"QoS ({self.settings.qos}); try --qos reliable or check the node's input.qos"
                 )
@@ -449,7 +264,7 @@ class Replayer:
 
     def _publish(self, phase: str, index: int, source_index: int) -> FrameRecord:
         if self.publisher is None:
-            raise ReplayError("not connected: call connect() first")
+            raise RuntimeError("not connected: call connect() first")
         frame = self.frames.frames[source_index]
         msg = self._msg_t()
         if frame.compressed:
@@ -488,7 +303,8 @@ class Replayer:
             Seconds until the first answer.
 
         Raises:
-            ReplayError: The target died or did not answer in time.
+            TargetExitedError: The target died.
+            TargetTimeoutError: It did not answer in time.
         """
         start = time.monotonic()
         retry_s = 0.5
@@ -505,10 +321,10 @@ class Replayer:
                     self._open.clear()
                 return time.monotonic() - start
             if not alive():
-                raise ReplayError("the target exited before answering a frame")
+                raise TargetExitedError("the target exited before answering a frame")
             retry_s = min(retry_s * 1.5, 5.0)
         assert self.topics is not None
-        raise ReplayError(
+        raise TargetTimeoutError(
             f"no detections on {self.topics.detections} within {timeout_s:.0f} s of publishing "
             f"on {self.topics.image}"
         )
@@ -539,37 +355,33 @@ class Replayer:
             One record per published frame, answered or not. The phase ends early when the
             target dies; :attr:`failure` then says so.
         """
-        periods = self.frames.periods_s() if pacing == "recorded" else None
-        if pacing not in ("max", "recorded"):
-            rate = float(pacing)
-            if not rate > 0:
-                raise ValueError(f"rate must be > 0 Hz, got {rate}")
+        check_pacing(pacing)
+        schedule = (
+            None
+            if pacing == MAX
+            else Schedule(pacing, self.frames.periods_s(), start=time.monotonic())
+        )
         wanted = set(capture_indices)
         records: list[FrameRecord] = []
-        next_t = time.monotonic()
         try:
             for i in range(count):
                 source = (start_index + i) % len(self.frames)
-                if pacing == "max":
+                if schedule is None:
                     self._wait_window(alive)
                 else:
-                    period = periods[source] if periods else 1.0 / rate
-                    if i:
-                        next_t += period
                     now = time.monotonic()
-                    if next_t > now:
-                        time.sleep(next_t - now)
-                    elif now - next_t > 0.5 * period:
-                        next_t = now  # late by over half a period (slow publish): never burst
+                    due = schedule.next_due(source, now)
+                    if due > now:
+                        time.sleep(due - now)
                     if i % 16 == 0 and not alive():
-                        raise ReplayError(f"the target exited during the {phase} phase")
+                        raise TargetExitedError(f"the target exited during the {phase} phase")
                 rec = self._publish(phase, i, source)
                 if i in wanted:
                     self.capture([rec.stamp_ns])
                 records.append(rec)
                 if progress is not None:
                     progress.update(1)
-        except ReplayError as err:
+        except TargetError as err:
             self.failure = str(err)
         self.drain(records, alive)
         return records
@@ -584,7 +396,7 @@ class Replayer:
                 self._lock.wait(0.02)
                 checks += 1
                 if checks % 50 == 0 and not alive():
-                    raise ReplayError("the target exited while frames were in flight")
+                    raise TargetExitedError("the target exited while frames were in flight")
 
     def drain(self, records: list[FrameRecord], alive: Callable[[], bool]) -> None:
         """Wait until every record is answered, passed by a later answer, or timed out."""

@@ -1,181 +1,43 @@
 """One bench invocation: load frames, set up DDS, run each target, write the report.
 
-Targets run one after another in the same invocation on the same frames: the echo reference
-(DESIGN 7), our node, and optionally our node with a second parameter set (compare mode). Each
-target gets its own namespace (``/bench_<label>``), so a late message of one run can never be
-taken for an answer of the next.
+Targets (:mod:`.targets`) run one after another in the same invocation on the same frames: the
+echo reference (the transport floor), our node, and optionally our node with a second parameter
+set (compare mode).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-import importlib.util
 import os
 import platform
-import random
 import shlex
 import socket
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from aria_perception.bench import plot, report
+from aria_perception.bench import figures, plot
 from aria_perception.bench.bag import read_bag
+from aria_perception.bench.comparison import Comparison, Overhead
+from aria_perception.bench.config import BenchConfig
+from aria_perception.bench.criteria import evaluate, verdict
+from aria_perception.bench.environment import dds_environment, node_available
+from aria_perception.bench.errors import BenchError, TargetError
 from aria_perception.bench.frame import FrameSet
-from aria_perception.bench.process import (
-    ECHO_COMMAND,
-    NODE_COMMAND,
-    ResourceMonitor,
-    TargetProcess,
-)
-from aria_perception.bench.replay import Replayer, ReplayError, ReplaySettings, TopicPlan
-from aria_perception.bench.report import Criteria
-from aria_perception.bench.sample import SampleSpec, sample_set
-
-NODE_MODULE = "aria_perception.ros.node"
-
-
-class BenchError(Exception):
-    """The bench cannot run as configured (bad input, missing node, DDS trouble)."""
-
-
-@dataclass
-class BenchConfig:
-    """Everything one invocation does (the CLI fills it; tests build it directly).
-
-    Attributes:
-        preset: Name shown in the report (``smoke``, ``benchmark`` or ``custom``).
-        frames: Frames in the paced (latency) phase.
-        warmup: Closed-loop frames before measuring (not counted).
-        throughput_frames: Frames in the max-rate phase (0 skips it).
-        rate: Paced phase rate: Hz, ``"recorded"`` or ``"max"``.
-        window: Frames in flight in max-rate pacing.
-        qos: Publisher reliability (``reliable``, ``best_effort``, ``sensor_data``).
-        qos_depth: Publisher history depth.
-        result_timeout_s: An answer later than this counts the frame as dropped.
-        startup_timeout_s: Time a target gets to subscribe and answer its first frame.
-        bag: Bag to replay; None generates a sample sequence from ``sample``.
-        topic: Image topic in the bag (None: the only one).
-        sample: Sample sequence made when there is no bag.
-        transport: ``raw`` or ``compressed`` input (None: as the frames come).
-        jpeg_quality: Quality when raw frames are compressed for ``compressed`` input.
-        echo: Run the echo reference.
-        node: Run our node (started here, or attached when ``attach``).
-        attach: Use a running node instead of starting one.
-        namespace: Attached node's namespace (its relative topics resolve under it).
-        node_name: Node name (remapped when started here; diagnostics are matched on it).
-        node_pid: Attached node's pid for CPU and memory figures.
-        image_topic: Attached node's input topic (default: found under ``namespace``).
-        output_prefix: Prefix of the attached node's outputs (``<prefix>/detections``;
-            default: found under ``namespace``, private or relative).
-        node_command: Command that starts the node (before ``--ros-args``).
-        params_file: ``--params-file`` for the node.
-        params: ``key:=value`` parameters for the node.
-        compare_params: A second parameter set for compare mode (None: no compare run).
-        labels: Labels of the node run and the compare run.
-        random_weights: Pass ``allow_random_weights:=true`` (random init only where official
-            weights are missing).
-        depth: Subscribe to ``depth/raw`` and check it (the node then computes it).
-        save_images: Keep this many overlay + normalized depth images of our node as PNG.
-        domain_id: ROS_DOMAIN_ID for the bench and its children (None: a free one).
-        dds_transport: ``large_data`` sets FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA on both sides
-            unless the environment already chose a transport; ``env`` leaves it alone.
-        fastdds_profile: Fast DDS XML profile for both sides (FASTDDS_DEFAULT_PROFILES_FILE);
-            replaces the builtin-transport setting.
-        criteria: Pass/fail limits.
-        out: Output directory.
-        progress: Show progress bars.
-        command: The command line, for the report.
-    """
-
-    preset: str = "custom"
-    frames: int = 100
-    warmup: int = 10
-    throughput_frames: int = 100
-    rate: str | float = 30.0
-    window: int = 2
-    qos: str = "reliable"
-    qos_depth: int = 5
-    result_timeout_s: float = 5.0
-    startup_timeout_s: float = 180.0
-    bag: Path | None = None
-    topic: str | None = None
-    sample: SampleSpec = field(default_factory=SampleSpec)
-    transport: str | None = None
-    jpeg_quality: int = 90
-    echo: bool = True
-    node: bool = True
-    attach: bool = False
-    namespace: str = "/"
-    node_name: str = "perception"
-    node_pid: int | None = None
-    image_topic: str | None = None
-    output_prefix: str | None = None
-    node_command: list[str] | None = None
-    params_file: Path | None = None
-    params: list[str] = field(default_factory=list)
-    compare_params: list[str] | None = None
-    labels: tuple[str, str] = ("node", "node_b")
-    random_weights: bool = True
-    depth: bool = False
-    save_images: int = 0
-    domain_id: int | None = None
-    dds_transport: str = "large_data"
-    fastdds_profile: Path | None = None
-    criteria: Criteria = field(default_factory=Criteria)
-    out: Path = Path("bench_out")
-    progress: bool = True
-    command: str = ""
-
-    def validate(self) -> None:
-        """Refuse contradictory or out-of-range settings with a message naming the option."""
-        if self.frames < 1:
-            raise BenchError(f"--frames must be >= 1, got {self.frames}")
-        if self.warmup < 0 or self.throughput_frames < 0:
-            raise BenchError("--warmup and --throughput-frames must be >= 0")
-        if isinstance(self.rate, str) and self.rate not in ("recorded", "max"):
-            raise BenchError(f"--rate must be a number, 'recorded' or 'max', got {self.rate!r}")
-        if not isinstance(self.rate, str) and not self.rate > 0:
-            raise BenchError(f"--rate must be > 0 Hz, got {self.rate}")
-        if self.transport not in (None, "raw", "compressed"):
-            raise BenchError(f"--transport must be raw or compressed, got {self.transport!r}")
-        if self.dds_transport not in ("large_data", "env"):
-            raise BenchError(
-                f"--dds-transport must be large_data or env, got {self.dds_transport}"
-            )
-        if self.fastdds_profile is not None and not Path(self.fastdds_profile).is_file():
-            raise BenchError(f"--fastdds-profile {self.fastdds_profile} is not a file")
-        if self.domain_id is not None and not 0 <= self.domain_id <= 232:
-            raise BenchError(f"--domain-id must be 0..232, got {self.domain_id}")
-        if not (self.echo or self.node):
-            raise BenchError("nothing to run: both the echo reference and the node are off")
-        if (self.image_topic or self.output_prefix) and not self.attach:
-            raise BenchError("--image-topic and --output-prefix go with --attach")
-        if self.attach and self.compare_params is not None:
-            raise BenchError("compare mode starts the node twice; it cannot attach (--attach)")
-        if self.labels[0] == self.labels[1] or "echo" in self.labels:
-            raise BenchError(f"run labels must differ and not be 'echo': {self.labels}")
-        for p in [*self.params, *(self.compare_params or [])]:
-            if ":=" not in p:
-                raise BenchError(f"parameter {p!r} must be written key:=value")
-
-
-def node_available() -> str | None:
-    """None when our node can be started; otherwise what is missing, in words."""
-    try:
-        spec = importlib.util.find_spec(NODE_MODULE)
-    except ModuleNotFoundError:
-        spec = None
-    if spec is None:
-        return (
-            f"the perception node ({NODE_MODULE.replace('.', '/')}.py, console script "
-            "perception_node) is not installed yet"
-        )
-    return None
+from aria_perception.bench.observations import FrameRecord
+from aria_perception.bench.pacing import MAX, pacing_label
+from aria_perception.bench.process import ResourceMonitor, TargetProcess
+from aria_perception.bench.replay import Replayer
+from aria_perception.bench.replay_settings import ReplaySettings
+from aria_perception.bench.report import Files, Host, InputInfo, Report, Settings, write_report
+from aria_perception.bench.run_record import RunRecord, RunTopics
+from aria_perception.bench.sample import sample_set
+from aria_perception.bench.targets import Target, plan_targets
+from aria_perception.bench.topics import TopicPlan
 
 
 def load_frames(config: BenchConfig) -> FrameSet:
@@ -190,48 +52,6 @@ def load_frames(config: BenchConfig) -> FrameSet:
     return frames
 
 
-def _param_value(params: list[str], key: str) -> str | None:
-    value = None
-    for p in params:
-        k, _, v = p.partition(":=")
-        if k.strip() == key:
-            value = v.strip()
-    return value
-
-
-def dds_environment(config: BenchConfig) -> tuple[dict[str, str], list[str]]:
-    """Environment for the bench and its children, and notes about what was chosen."""
-    env = dict(os.environ)
-    notes = []
-    if config.domain_id is not None:
-        domain = config.domain_id
-    elif config.attach:
-        domain = int(env.get("ROS_DOMAIN_ID", "0") or 0)
-    else:
-        # A domain of its own keeps other nodes on this machine out of the measurement. Only
-        # ids whose DDS ports stay below Linux's ephemeral range (ROS 2 docs: 0-101, 215-232).
-        current = env.get("ROS_DOMAIN_ID")
-        safe = [*range(1, 102), *range(215, 233)]
-        domain = random.choice([d for d in safe if str(d) != current])
-    env["ROS_DOMAIN_ID"] = str(domain)
-    if not config.attach:
-        env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-    if config.fastdds_profile is not None:
-        env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(Path(config.fastdds_profile).resolve())
-        env.pop("FASTDDS_BUILTIN_TRANSPORTS", None)
-    elif config.dds_transport == "large_data":
-        if env.get("FASTDDS_BUILTIN_TRANSPORTS") or env.get("FASTDDS_DEFAULT_PROFILES_FILE"):
-            notes.append(
-                "Fast DDS transport left as the environment chose it "
-                f"(FASTDDS_BUILTIN_TRANSPORTS={env.get('FASTDDS_BUILTIN_TRANSPORTS', '')!r}, "
-                f"FASTDDS_DEFAULT_PROFILES_FILE={env.get('FASTDDS_DEFAULT_PROFILES_FILE', '')!r})"
-            )
-        else:
-            env["FASTDDS_BUILTIN_TRANSPORTS"] = "LARGE_DATA"
-    env["PYTHONUNBUFFERED"] = "1"
-    return env, notes
-
-
 class Bench:
     """Runs the configured targets and builds the report (see :func:`run_bench`)."""
 
@@ -240,101 +60,40 @@ class Bench:
         self.config = config
         self.out = Path(config.out)
         self.notes: list[str] = []
+        self.images: list[str] = []
         self.frames: FrameSet | None = None
         self.env: dict[str, str] = {}
 
-    # -- targets
-
-    def _targets(self) -> list[dict]:
+    def _plan(self, target: Target, frames: FrameSet) -> TopicPlan:
         c = self.config
-        compressed = self.frames.compressed  # type: ignore[union-attr]
-        transport = "compressed" if compressed else "raw"
-        targets = []
-        if c.echo:
-            ros_args = ["-r", f"__node:={c.node_name}", "-r", "__ns:=/bench_echo"]
-            ros_args += ["-p", f"input.transport:={transport}"]
-            qos = _param_value(c.params, "input.qos")
-            if qos:
-                ros_args += ["-p", f"input.qos:={qos}"]
-            targets.append(
-                {
-                    "label": "echo",
-                    "role": "echo",
-                    "namespace": "/bench_echo",
-                    "command": [sys.executable, *ECHO_COMMAND],
-                    "ros_args": ros_args,
-                    "params": [],
-                }
-            )
-        if not c.node:
-            return targets
-        if c.attach:
-            targets.append(
-                {
-                    "label": c.labels[0],
-                    "role": "node",
-                    "namespace": c.namespace,
-                    "command": None,
-                    "ros_args": [],
-                    "params": [],
-                }
-            )
-            return targets
-        sets = [(c.labels[0], c.params)]
-        if c.compare_params is not None:
-            sets.append((c.labels[1], [*c.params, *c.compare_params]))
-        for i, (label, params) in enumerate(sets):
-            ns = f"/bench_{label}"
-            base = [f"input.transport:={transport}"]
-            if c.random_weights:
-                base.append("allow_random_weights:=true")
-            ros_args = ["-r", f"__node:={c.node_name}", "-r", f"__ns:={ns}"]
-            if c.params_file is not None:
-                ros_args += ["--params-file", str(c.params_file)]
-            for p in [*base, *params]:
-                ros_args += ["-p", p]
-            targets.append(
-                {
-                    "label": label,
-                    "role": "node" if i == 0 else "node_b",
-                    "namespace": ns,
-                    "command": list(c.node_command or [sys.executable, *NODE_COMMAND]),
-                    "ros_args": ros_args,
-                    "params": [*base, *params],
-                }
-            )
-        return targets
-
-    def _run_target(self, target: dict) -> dict:
-        c = self.config
-        frames = self.frames
-        assert frames is not None
-        run: dict = {k: None for k in report.RUN_KEYS}
-        run.update(
-            label=target["label"],
-            role=target["role"],
-            target="echo" if target["role"] == "echo" else ("attached" if c.attach else "node"),
-            namespace=target["namespace"],
-            node_name=c.node_name,
-            params=target["params"],
-            ok=False,
-            crashed=False,
-            stop_s=None,
-        )
-        is_node = target["role"] != "echo"
         plan = TopicPlan.for_node(
-            target["namespace"],
+            target.namespace,
             c.node_name,
             frames.compressed,
-            depth=c.depth and is_node,
-            images=c.save_images > 0 and is_node,
+            depth=c.depth and target.is_node,
+            images=c.save_images > 0 and target.is_node,
         )
-        if c.attach and is_node and (c.image_topic or c.output_prefix):
+        if c.attach and target.is_node and (c.image_topic or c.output_prefix):
             plan = dataclasses.replace(
                 plan,
                 inputs=(c.image_topic,) if c.image_topic else plan.inputs,
                 outputs=(c.output_prefix,) if c.output_prefix else plan.outputs,
             )
+        return plan
+
+    def _run_target(self, target: Target) -> RunRecord:
+        c = self.config
+        frames = self.frames
+        assert frames is not None
+        run = RunRecord(
+            label=target.label,
+            role=target.role,
+            target=target.kind,
+            namespace=target.namespace,
+            node_name=c.node_name,
+            params=list(target.params),
+        )
+        plan = self._plan(target, frames)
         settings = ReplaySettings(
             qos=c.qos,
             qos_depth=c.qos_depth,
@@ -343,16 +102,16 @@ class Bench:
             status_node=c.node_name,
         )
         proc = None
-        if target["command"] is not None:
-            log = self.out / "logs" / f"{target['label']}.log"
-            proc = TargetProcess(target["command"], target["ros_args"], self.env, log)
-            run["command"] = shlex.join(proc.argv)
-            run["log"] = str(log)
+        if target.command is not None:
+            log = self.out / "logs" / f"{target.label}.log"
+            proc = TargetProcess(list(target.command), list(target.ros_args), self.env, log)
+            run.command = shlex.join(proc.argv)
+            run.log = str(log)
             proc.start()
-            run["pid"] = proc.pid
+            run.pid = proc.pid
             alive = proc.alive
         else:
-            run["pid"] = c.node_pid
+            run.pid = c.node_pid
 
             def alive() -> bool:
                 return True
@@ -361,30 +120,27 @@ class Bench:
         replayer = monitor = None
         # The bench's own CPU use shows whether the load generator could be the bottleneck.
         self_monitor = ResourceMonitor(os.getpid(), children=False)
-        records: list = []
+        records: list[FrameRecord] = []
         bar = None
         try:
-            replayer = Replayer(frames, plan, settings, name=f"bench_{target['label']}")
-            if run["pid"]:
+            replayer = Replayer(frames, plan, settings, name=f"bench_{target.label}")
+            if run.pid:
                 try:
-                    monitor = ResourceMonitor(run["pid"])
+                    monitor = ResourceMonitor(run.pid)
                 except Exception as err:  # psutil: no such process / access denied
-                    self.notes.append(f"{target['label']}: no CPU/memory figures ({err})")
+                    self.notes.append(f"{target.label}: no CPU/memory figures ({err})")
             topics = replayer.connect(c.startup_timeout_s, alive)
-            run["topics"] = {
-                "image": topics.image,
-                "detections": topics.detections,
-                "depth": topics.depth,
-            }
+            run.topics = RunTopics(topics.image, topics.detections, topics.depth)
             left = c.startup_timeout_s - (time.monotonic() - started)
             replayer.prime(max(left, 5.0), alive)
-            run["startup_s"] = round(time.monotonic() - started, 3)
-            bar = _progress(target["label"], c.warmup + c.frames + c.throughput_frames, c.progress)
-            replayer.run("warmup", c.warmup, "max", alive, bar)
+            run.startup_s = round(time.monotonic() - started, 3)
+            bar = _progress(target.label, c.warmup + c.frames + c.throughput_frames, c.progress)
+            replayer.run("warmup", c.warmup, MAX, alive, bar)
             if monitor is not None:
                 monitor.record(True)
             self_monitor.record(True)
             t0 = time.time_ns()
+            images = c.save_images if target.is_node else 0
             records = replayer.run(
                 "latency",
                 c.frames,
@@ -392,19 +148,17 @@ class Bench:
                 alive,
                 bar,
                 start_index=c.warmup,
-                capture_indices=_capture_candidates(c.frames, c.save_images if is_node else 0),
+                capture_indices=_capture_candidates(c.frames, images),
             )
             if c.throughput_frames and replayer.failure is None:
                 records += replayer.run(
                     "throughput",
                     c.throughput_frames,
-                    "max",
+                    MAX,
                     alive,
                     bar,
                     start_index=c.warmup + c.frames,
-                    capture_indices=_capture_candidates(
-                        c.throughput_frames, c.save_images if is_node else 0
-                    ),
+                    capture_indices=_capture_candidates(c.throughput_frames, images),
                 )
             t1 = time.time_ns()
             if monitor is not None:
@@ -412,16 +166,15 @@ class Bench:
             self_monitor.record(False)
             if alive():
                 replayer.wait_diagnostics_after(t1, timeout_s=2.5)
-            run["error"] = replayer.failure
-            run["ok"] = replayer.failure is None
+            run.error = replayer.failure
+            run.ok = replayer.failure is None
             self._fill(run, records, replayer, monitor, t0, t1)
-            run["resources"]["bench_cpu_percent_mean"] = report.resource_summary(
-                self_monitor.usage()
-            )["cpu_percent_mean"]
+            bench_cpu = figures.mean_cpu_percent(self_monitor.usage())
+            run.resources = dataclasses.replace(run.resources, bench_cpu_percent_mean=bench_cpu)
             if replayer.captured:
-                self._save_images(target["label"], replayer)
-        except ReplayError as err:
-            run["error"] = str(err)
+                self._save_images(target.label, replayer)
+        except TargetError as err:
+            run.error = str(err)
         finally:
             if bar is not None:
                 bar.close()
@@ -432,34 +185,35 @@ class Bench:
                 replayer.close()
             if proc is not None:
                 if not proc.alive():
-                    run["crashed"] = True
-                    run["ok"] = False
+                    run.crashed = True
+                    run.ok = False
                     tail = proc.log_tail(15)
-                    run["error"] = (run["error"] or "the process exited") + (
+                    run.error = (run.error or "the process exited") + (
                         f" (exit status {proc.returncode}); last output:\n{tail}"
                     )
                 t_stop = time.monotonic()
-                run["exit_code"] = proc.stop()
-                run["stop_s"] = round(time.monotonic() - t_stop, 3)
-        if run["latency"] is None:
-            # Keep the report's shape when the run failed before measuring.
-            self._fill(run, records, None, None, 0, 0)
+                run.exit_code = proc.stop()
+                run.stop_s = round(time.monotonic() - t_stop, 3)
         return run
 
-    def _fill(self, run: dict, records, replayer, monitor, t0: int, t1: int) -> None:
-        c = self.config
-        pacing = c.rate if isinstance(c.rate, str) else f"{c.rate:g} Hz"
+    def _fill(
+        self,
+        run: RunRecord,
+        records: list[FrameRecord],
+        replayer: Replayer,
+        monitor: ResourceMonitor | None,
+        t0: int,
+        t1: int,
+    ) -> None:
         lat = [r for r in records if r.phase == "latency"]
         thr = [r for r in records if r.phase == "throughput"]
-        run["latency"] = report.phase_stats(lat, pacing)
-        run["throughput"] = report.phase_stats(thr, "max")
-        run["depth"] = report.depth_stats(
-            records, bool(replayer and replayer.topics and replayer.topics.depth)
-        )
-        diag = replayer.diagnostics() if replayer is not None else []
-        run["diagnostics"] = report.diagnostics_summary(diag, t0, t1)
-        run["resources"] = report.resource_summary(monitor.usage() if monitor else None)
-        run["frames"] = report.frames_table(records)
+        run.latency = figures.phase_stats(lat, pacing_label(self.config.rate))
+        run.throughput = figures.phase_stats(thr, MAX)
+        collected = bool(replayer.topics and replayer.topics.depth)
+        run.depth = figures.depth_stats(records, collected)
+        run.diagnostics = figures.diagnostics_summary(replayer.diagnostics(), t0, t1)
+        run.resources = figures.resource_summary(monitor.usage() if monitor else None)
+        run.frames = figures.frames_table(records)
 
     def _save_images(self, label: str, replayer: Replayer) -> None:
         """Save ``save_images`` evenly spread frames, preferring those with both images."""
@@ -484,8 +238,13 @@ class Bench:
 
     # -- the whole invocation
 
-    def run(self) -> dict:
-        """Run every target and return the report (also written to ``out``)."""
+    def run(self) -> Report:
+        """Run every target and return the report (also written to ``out``).
+
+        Raises:
+            BenchError: The node is not installed, the frames cannot be loaded, a target
+                cannot be started, or the report cannot be written.
+        """
         import rclpy
 
         c = self.config
@@ -495,8 +254,11 @@ class Bench:
                 raise BenchError(
                     f"{missing}; run with --echo-only to measure the transport floor alone"
                 )
-        self.images: list[str] = []
-        self.out.mkdir(parents=True, exist_ok=True)
+        self.images = []
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise BenchError(f"cannot create the output directory {self.out}: {err}") from err
         self.frames = load_frames(c)
         self.env, notes = dds_environment(c)
         self.notes += notes
@@ -508,7 +270,7 @@ class Bench:
         try:
             rclpy.init(args=[], domain_id=int(self.env["ROS_DOMAIN_ID"]))
             try:
-                for target in self._targets():
+                for target in plan_targets(c, self.frames.compressed):
                     runs.append(self._run_target(target))
             finally:
                 rclpy.try_shutdown()
@@ -517,88 +279,91 @@ class Bench:
             os.environ.update(saved)
         return self._report(runs)
 
-    def _report(self, runs: list[dict]) -> dict:
-        c = self.config
+    def _settings(self) -> Settings:
+        c, frames = self.config, self.frames
+        assert frames is not None
+        return Settings(
+            preset=c.preset,
+            frames=c.frames,
+            warmup=c.warmup,
+            throughput_frames=c.throughput_frames,
+            rate=pacing_label(c.rate),
+            window=c.window,
+            qos=c.qos,
+            qos_depth=c.qos_depth,
+            result_timeout_s=c.result_timeout_s,
+            startup_timeout_s=c.startup_timeout_s,
+            transport="compressed" if frames.compressed else "raw",
+            depth=c.depth,
+            save_images=c.save_images,
+            random_weights_allowed=c.random_weights,
+            params_file=str(c.params_file) if c.params_file else None,
+            params=list(c.params),
+            compare_params=c.compare_params,
+            attach=c.attach,
+            domain_id=int(self.env["ROS_DOMAIN_ID"]),
+            discovery_range=self.env.get("ROS_AUTOMATIC_DISCOVERY_RANGE"),
+            fastdds_builtin_transports=self.env.get("FASTDDS_BUILTIN_TRANSPORTS"),
+            fastdds_profiles_file=self.env.get("FASTDDS_DEFAULT_PROFILES_FILE"),
+            criteria=c.criteria,
+        )
+
+    def _input(self) -> InputInfo:
         frames = self.frames
         assert frames is not None
-        echo = next((r for r in runs if r["role"] == "echo"), None)
-        nodes = [r for r in runs if r["role"] != "echo"]
+        return InputInfo(
+            source=frames.source,
+            topic=frames.topic,
+            msgtype=frames.msgtype,
+            width=frames.width,
+            height=frames.height,
+            encoding=frames.frames[0].encoding,
+            frames_loaded=len(frames),
+            frames_available=frames.frames_available,
+            bytes_per_frame=int(sum(f.nbytes for f in frames.frames) / len(frames)),
+            recorded_fps=round(frames.recorded_fps(), 3),
+        )
+
+    def _report(self, runs: list[RunRecord]) -> Report:
+        c = self.config
+        echo = next((r for r in runs if not r.is_node), None)
+        nodes = [r for r in runs if r.is_node]
         criteria = []
         for run in nodes:
-            criteria += report.evaluate(run, echo, c.criteria)
-            weights = (run["diagnostics"] or {}).get("weights")
-            if weights == "random":
+            criteria += evaluate(run, echo, c.criteria)
+            if run.diagnostics.weights == "random":
                 self.notes.append(
-                    f"{run['label']}: RANDOM WEIGHTS (no official weights found): detections "
+                    f"{run.label}: RANDOM WEIGHTS (no official weights found): detections "
                     "and depth are meaningless, speed figures are representative"
                 )
-        first = frames.frames[0]
-        rep = {
-            "schema": report.SCHEMA,
-            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "command": c.command,
-            "host": {
-                "hostname": socket.gethostname(),
-                "platform": platform.platform(),
-                "python": platform.python_version(),
-                "cpu_count": os.cpu_count(),
-                "rmw": self.env.get("RMW_IMPLEMENTATION") or "rmw_fastrtps_cpp (default)",
-            },
-            "settings": {
-                "preset": c.preset,
-                "frames": c.frames,
-                "warmup": c.warmup,
-                "throughput_frames": c.throughput_frames,
-                "rate": c.rate if isinstance(c.rate, str) else f"{c.rate:g} Hz",
-                "window": c.window,
-                "qos": c.qos,
-                "qos_depth": c.qos_depth,
-                "result_timeout_s": c.result_timeout_s,
-                "startup_timeout_s": c.startup_timeout_s,
-                "transport": "compressed" if frames.compressed else "raw",
-                "depth": c.depth,
-                "save_images": c.save_images,
-                "random_weights_allowed": c.random_weights,
-                "params_file": str(c.params_file) if c.params_file else None,
-                "params": c.params,
-                "compare_params": c.compare_params,
-                "attach": c.attach,
-                "domain_id": int(self.env["ROS_DOMAIN_ID"]),
-                "discovery_range": self.env.get("ROS_AUTOMATIC_DISCOVERY_RANGE"),
-                "fastdds_builtin_transports": self.env.get("FASTDDS_BUILTIN_TRANSPORTS"),
-                "fastdds_profiles_file": self.env.get("FASTDDS_DEFAULT_PROFILES_FILE"),
-                "criteria": c.criteria.__dict__,
-            },
-            "input": {
-                "source": frames.source,
-                "topic": frames.topic,
-                "msgtype": frames.msgtype,
-                "width": frames.width,
-                "height": frames.height,
-                "encoding": first.encoding,
-                "frames_loaded": len(frames),
-                "frames_available": frames.frames_available,
-                "bytes_per_frame": int(np.mean([f.nbytes for f in frames.frames])),
-                "recorded_fps": round(frames.recorded_fps(), 3),
-            },
-            "runs": runs,
-            "vs_echo": {r["label"]: report.overhead(r, echo) for r in nodes} if echo else {},
-            "compare": report.compare(nodes[0], nodes[1]) if len(nodes) > 1 else None,
-            "criteria": criteria,
-            "verdict": report.verdict(criteria),
-            "notes": self.notes,
-            "files": {},
-        }
-        self.out.mkdir(parents=True, exist_ok=True)
+        rep = Report(
+            created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            command=c.command,
+            host=Host(
+                hostname=socket.gethostname(),
+                platform=platform.platform(),
+                python=platform.python_version(),
+                cpu_count=os.cpu_count(),
+                rmw=self.env.get("RMW_IMPLEMENTATION") or "rmw_fastrtps_cpp (default)",
+            ),
+            settings=self._settings(),
+            input=self._input(),
+            runs=runs,
+            vs_echo={r.label: Overhead.of(r, echo) for r in nodes} if echo else {},
+            compare=Comparison.of(nodes[0], nodes[1]) if len(nodes) > 1 else None,
+            criteria=criteria,
+            verdict=verdict(criteria),
+            notes=self.notes,
+        )
         plot_path = plot.plot_latency(rep, self.out / "latency.png")
-        rep["files"] = {
-            "json": str(self.out / "report.json"),
-            "md": str(self.out / "report.md"),
-            "plot": str(plot_path),
-            "images": self.images,
-            "logs": [r["log"] for r in runs if r.get("log")],
-        }
-        report.write(rep, self.out)
+        rep.files = Files(
+            json=str(self.out / "report.json"),
+            md=str(self.out / "report.md"),
+            plot=str(plot_path),
+            images=self.images,
+            logs=[r.log for r in runs if r.log],
+        )
+        write_report(rep, self.out)
         return rep
 
 
@@ -612,7 +377,7 @@ def _capture_candidates(count: int, wanted: int) -> range:
     return range(0, count, max(1, count // (4 * wanted)))
 
 
-def _progress(label: str, total: int, enabled: bool):
+def _progress(label: str, total: int, enabled: bool) -> Any:
     from tqdm import tqdm
 
     # disable=None: bars only on a terminal, so logs and CI output stay clean.
@@ -626,6 +391,11 @@ def _progress(label: str, total: int, enabled: bool):
     )
 
 
-def run_bench(config: BenchConfig) -> dict:
-    """Run one bench invocation and return its report (written to ``config.out`` too)."""
+def run_bench(config: BenchConfig) -> Report:
+    """Run one bench invocation and return its report (written to ``config.out`` too).
+
+    Raises:
+        UsageError: ``config`` is contradictory or out of range.
+        BenchError: The invocation could not run (see :meth:`Bench.run`).
+    """
     return Bench(config).run()

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from aria_perception.bench.errors import SampleError, UsageError
 from aria_perception.bench.frame import RAW_ENCODINGS, Frame, FrameSet, raw_frame, to_jpeg
 
 # (package, path inside it) of photographs known to ship with installed packages.
@@ -55,15 +56,15 @@ class SampleSpec:
 
     def __post_init__(self) -> None:
         if not (16 <= self.width <= 8192 and 16 <= self.height <= 8192):
-            raise ValueError(f"sample size {self.width}x{self.height} outside 16..8192")
+            raise UsageError(f"sample size {self.width}x{self.height} outside 16..8192")
         if self.count < 1:
-            raise ValueError(f"sample count must be >= 1, got {self.count}")
+            raise UsageError(f"sample count must be >= 1, got {self.count}")
         if not self.rate_hz > 0:
-            raise ValueError(f"sample rate must be > 0 Hz, got {self.rate_hz}")
+            raise UsageError(f"sample rate must be > 0 Hz, got {self.rate_hz}")
         if self.encoding not in RAW_ENCODINGS:
-            raise ValueError(f"sample encoding must be one of {sorted(RAW_ENCODINGS)}")
+            raise UsageError(f"sample encoding must be one of {sorted(RAW_ENCODINGS)}")
         if not 1 <= self.jpeg_quality <= 100:
-            raise ValueError(f"jpeg quality must be 1..100, got {self.jpeg_quality}")
+            raise UsageError(f"jpeg quality must be 1..100, got {self.jpeg_quality}")
 
 
 def _package_dir(name: str) -> Path | None:
@@ -87,7 +88,7 @@ def load_photos(paths: list[Path] | None = None) -> list[np.ndarray]:
     """Decode photographs to RGB arrays.
 
     Raises:
-        FileNotFoundError: No photograph could be found or decoded.
+        SampleError: No photograph could be found or decoded.
     """
     import cv2
 
@@ -98,7 +99,7 @@ def load_photos(paths: list[Path] | None = None) -> list[np.ndarray]:
         if bgr is not None:
             photos.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
     if not photos:
-        raise FileNotFoundError(
+        raise SampleError(
             "no sample photographs found: expected "
             + ", ".join(f"{pkg}/{rel}" for pkg, rel in PHOTO_CANDIDATES)
             + " (install ultralytics or matplotlib, or pass a bag with --bag)"

@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from aria_perception.bench import report
+from aria_perception.bench.report import SCHEMA, Report, report_from_json
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture
 def domain_id(request: pytest.FixtureRequest) -> int:
-    """A DDS domain of this test alone, apart from the suite's per-session 1..200.
+    """A DDS domain of this test alone, apart from the 1..200 the suite's conftest picks.
 
     215..232: ids whose DDS ports lie outside Linux's ephemeral port range.
     """
@@ -39,37 +39,21 @@ def bench(*args: str, timeout: float = 240.0) -> subprocess.CompletedProcess:
     )
 
 
-def check_shape(rep: dict) -> None:
-    """Every documented field is present, in every run and phase."""
-    assert rep["schema"] == report.SCHEMA
-    assert set(report.REPORT_KEYS) <= set(rep), set(report.REPORT_KEYS) - set(rep)
-    for run in rep["runs"]:
-        assert set(report.RUN_KEYS) <= set(run), set(report.RUN_KEYS) - set(run)
-        for phase in ("latency", "throughput"):
-            if run[phase] is not None:
-                assert set(report.PHASE_KEYS) <= set(run[phase])
-                assert set(report.LATENCY_KEYS) <= set(run[phase]["latency_ms"])
-        assert set(report.DIAG_KEYS) <= set(run["diagnostics"])
-        assert set(report.STAGE_KEYS) <= set(run["diagnostics"]["stage_ms"])
-        assert set(report.PATH_KEYS) <= set(run["diagnostics"]["path_ms"])
-        assert set(report.RESOURCE_KEYS) <= set(run["resources"])
-        assert set(run["frames"]) == {"phase", "latency_ms", "detections"}
-    for c in rep["criteria"]:
-        assert set(report.CRITERION_KEYS) <= set(c)
+def check_shape(rep: dict) -> Report:
+    """The file is a complete report: reading it into the records and back changes nothing."""
+    assert rep["schema"] == SCHEMA
+    typed = report_from_json(rep)
+    assert typed.to_dict() == rep
+    return typed
 
 
-def test_bench_process_imports_no_torch() -> None:
-    code = (
-        "import sys\n"
-        "import aria_perception.bench.cli, aria_perception.bench.runner\n"
-        "import aria_perception.bench.echo, aria_perception.bench.replay\n"
-        "import aria_perception.bench.plot, aria_perception.bench.sample\n"
-        "from aria_perception.bench.sample import find_photos; find_photos()\n"
-        "bad = [m for m in ('torch', 'ultralytics', 'timm') if m in sys.modules]\n"
-        "sys.exit(f'imported {bad}' if bad else 0)\n"
-    )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
+def max_paced_fps(rate_hz: float, frames: int) -> float:
+    """The highest input FPS a paced phase can show: no frame goes before it is due.
+
+    Frame ``i`` is due ``i`` periods after the first was due, or later; the first may go up to
+    half a period late without moving the schedule. Load only makes the rate lower.
+    """
+    return rate_hz * (frames - 1) / (frames - 1.5) * 1.001
 
 
 @pytest.mark.slow
@@ -109,7 +93,7 @@ def test_smoke_bench_against_echo(tmp_path: Path, domain_id: int) -> None:
     # Reliable QoS on one machine: the echo answers every frame, with its header.
     assert (lat["published"], lat["received"], lat["header_mismatches"]) == (30, 30, 0)
     assert (thr["published"], thr["received"]) == (30, 30)
-    assert lat["input_fps"] == pytest.approx(30.0, rel=0.2)
+    assert 0 < lat["input_fps"] <= max_paced_fps(30.0, 30)  # exact when paced, whatever the load
     assert 0 < lat["latency_ms"]["p50"] <= lat["latency_ms"]["p95"] <= lat["latency_ms"]["max"]
     assert lat["latency_ms"]["p50"] < 1000
     assert thr["output_fps"] > 0 and lat["detections_mean"] == 0.0
@@ -148,22 +132,37 @@ def test_compressed_bag_replayed_at_recorded_rate(tmp_path: Path, domain_id: int
     [echo] = rep["runs"]
     assert echo["throughput"] is None
     assert (echo["latency"]["published"], echo["latency"]["received"]) == (16, 16)
-    assert echo["latency"]["input_fps"] == pytest.approx(20.0, rel=0.2)
+    assert 0 < echo["latency"]["input_fps"] <= max_paced_fps(20.0, 16)
+
+
+def one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> None:
+    """Exit status 2 and a one-line message naming the problem, no traceback."""
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
+    for needle in needles:
+        assert needle in proc.stderr, proc.stderr
 
 
 def test_bad_input_is_refused_clearly(tmp_path: Path) -> None:
     proc = bench("--bag", str(tmp_path / "nope"), "--echo-only", "--out", str(tmp_path))
-    assert proc.returncode == 2 and "bag" in proc.stderr and "does not exist" in proc.stderr
+    one_line_error(proc, "bench: error: bag", "does not exist")
+    one_line_error(bench("--criteria", "speed=3", "--echo-only"), "bad criterion")
+    one_line_error(bench("--attach", "-P", "x:=1", "--out", str(tmp_path)), "cannot attach")
+    one_line_error(bench("--labels", "a,b,c", "--out", str(tmp_path)), "--labels")
+    one_line_error(bench("sample", "--out", str(tmp_path / "s"), "--width", "4"), "sample size")
+    args = ["--no-echo", "--size", "64x48", "--sample-frames", "2", "--out", str(tmp_path)]
+    proc = bench(*args, "--node-command", str(tmp_path / "no_such_program"))
+    one_line_error(proc, "cannot start", "no_such_program")
+    one_line_error(bench("echo", "--ros-args", "-p", "input.transport:=jpeg"), "input.transport")
+    # argparse's own usage errors (exit status 2 as well).
     proc = bench("--rate", "-3")
-    assert proc.returncode == 2 and "rate" in proc.stderr
-    proc = bench("--criteria", "speed=3", "--echo-only")
-    assert proc.returncode == 2 and "bad criterion" in proc.stderr
-    proc = bench("--attach", "-P", "worker.cuda_graphs:=false", "--out", str(tmp_path))
-    assert proc.returncode == 2 and "cannot attach" in proc.stderr
+    assert proc.returncode == 2 and "rate must be > 0" in proc.stderr
+    proc = bench("--size", "640")
+    assert proc.returncode == 2 and "WIDTHxHEIGHT" in proc.stderr
 
 
 def _node_missing() -> str | None:
-    from aria_perception.bench.runner import node_available
+    from aria_perception.bench.environment import node_available
 
     return node_available()
 

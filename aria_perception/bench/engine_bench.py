@@ -1,0 +1,352 @@
+"""Engine benchmark: latency and throughput of :class:`Engine` alone, with ablations.
+
+``engine_bench --size 1408x1408 --iterations 300`` prints a table (p50/p95/p99 latency, FPS and
+per-stage GPU times for each configuration) and writes the same as JSON with ``--json``.
+Random weights are used unless weight files are given; speed does not depend on them.
+torch is imported only by the functions that build and run an engine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from aria_perception.bench.ablation import Ablation, ablation_names, select_ablations
+from aria_perception.bench.errors import BenchError, FrameDataError, TargetError, UsageError
+from aria_perception.bench.sizes import Size, parse_size
+from aria_perception.errors import AriaPerceptionError, ConfigError
+from aria_perception.records import EngineConfig
+from aria_perception.stats import Summary, percentile
+
+STAGE_KEYS = ("preprocess_ms", "depth_ms", "detect_ms", "transfer_ms", "total_ms")
+EXIT_OK, EXIT_ERROR = 0, 2
+
+
+@dataclass(frozen=True)
+class EngineRun:
+    """The figures of one timed configuration (one row of the table, one JSON result).
+
+    Attributes:
+        name: Ablation name (or the per-frame reference code's).
+        config: The engine configuration as a dict (empty for the reference code).
+        iterations: Frames timed.
+        latency_ms: ``process`` call latency.
+        fps: Frames per second over the timed loop.
+        stages_ms_p50: Median of each stage time the engine reports.
+        gpu_mem_mb: Allocator memory after the loop (NaN where unknown).
+        gpu_mem_peak_mb: Allocator peak (NaN where unknown).
+        device: Device name.
+        precision: ``fp16`` or ``fp32``.
+        weights: ``official`` or ``random``.
+        registered_io: Frame and depth buffers were page-locked.
+        exact_post_frames: Frames whose fixed-shape NMS result was not exact and took the exact
+            path (None for the reference code).
+        fixed_post_frames: Frames served by the fixed-shape NMS (None for the reference code).
+    """
+
+    name: str
+    config: dict[str, Any]
+    iterations: int
+    latency_ms: Summary
+    fps: float
+    stages_ms_p50: dict[str, float]
+    gpu_mem_mb: float
+    gpu_mem_peak_mb: float
+    device: str
+    precision: str
+    weights: str
+    registered_io: bool
+    exact_post_frames: int | None = None
+    fixed_post_frames: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form of ``--json`` (one entry of ``results``)."""
+        return asdict(self)
+
+
+def bench_frame(size: Size) -> tuple[np.ndarray, str]:
+    """An RGB frame to time: a photograph from the bench's samples, else noise.
+
+    A photo matters for JPEG: noise compresses badly and decodes slower than a camera frame.
+    """
+    try:
+        from aria_perception.bench.sample import find_photos, load_photos, render
+
+        photos = find_photos()
+        if photos:
+            return render(load_photos(photos[:1])[0], size.width, size.height, 0.5), photos[0].name
+    except (ImportError, BenchError):  # no OpenCV, or no photo could be decoded
+        pass
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 256, (*size.shape, 3), dtype=np.uint8), "noise"
+
+
+def _time_loop(step: Callable[[], object], iterations: int, warmup: int) -> tuple[list, float]:
+    """Latencies (ms) of ``iterations`` calls after ``warmup`` ones, and the loop's wall time."""
+    for _ in range(warmup):
+        step()
+    latencies: list[float] = []
+    start = time.perf_counter()
+    for _ in range(iterations):
+        t0 = time.perf_counter()
+        step()
+        latencies.append((time.perf_counter() - t0) * 1000.0)
+    return latencies, time.perf_counter() - start
+
+
+def run_config(
+    ablation: Ablation,
+    config: EngineConfig,
+    frame: np.ndarray,
+    encoding: str,
+    iterations: int,
+    warmup: int,
+    want_depth: bool,
+    output_size: Size,
+    register: bool,
+) -> EngineRun:
+    """Benchmark one configuration.
+
+    With ``register`` the frame and the depth output live in page-locked memory, as the
+    worker's shared-memory slots do, so no staging copies happen on the host.
+
+    Raises:
+        UsageError: The configuration is invalid (a device that does not exist, ...).
+        TargetError: The engine could not be built (weights, CUDA).
+    """
+    from aria_perception.engine.engine import Engine
+
+    try:
+        engine = Engine(config, fixed_nms=ablation.engine_options.fixed_nms)
+    except ConfigError as err:
+        raise UsageError(f"{ablation.name}: {err}") from err
+    except AriaPerceptionError as err:
+        raise TargetError(f"{ablation.name}: cannot build the engine: {err}") from err
+    depth_out = np.empty(output_size.shape, np.float32) if want_depth else None
+    if register:
+        engine.register_host_buffer(frame)
+        if depth_out is not None:
+            engine.register_host_buffer(depth_out)
+    stages: dict[str, list[float]] = {}
+
+    def step() -> None:
+        result = engine.process(frame, encoding, want_depth=want_depth, depth_out=depth_out)
+        for key, value in asdict(result.times).items():
+            stages.setdefault(key, []).append(value)
+
+    try:
+        latencies, wall = _time_loop(step, iterations, warmup)
+        mem, peak = engine.memory_mb()
+        return EngineRun(
+            name=ablation.name,
+            config=asdict(config),
+            iterations=iterations,
+            latency_ms=Summary.of(latencies),
+            fps=iterations / wall,
+            # Warm-up frames are left out of the stage medians too.
+            stages_ms_p50={k: percentile(v[warmup:], 50) for k, v in stages.items()},
+            gpu_mem_mb=mem,
+            gpu_mem_peak_mb=peak,
+            device=engine.info.device_name,
+            precision=engine.info.precision,
+            weights=engine.info.weights,
+            registered_io=register,
+            exact_post_frames=engine.exact_post_frames,
+            fixed_post_frames=engine.fixed_post_frames,
+        )
+    finally:
+        engine.close()
+
+
+def run_reference_baseline(frame: np.ndarray, iterations: int, warmup: int) -> EngineRun:
+    """The per-frame reference code, to compare the engine with.
+
+    cv2 transform on the CPU, fp32 MiDaS, ``.cpu().numpy()`` of the upsampled depth, then
+    ``YOLO.predict`` on the same frame; random weights, CUDA device when there is one.
+    """
+    import cv2
+    import torch
+    from ultralytics import YOLO
+
+    from aria_perception.engine.midas import MIDAS_SMALL_CFG, MidasSmall
+    from aria_perception.engine.preprocess import midas_input_size
+
+    device = torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
+    midas = MidasSmall().to(device).eval()
+    yolo = YOLO("yolov8n.yaml")
+    cfg = MIDAS_SMALL_CFG
+    mean, std = np.asarray(cfg.mean, np.float32), np.asarray(cfg.std, np.float32)
+    h, w = midas_input_size(*frame.shape[:2], cfg.input_size)
+
+    def once() -> None:
+        img = frame.astype(np.float32) / 255.0
+        img = cv2.resize(img, (w, h), interpolation=cv2.INTER_CUBIC)
+        x = torch.from_numpy(((img - mean) / std).transpose(2, 0, 1)[None].copy()).to(device)
+        with torch.no_grad():
+            pred = midas(x)
+            pred = torch.nn.functional.interpolate(
+                pred[:, None], size=frame.shape[:2], mode="bicubic", align_corners=False
+            )
+        pred.squeeze().cpu().numpy()
+        yolo.predict(frame[..., ::-1], imgsz=640, device=device, verbose=False)
+
+    latencies, wall = _time_loop(once, iterations, warmup)
+    nan = float("nan")
+    return EngineRun(
+        name="per-frame reference",
+        config={},
+        iterations=iterations,
+        latency_ms=Summary.of(latencies),
+        fps=iterations / wall,
+        stages_ms_p50=dict.fromkeys(STAGE_KEYS, nan),
+        gpu_mem_mb=nan,
+        gpu_mem_peak_mb=nan,
+        device=str(device),
+        precision="fp32",
+        weights="random",
+        registered_io=False,
+    )
+
+
+def format_table(rows: list[EngineRun]) -> str:
+    """The results as a Markdown table."""
+    head = (
+        "| configuration | p50 ms | p95 ms | p99 ms | FPS | prep ms | depth ms | detect ms "
+        "| transfer ms | GPU MB | exact-path frames |"
+    )
+    lines = [head, "|" + "---|" * 11]
+    for r in rows:
+        lat, st = r.latency_ms, r.stages_ms_p50
+        exact = "-" if r.exact_post_frames is None else r.exact_post_frames
+        lines.append(
+            f"| {r.name} | {lat.p50:.2f} | {lat.p95:.2f} | {lat.p99:.2f} "
+            f"| {r.fps:.0f} | {st['preprocess_ms']:.2f} | {st['depth_ms']:.2f} "
+            f"| {st['detect_ms']:.2f} | {st['transfer_ms']:.2f} | {r.gpu_mem_peak_mb:.0f} "
+            f"| {exact} |"
+        )
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``engine_bench`` argument parser."""
+    parser = argparse.ArgumentParser(prog="engine_bench", description=__doc__)
+    parser.add_argument("--size", type=parse_size, default=Size(1408, 1408), help="WxH")
+    parser.add_argument("--iterations", type=int, default=300)
+    parser.add_argument("--warmup", type=int, default=30)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--encoding", default="rgb8", choices=["rgb8", "bgr8", "jpeg"])
+    parser.add_argument(
+        "--no-depth-output",
+        action="store_true",
+        help="do not upsample/copy the depth map back (box depth only)",
+    )
+    parser.add_argument(
+        "--ablations",
+        default="all",
+        help="'all', 'none', or comma-separated names: " + ", ".join(ablation_names()),
+    )
+    parser.add_argument(
+        "--io",
+        choices=["registered", "staged"],
+        default="registered",
+        help="registered: frame and depth buffers page-locked as the worker's "
+        "shared memory is; staged: plain numpy arrays (host copies)",
+    )
+    parser.add_argument(
+        "--baseline",
+        action="store_true",
+        help="also time the per-frame reference code (CPU transform, fp32, predict())",
+    )
+    parser.add_argument("--depth-weights", default="")
+    parser.add_argument("--detector-weights", default="yolov8n.pt")
+    parser.add_argument("--json", help="write the results here")
+    return parser
+
+
+def _encode(frame: np.ndarray, encoding: str) -> np.ndarray:
+    if encoding != "jpeg":
+        return frame
+    import cv2
+
+    ok, data = cv2.imencode(".jpg", frame[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])
+    if not ok:
+        raise FrameDataError("could not encode the JPEG test frame")
+    return data.reshape(-1)
+
+
+def run(args: argparse.Namespace) -> list[EngineRun]:
+    """Time every selected ablation (and the reference code with ``--baseline``)."""
+    size: Size = args.size
+    if args.iterations < 1 or args.warmup < 0:
+        raise UsageError("--iterations must be >= 1 and --warmup >= 0")
+    ablations = select_ablations(args.ablations)
+    frame, source = bench_frame(size)
+    encoding = args.encoding
+    frame = _encode(frame, encoding)
+    base = EngineConfig(
+        device=args.device,
+        allow_random_weights=True,
+        depth_weights=args.depth_weights,
+        detector_weights=args.detector_weights,
+    )
+    rows = []
+    for ablation in ablations:
+        print(f"engine_bench: {ablation.name} ...", file=sys.stderr, flush=True)
+        rows.append(
+            run_config(
+                ablation,
+                ablation.config(base),
+                frame,
+                encoding,
+                args.iterations,
+                args.warmup,
+                not args.no_depth_output,
+                size,
+                args.io == "registered",
+            )
+        )
+    if args.baseline and encoding != "jpeg":
+        print("engine_bench: per-frame reference ...", file=sys.stderr, flush=True)
+        rows.append(run_reference_baseline(frame, args.iterations, args.warmup))
+    print(
+        f"\n{size} {encoding} ({source}), {args.iterations} iterations, {args.io} host "
+        "buffers, random weights\n"
+    )
+    print(format_table(rows))
+    if args.json:
+        results = {
+            "size": list(size),
+            "encoding": encoding,
+            "results": [r.to_dict() for r in rows],
+        }
+        try:
+            with open(args.json, "w", encoding="utf-8") as fh:
+                json.dump(results, fh, indent=1)
+        except OSError as err:
+            raise BenchError(f"cannot write {args.json}: {err}") from err
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point ``engine_bench``."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        run(args)
+    except BenchError as err:
+        print(f"engine_bench: error: {err}", file=sys.stderr)
+        return EXIT_ERROR
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""The engine benchmark: typed ablations, a short CPU run, user mistakes; NMS paths on the GPU."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from aria_perception.bench.ablation import ABLATIONS, Ablation, EngineOptions, select_ablations
+from aria_perception.bench.engine_bench import main
+from aria_perception.bench.errors import UsageError
+from aria_perception.records import EngineConfig
+
+
+def test_ablations_are_typed() -> None:
+    by_name = {a.name: a for a in ABLATIONS}
+    assert by_name["exact-nms"].engine_options == EngineOptions(fixed_nms=False)
+    assert all(a.engine_options.fixed_nms for a in ABLATIONS if a.name != "exact-nms")
+    base = EngineConfig(device="cpu")
+    assert by_name["default"].config(base) == base
+    seq = by_name["eager-sequential"].config(base)
+    assert (seq.cuda_graphs, seq.parallel_streams, seq.device) == (False, False, "cpu")
+    with pytest.raises(TypeError):
+        by_name["fp32"].config_changes["precision"] = "fp16"  # type: ignore[index]
+    with pytest.raises(UsageError, match="unknown fields"):
+        Ablation("bad", "no such field", {"turbo": True})
+
+
+def test_select_ablations() -> None:
+    assert select_ablations("all") == list(ABLATIONS)
+    assert [a.name for a in select_ablations("none")] == ["default"]
+    assert [a.name for a in select_ablations("fp32, exact-nms")] == ["fp32", "exact-nms"]
+    with pytest.raises(UsageError, match=r"unknown ablation\(s\) \['turbo'\]"):
+        select_ablations("default,turbo")
+
+
+@pytest.mark.slow
+def test_a_short_cpu_run_writes_its_table_and_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    out = tmp_path / "engine.json"
+    args = "--size 96x64 --iterations 2 --warmup 1 --device cpu --ablations default,sequential"
+    assert main([*args.split(), "--json", str(out)]) == 0
+    table = capsys.readouterr().out
+    assert "96x64 rgb8" in table and "| default |" in table and "| sequential |" in table
+    data = json.loads(out.read_text())
+    assert data["size"] == [96, 64] and data["encoding"] == "rgb8"
+    default, sequential = data["results"]
+    assert (default["name"], sequential["name"]) == ("default", "sequential")
+    assert default["config"]["parallel_streams"] and not sequential["config"]["parallel_streams"]
+    for r in data["results"]:
+        assert r["iterations"] == 2 and r["latency_ms"]["count"] == 2
+        assert 0 < r["latency_ms"]["p50"] <= r["latency_ms"]["max"]
+        assert r["device"] == "cpu" and r["weights"] == "random"
+        assert r["stages_ms_p50"]["depth_ms"] > 0
+
+
+def test_user_mistakes_are_one_line_errors(capsys: pytest.CaptureFixture) -> None:
+    assert main(["--ablations", "turbo", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("engine_bench: error: unknown ablation") and err.count("\n") == 1
+    with pytest.raises(SystemExit) as exit_:
+        main(["--size", "96"])
+    assert exit_.value.code == 2 and "WIDTHxHEIGHT" in capsys.readouterr().err
+
+
+@pytest.mark.gpu
+def test_exact_nms_ablation_builds_the_engine_without_fixed_nms(tmp_path: Path) -> None:
+    out = tmp_path / "engine.json"
+    args = "--size 640x480 --iterations 20 --warmup 5 --device cuda --ablations default,exact-nms"
+    assert main([*args.split(), "--json", str(out)]) == 0
+    default, exact = json.loads(out.read_text())["results"]
+    # The default engine serves frames from the fixed-shape NMS; exact-nms never does.
+    assert default["fixed_post_frames"] > 0 and exact["fixed_post_frames"] == 0
