@@ -45,6 +45,10 @@ class EchoEngine:
     def set_thresholds(self, thresholds: Thresholds) -> None:
         """Nothing to set."""
 
+    def register_host_buffer(self, array: np.ndarray) -> bool:
+        """Nothing to page-lock: no device copies."""
+        return False
+
     def memory_mb(self) -> tuple[float, float]:
         """No GPU."""
         return 0.0, 0.0

@@ -255,7 +255,9 @@ def measure_transport(
             for i in range(warmup + frames):
                 if period:
                     time.sleep(max(0.0, next_at - time.monotonic()))
-                    next_at = max(next_at + period, time.monotonic())
+                    # Each send at least one period after the previous one (a late send
+                    # shifts the rest): the idle gap before every frame is a camera's.
+                    next_at = time.monotonic() + period
                 if i == warmup:
                     measured_from = time.monotonic()
                 done.clear()
