@@ -248,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
         "which is otherwise reported, not judged)",
     )
     g.add_argument(
-        "--design-targets",
+        "--echo-targets",
         action="store_true",
         help="also judge the targets over echo: p50 +5 ms, p95 +8 ms, "
         "throughput >= 90%% of echo's, zero drops",
@@ -277,7 +277,7 @@ def config_from_args(args: argparse.Namespace, argv: list[str]) -> BenchConfig:
     preset = PRESETS[args.preset]
     size: Size = args.size or Size(preset["width"], preset["height"])
     criteria = Criteria()
-    if args.design_targets:
+    if args.echo_targets:
         criteria = Criteria(
             max_overhead_p50_ms=5.0,
             max_overhead_p95_ms=8.0,

@@ -29,7 +29,7 @@ class Criteria(JsonRecord):
 
     Defaults: at least 18 FPS, p50 under 10 ms, p95 under 15 ms, GPU memory under 5.5 GB, no
     crash. Targets relative to the echo reference
-    (overhead p50 <= 5 ms, p95 <= 8 ms, throughput >= 90 % of echo's, ``--design-targets``) and
+    (overhead p50 <= 5 ms, p95 <= 8 ms, throughput >= 90 % of echo's, ``--echo-targets``) and
     a drop limit are available but off by default. Speed and memory targets apply to CUDA
     devices: a node that reports ``device: cpu`` gets its figures reported but not judged,
     unless ``judge_cpu``.

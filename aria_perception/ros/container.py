@@ -4,8 +4,8 @@ The nodes are named on the command line (``name`` or ``/namespace/name``) or, wh
 given, taken from the section keys of the ``--params-file`` YAML (``/central_perception:``,
 ``/slam_left/perception:``; wildcard sections such as ``/**`` apply to every node and name
 none), e.g. ``perception_container --ros-args --params-file config/container.yaml
--r central_perception:image:=/camera-rgb/image_raw
--r slam_left_perception:image:=/camera-slam-left/image_raw``.
+-r central_perception:image:=/camera_rgb/image_raw
+-r slam_left_perception:image:=/camera_slam_left/image_raw``.
 
 Node-specific remaps (``node:from:=to``) give each node its camera. Each node starts its own
 worker: the GPU is shared, and each worker holds its own models and CUDA memory.

@@ -99,7 +99,7 @@ class PathTimes:
         copy_in_ms: validating the frame and copying it into shared memory.
         queue_ms: waiting for the worker to finish an earlier frame.
         engine_ms: ``Engine.process`` in the worker (wall clock, GPU work included).
-        transport_ms: the process boundary: messages both ways and reading the result.
+        transport_ms: the process boundary: messages both ways and the worker's copy out.
         publish_ms: building and publishing the output messages.
     """
 

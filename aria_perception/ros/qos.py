@@ -37,9 +37,10 @@ INPUT_DEPTH = 2
 
 LARGE_DATA_FIX = (
     "large frames are fragmented over UDP and a best-effort reader loses them: set "
-    "FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA on BOTH publisher and subscriber (the launch file "
-    "does), or FASTRTPS_DEFAULT_PROFILES_FILE=<share>/aria_perception/config/"
-    "fastdds_large_data.xml, or use input.qos: reliable with a reliable publisher"
+    "FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA on BOTH publisher and subscriber, "
+    "or FASTDDS_DEFAULT_PROFILES_FILE (FASTRTPS_DEFAULT_PROFILES_FILE before Kilted)="
+    "<share>/aria_perception/config/fastdds_large_data.xml on both (the launch file does), "
+    "or use input.qos: reliable with a reliable publisher"
 )
 
 

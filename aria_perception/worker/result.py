@@ -40,7 +40,8 @@ class FrameTiming:
 
         ``roundtrip_ms - copy_in_ms - wait_ms - engine_ms``: the messages to the worker and
         back, the wake-ups of both processes, the worker's copy of the result into shared
-        memory and reading the result here. Never negative (one monotonic clock).
+        memory. Reading the result here happens after ``roundtrip_ms`` ends. Never negative
+        (one monotonic clock).
         """
         return self.roundtrip_ms - self.copy_in_ms - self.wait_ms - self.engine_ms
 
