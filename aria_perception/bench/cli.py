@@ -16,11 +16,18 @@ import argparse
 import shlex
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aria_perception.bench.bag import STORAGES, write_bag
+from aria_perception.bench.console import (
+    EXIT_ERROR,
+    EXIT_FAILED_CRITERIA,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    run_main,
+)
 from aria_perception.bench.criteria import Criteria, Verdict
-from aria_perception.bench.errors import BenchError, UsageError
+from aria_perception.bench.errors import UsageError
 from aria_perception.bench.frame import RAW_ENCODINGS
 from aria_perception.bench.pacing import MAX, RECORDED, check_pacing
 from aria_perception.bench.sample import SampleSpec, sample_frames
@@ -42,7 +49,35 @@ PRESETS = {
     "custom": {"frames": 100, "warmup": 10, "throughput_frames": 100, "width": 640, "height": 480},
 }
 
-EXIT_OK, EXIT_FAILED_CRITERIA, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
+#: Options that are :class:`BenchConfig` fields of the same name, taken as given.
+_AS_GIVEN = (
+    "preset",
+    "rate",
+    "window",
+    "qos",
+    "qos_depth",
+    "bag",
+    "topic",
+    "transport",
+    "jpeg_quality",
+    "attach",
+    "namespace",
+    "node_name",
+    "node_pid",
+    "image_topic",
+    "output_prefix",
+    "params_file",
+    "depth",
+    "save_images",
+    "domain_id",
+    "dds_transport",
+    "fastdds_profile",
+    "out",
+)
+#: Options that are :class:`BenchConfig` fields of the same name; the preset's when not given.
+_PRESET_FILLED = ("frames", "warmup", "throughput_frames")
+#: ``bench sample`` options that are :class:`SampleSpec` fields of the same name.
+_SAMPLE_AS_GIVEN = ("width", "height", "count", "encoding", "jpeg_quality", "frame_id")
 
 
 def _rate(text: str) -> str | float:
@@ -266,6 +301,11 @@ def _show_defaults(parser: argparse.ArgumentParser) -> None:
                 action.help += " (default: %(default)s)"
 
 
+def _as_given(args: argparse.Namespace, names: tuple[str, ...]) -> dict[str, Any]:
+    """The options ``names`` as keyword arguments of the record fields of the same names."""
+    return {name: getattr(args, name) for name in names}
+
+
 def config_from_args(args: argparse.Namespace, argv: list[str]) -> BenchConfig:
     """Turn parsed options into a :class:`BenchConfig` (preset values fill the gaps).
 
@@ -288,47 +328,21 @@ def config_from_args(args: argparse.Namespace, argv: list[str]) -> BenchConfig:
     labels = tuple(s.strip() for s in args.labels.split(","))
     if len(labels) != 2:
         raise UsageError(f"--labels takes two comma-separated names, got {args.labels!r}")
+    filled = {k: preset[k] if v is None else v for k, v in _as_given(args, _PRESET_FILLED).items()}
     return BenchConfig(
-        preset=args.preset,
-        frames=args.frames if args.frames is not None else preset["frames"],
-        warmup=args.warmup if args.warmup is not None else preset["warmup"],
-        throughput_frames=(
-            args.throughput_frames
-            if args.throughput_frames is not None
-            else preset["throughput_frames"]
-        ),
-        rate=args.rate,
-        window=args.window,
-        qos=args.qos,
-        qos_depth=args.qos_depth,
+        **_as_given(args, _AS_GIVEN),
+        **filled,
         result_timeout_s=args.result_timeout,
         startup_timeout_s=args.startup_timeout,
-        bag=args.bag,
-        topic=args.topic,
         sample=SampleSpec(width=size.width, height=size.height, count=args.sample_frames),
-        transport=args.transport,
-        jpeg_quality=args.jpeg_quality,
         echo=not args.no_echo,
         node=not args.echo_only,
-        attach=args.attach,
-        namespace=args.namespace,
-        node_name=args.node_name,
-        node_pid=args.node_pid,
-        image_topic=args.image_topic,
-        output_prefix=args.output_prefix,
         node_command=shlex.split(args.node_command) if args.node_command else None,
-        params_file=args.params_file,
         params=list(args.param),
         compare_params=list(args.compare_param) if args.compare_param else None,
         labels=labels,  # type: ignore[arg-type]
         random_weights=not args.no_random_weights,
-        depth=args.depth,
-        save_images=args.save_images,
-        domain_id=args.domain_id,
-        dds_transport=args.dds_transport,
-        fastdds_profile=args.fastdds_profile,
         criteria=criteria,
-        out=args.out,
         progress=not args.no_progress,
         command=shlex.join(["bench", *argv]),
     )
@@ -367,22 +381,18 @@ def sample_main(argv: list[str]) -> int:
         help="typestore for serialisation",
     )
     args = p.parse_args(argv)
-    try:
-        spec = SampleSpec(
-            width=args.width,
-            height=args.height,
-            count=args.count,
-            rate_hz=args.rate,
-            compressed=args.format == "jpeg",
-            encoding=args.encoding,
-            jpeg_quality=args.jpeg_quality,
-            frame_id=args.frame_id,
-        )
-        frames = sample_frames(spec)
-        n = write_bag(args.out, frames, topic=args.topic, storage=args.storage, distro=args.distro)
-    except BenchError as err:
-        print(f"bench sample: error: {_one_line(err)}", file=sys.stderr)
-        return EXIT_ERROR
+    return run_main("bench sample", lambda: _write_sample(args))
+
+
+def _write_sample(args: argparse.Namespace) -> int:
+    spec = SampleSpec(
+        **_as_given(args, _SAMPLE_AS_GIVEN),
+        rate_hz=args.rate,
+        compressed=args.format == "jpeg",
+    )
+    n = write_bag(
+        args.out, sample_frames(spec), topic=args.topic, storage=args.storage, distro=args.distro
+    )
     kind = "CompressedImage jpeg" if args.format == "jpeg" else f"Image {args.encoding}"
     print(
         f"wrote {n} frames {args.width}x{args.height} {kind} at {args.rate:g} Hz to "
@@ -401,14 +411,15 @@ def main(argv: list[str] | None = None) -> int:
 
         return echo.main(["bench-echo", *argv[1:]])
     args = build_parser().parse_args(argv)
+    return run_main("bench", lambda: _bench(args, argv))
+
+
+def _bench(args: argparse.Namespace, argv: list[str]) -> int:
     from aria_perception.bench.render import summary_text
     from aria_perception.bench.runner import run_bench
 
     try:
         rep = run_bench(config_from_args(args, argv))
-    except BenchError as err:
-        print(f"bench: error: {_one_line(err)}", file=sys.stderr)
-        return EXIT_ERROR
     except KeyboardInterrupt:
         print("bench: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -419,11 +430,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.strict and rep.verdict is Verdict.FAIL:
         return EXIT_FAILED_CRITERIA
     return EXIT_OK
-
-
-def _one_line(err: BaseException) -> str:
-    """The error's message on one line (a user's mistake never prints a traceback)."""
-    return " ".join(str(err).split())
 
 
 if __name__ == "__main__":

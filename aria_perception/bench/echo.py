@@ -17,6 +17,7 @@ import time
 
 from rclpy.node import Node
 
+from aria_perception.bench.console import EXIT_OK, print_error
 from aria_perception.bench.errors import UsageError
 
 STATUS_PREFIX = "aria_perception echo"
@@ -150,8 +151,7 @@ def main(args: list[str] | None = None) -> int:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except UsageError as err:
-        print(f"bench echo: error: {err}", file=sys.stderr)
-        return 2
+        return print_error("bench echo", err)
     except Exception:
         if rclpy.ok():
             raise
@@ -161,7 +161,7 @@ def main(args: list[str] | None = None) -> int:
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":

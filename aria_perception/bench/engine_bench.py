@@ -9,7 +9,6 @@ torch is imported only by the functions that build and run an engine.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import time
@@ -20,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from aria_perception.bench.ablation import Ablation, ablation_names, select_ablations
+from aria_perception.bench.console import EXIT_OK, run_main, write_json
 from aria_perception.bench.errors import BenchError, FrameDataError, TargetError, UsageError
 from aria_perception.bench.sizes import Size, parse_size
 from aria_perception.errors import AriaPerceptionError, ConfigError
@@ -27,7 +27,6 @@ from aria_perception.records import EngineConfig
 from aria_perception.stats import Summary, percentile
 
 STAGE_KEYS = ("preprocess_ms", "depth_ms", "detect_ms", "transfer_ms", "total_ms")
-EXIT_OK, EXIT_ERROR = 0, 2
 
 
 @dataclass(frozen=True)
@@ -327,11 +326,7 @@ def run(args: argparse.Namespace) -> list[EngineRun]:
             "encoding": encoding,
             "results": [r.to_dict() for r in rows],
         }
-        try:
-            with open(args.json, "w", encoding="utf-8") as fh:
-                json.dump(results, fh, indent=1)
-        except OSError as err:
-            raise BenchError(f"cannot write {args.json}: {err}") from err
+        write_json(args.json, results, indent=1)
     return rows
 
 
@@ -340,12 +335,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
+
+    def body() -> int:
         run(args)
-    except BenchError as err:
-        print(f"engine_bench: error: {err}", file=sys.stderr)
-        return EXIT_ERROR
-    return EXIT_OK
+        return EXIT_OK
+
+    return run_main(parser.prog, body)
 
 
 if __name__ == "__main__":

@@ -39,6 +39,27 @@ from aria_perception.bench.sample import sample_set
 from aria_perception.bench.targets import Target, plan_targets
 from aria_perception.bench.topics import TopicPlan
 
+#: :class:`BenchConfig` fields that the report's :class:`Settings` record as they are.
+_SETTINGS_AS_GIVEN = (
+    "preset",
+    "frames",
+    "warmup",
+    "throughput_frames",
+    "window",
+    "qos",
+    "qos_depth",
+    "result_timeout_s",
+    "startup_timeout_s",
+    "depth",
+    "save_images",
+    "compare_params",
+    "attach",
+    "criteria",
+)
+
+#: :class:`BenchConfig` fields that are :class:`ReplaySettings` fields of the same name.
+_REPLAY_AS_GIVEN = ("qos", "qos_depth", "window", "result_timeout_s")
+
 
 def load_frames(config: BenchConfig) -> FrameSet:
     """The frames to replay, converted to the wanted transport."""
@@ -95,11 +116,7 @@ class Bench:
         )
         plan = self._plan(target, frames)
         settings = ReplaySettings(
-            qos=c.qos,
-            qos_depth=c.qos_depth,
-            window=c.window,
-            result_timeout_s=c.result_timeout_s,
-            status_node=c.node_name,
+            **{name: getattr(c, name) for name in _REPLAY_AS_GIVEN}, status_node=c.node_name
         )
         proc = None
         if target.command is not None:
@@ -283,29 +300,16 @@ class Bench:
         c, frames = self.config, self.frames
         assert frames is not None
         return Settings(
-            preset=c.preset,
-            frames=c.frames,
-            warmup=c.warmup,
-            throughput_frames=c.throughput_frames,
+            **{name: getattr(c, name) for name in _SETTINGS_AS_GIVEN},
             rate=pacing_label(c.rate),
-            window=c.window,
-            qos=c.qos,
-            qos_depth=c.qos_depth,
-            result_timeout_s=c.result_timeout_s,
-            startup_timeout_s=c.startup_timeout_s,
             transport="compressed" if frames.compressed else "raw",
-            depth=c.depth,
-            save_images=c.save_images,
             random_weights_allowed=c.random_weights,
             params_file=str(c.params_file) if c.params_file else None,
             params=list(c.params),
-            compare_params=c.compare_params,
-            attach=c.attach,
             domain_id=int(self.env["ROS_DOMAIN_ID"]),
             discovery_range=self.env.get("ROS_AUTOMATIC_DISCOVERY_RANGE"),
             fastdds_builtin_transports=self.env.get("FASTDDS_BUILTIN_TRANSPORTS"),
             fastdds_profiles_file=self.env.get("FASTDDS_DEFAULT_PROFILES_FILE"),
-            criteria=c.criteria,
         )
 
     def _input(self) -> InputInfo:

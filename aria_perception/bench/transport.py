@@ -28,7 +28,6 @@ which is what the node sees.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import threading
 import time
@@ -38,13 +37,9 @@ from typing import Any
 
 import numpy as np
 
+from aria_perception.bench.console import EXIT_OK, run_main, write_json
 from aria_perception.bench.echo_engine import ECHO_FACTORY
-from aria_perception.bench.errors import (
-    BenchError,
-    TargetError,
-    TargetTimeoutError,
-    UsageError,
-)
+from aria_perception.bench.errors import TargetError, TargetTimeoutError, UsageError
 from aria_perception.bench.sizes import Size, parse_size
 from aria_perception.errors import WorkerError
 from aria_perception.records import RAW_CHANNELS, EngineConfig
@@ -58,7 +53,6 @@ from aria_perception.worker import (
 )
 
 _RING = 8
-EXIT_OK, EXIT_ERROR = 0, 2
 #: Table rows: figure name and how it is computed.
 ROWS = (
     ("boundary", "round trip - wait - engine"),
@@ -306,28 +300,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.rate < 0:
         parser.error(f"--rate must be >= 0 (0: back to back), got {args.rate:g}")
-    config = EngineConfig(device=args.device, allow_random_weights=True)
-    try:
-        report = measure_transport(
-            size=args.size,
-            frames=args.frames,
-            warmup=args.warmup,
-            engine=args.engine,
-            config=config,
-            encoding=args.encoding,
-            want_depth=not args.no_depth,
-            rate_hz=args.rate,
-        )
-        print(report.table())
-        if args.json:
-            try:
-                with open(args.json, "w") as f:
-                    json.dump(report.to_dict(), f, indent=2)
-            except OSError as err:
-                raise BenchError(f"cannot write {args.json}: {err}") from err
-    except BenchError as err:
-        print(f"{parser.prog}: error: {err}", file=sys.stderr)
-        return EXIT_ERROR
+    return run_main(parser.prog, lambda: _report(args))
+
+
+def _report(args: argparse.Namespace) -> int:
+    report = measure_transport(
+        size=args.size,
+        frames=args.frames,
+        warmup=args.warmup,
+        engine=args.engine,
+        config=EngineConfig(device=args.device, allow_random_weights=True),
+        encoding=args.encoding,
+        want_depth=not args.no_depth,
+        rate_hz=args.rate,
+    )
+    print(report.table())
+    if args.json:
+        write_json(args.json, report.to_dict(), indent=2)
     return EXIT_OK
 
 

@@ -80,3 +80,10 @@ def run(
         diagnostics=diagnostics or DiagnosticsSummary(worker_restarts=0),
         resources=resources or ResourceSummary(),
     )
+
+
+def assert_one_line_error(stderr: str, *needles: str) -> None:
+    """``stderr`` is one line naming the problem (each of ``needles``), no traceback."""
+    assert "Traceback" not in stderr and stderr.count("\n") == 1, stderr
+    for needle in needles:
+        assert needle in stderr, stderr

@@ -6,24 +6,14 @@ import json
 import os
 import subprocess
 import sys
-import zlib
 from pathlib import Path
 
 import pytest
+from bench_helpers import assert_one_line_error
 
 from aria_perception.bench.report import SCHEMA, Report, report_from_json
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-@pytest.fixture
-def domain_id(request: pytest.FixtureRequest) -> int:
-    """A DDS domain of this test alone, apart from the 1..200 the suite's conftest picks.
-
-    215..232: ids whose DDS ports lie outside Linux's ephemeral port range.
-    """
-    salt = zlib.crc32(request.node.nodeid.encode())
-    return 215 + (os.getpid() + salt) % 18
 
 
 def bench(*args: str, timeout: float = 240.0) -> subprocess.CompletedProcess:
@@ -138,9 +128,7 @@ def test_compressed_bag_replayed_at_recorded_rate(tmp_path: Path, domain_id: int
 def one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> None:
     """Exit status 2 and a one-line message naming the problem, no traceback."""
     assert proc.returncode == 2, proc.stdout + proc.stderr
-    assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
-    for needle in needles:
-        assert needle in proc.stderr, proc.stderr
+    assert_one_line_error(proc.stderr, *needles)
 
 
 def test_bad_input_is_refused_clearly(tmp_path: Path) -> None:

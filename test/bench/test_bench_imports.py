@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import zlib
 from pathlib import Path
 
 import pytest
@@ -61,13 +60,13 @@ def test_bench_help_and_sample_import_no_torch(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_bench_echo_imports_no_torch(request: pytest.FixtureRequest) -> None:
+def test_bench_echo_imports_no_torch(domain_id: int) -> None:
     """``bench echo`` runs until it subscribes to its input, then stops on SIGTERM.
 
     The SIGTERM may come while it still creates its diagnostics publisher: that is a clean stop.
     """
     env = dict(os.environ)
-    env["ROS_DOMAIN_ID"] = str(215 + zlib.crc32(request.node.nodeid.encode()) % 18)
+    env["ROS_DOMAIN_ID"] = str(domain_id)
     env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
     code = (
         "import os, signal, sys, threading, time\n"

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from bench_helpers import assert_one_line_error
 
 from aria_perception.bench.ablation import ABLATIONS, Ablation, EngineOptions, select_ablations
 from aria_perception.bench.engine_bench import main
@@ -59,7 +60,8 @@ def test_a_short_cpu_run_writes_its_table_and_json(
 def test_user_mistakes_are_one_line_errors(capsys: pytest.CaptureFixture) -> None:
     assert main(["--ablations", "turbo", "--device", "cpu"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("engine_bench: error: unknown ablation") and err.count("\n") == 1
+    assert_one_line_error(err, "unknown ablation")
+    assert err.startswith("engine_bench: error: ")
     with pytest.raises(SystemExit) as exit_:
         main(["--size", "96"])
     assert exit_.value.code == 2 and "WIDTHxHEIGHT" in capsys.readouterr().err

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from bench_helpers import assert_one_line_error
 
 from aria_perception.bench.errors import UsageError
 from aria_perception.bench.sizes import Size
@@ -75,8 +76,7 @@ def test_user_mistakes_are_one_line_errors(capsys: pytest.CaptureFixture) -> Non
         main(["--size", "64by48"])
     assert exit_.value.code == 2 and "WIDTHxHEIGHT" in capsys.readouterr().err
     assert main(["--engine", "echo", "--size", "64x48", "--frames", "0"]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "frames must be >= 1" in err and "Traceback" not in err
+    assert_one_line_error(capsys.readouterr().err, "frames must be >= 1")
 
 
 @pytest.mark.gpu

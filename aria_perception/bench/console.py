@@ -1,0 +1,62 @@
+"""What the bench's command lines share: exit statuses, errors as one line, ``--json`` files.
+
+``bench``, ``bench sample``, ``bench echo``, ``engine_bench`` and the transport benchmark all
+turn a :class:`~.errors.BenchError` into one line ``<prog>: error: <message>`` on stderr and
+exit status 2 (a user's mistake never prints a traceback), and argparse's own usage errors exit
+2 as well.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from aria_perception.bench.errors import BenchError
+
+EXIT_OK, EXIT_FAILED_CRITERIA, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def one_line(err: BaseException) -> str:
+    """The error's message on one line (white space runs, newlines included, become a space)."""
+    return " ".join(str(err).split())
+
+
+def print_error(prog: str, err: BaseException) -> int:
+    """Print ``<prog>: error: <message>`` as one line on stderr.
+
+    Returns:
+        ``EXIT_ERROR``, the exit status that goes with it.
+    """
+    print(f"{prog}: error: {one_line(err)}", file=sys.stderr)
+    return EXIT_ERROR
+
+
+def run_main(prog: str, body: Callable[[], int]) -> int:
+    """Run a command's ``body``; a :class:`BenchError` it raises becomes one line and status 2.
+
+    Args:
+        prog: The command's name, the start of the error line.
+        body: Does the command's work and returns its exit status.
+
+    Returns:
+        ``body``'s exit status, or ``EXIT_ERROR``.
+    """
+    try:
+        return body()
+    except BenchError as err:
+        return print_error(prog, err)
+
+
+def write_json(path: str, data: Any, indent: int) -> None:
+    """Write ``data`` as JSON to ``path`` (a command's ``--json`` file).
+
+    Raises:
+        BenchError: The file cannot be written.
+    """
+    try:
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=indent)
+    except OSError as err:
+        raise BenchError(f"cannot write {path}: {err}") from err
