@@ -317,7 +317,9 @@ class YoloDetector:
         """
         # Ultralytics' head rebuilds its anchor grid whenever the input shape changes and drops
         # the old one. A CUDA graph captured for another shape still points at that freed
-        # grid, so keep one grid per shape alive here and hand it back before each run.
+        # grid, so keep one grid per shape alive here and hand it back before each run. The
+        # letterbox gives at most 2 * image_size / stride - 1 shapes (one side is image_size,
+        # the other a multiple of the stride), so this holds a few MB at most.
         key = tuple(batch.shape)
         grid = self._anchor_grids.get(key)
         if grid is not None:

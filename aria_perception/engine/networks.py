@@ -102,6 +102,9 @@ class Networks:
         if self.midas_preprocess is not None:
             plan.midas_in = into(plan.midas_in, self.midas_preprocess(rotated))
         if self.detector is not None:
+            height, width = plan.rotated_hw
+            letterbox = self.detector.letterbox
+            plan.pinned["letterbox"] = letterbox.resize_tables(height, width, rotated.device)
             plan.yolo_in = into(plan.yolo_in, self.detector.preprocess(rotated))
 
     def depth(self, plan: ShapePlan) -> None:
