@@ -42,6 +42,7 @@ class EngineConfig:
     depth_frame_skip: int = 1
     detector_enabled: bool = True
     detector_weights: str = "yolov8n.pt"
+    detector_trust_pickle: bool = False
     detector_image_size: int = 640
     confidence: float = 0.25
     iou: float = 0.45

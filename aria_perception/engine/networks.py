@@ -82,6 +82,7 @@ class Networks:
                 iou=config.iou,
                 max_detections=config.max_detections,
                 allow_random_weights=config.allow_random_weights,
+                trust_pickle=config.detector_trust_pickle,
                 channels_last=channels_last,
             )
             self.class_names = tuple(self.detector.class_names)

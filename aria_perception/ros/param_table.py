@@ -135,7 +135,12 @@ PARAMETERS: tuple[ParamSpec, ...] = (
        "Run depth every Nth frame, reuse the last map between.", low=1, high=100, step=1),
     _P("detector.enabled", "engine.detector_enabled", "Run the YOLO detector."),
     _P("detector.weights", "engine.detector_weights",
-       "Ultralytics detection checkpoint (or *.yaml)."),
+       "Ultralytics detection checkpoint (or *.yaml); a bare file name is looked up in the "
+       "models directory only, never in the working directory."),
+    _P("detector.trust_pickle", "engine.detector_trust_pickle",
+       "Load a detector checkpoint that needs arbitrary code to unpickle (it runs as the "
+       "node's user): only for a file you trust. False: torch.load(weights_only=True) with the "
+       "Ultralytics layer classes allowed."),
     _P("detector.image_size", "engine.detector_image_size", "YOLO letterbox size.",
        low=32, high=2048, step=32),
     _P("detector.confidence", "engine.confidence", "Minimum detection score.", low=0.0, high=1.0),
