@@ -28,7 +28,7 @@ ABLATIONS: dict[str, dict[str, object]] = {
     "skip3": {"depth_frame_skip": 3},
     "depth-only": {"detector_enabled": False},
     "detector-only": {"depth_enabled": False},
-    "exact-nms": {"_fixed_nms": False},  # NMS with host syncs (torchvision), as before #7
+    "exact-nms": {"_fixed_nms": False},  # the exact NMS with host syncs (torchvision) always
 }
 
 
@@ -119,7 +119,7 @@ def run_config(
 
 
 def run_seed_baseline(frame: np.ndarray, iterations: int, warmup: int) -> dict[str, object]:
-    """The original plan's per-frame code, for comparison (DESIGN 7, first row).
+    """A naive per-frame pipeline, for comparison (docs/design.md, "Benchmarks").
 
     cv2 transform on the CPU, fp32 MiDaS, ``.cpu().numpy()`` of the upsampled depth, then
     ``YOLO.predict`` on the same frame; random weights, CUDA device.
@@ -237,10 +237,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--baseline",
         action="store_true",
-        help="also time the seed-style per-frame code (DESIGN 7, first row)",
+        help="also time a naive per-frame pipeline (cv2 transform, fp32 MiDaS, YOLO.predict)",
     )
     parser.add_argument("--depth-weights", default="")
-    parser.add_argument("--detector-weights", default="yolov8n.pt")
+    parser.add_argument("--detector-weights", default=EngineConfig().detector_weights)
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args(argv)  # fmt: skip
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

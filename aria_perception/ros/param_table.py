@@ -19,6 +19,7 @@ from typing import Any
 
 from aria_perception.errors import ConfigError
 from aria_perception.records import (
+    MAX_FRAME_PIXELS,
     PRECISIONS,
     ROTATIONS,
     EngineConfig,
@@ -37,7 +38,6 @@ __all__ = [
     "validate",
 ]
 
-MAX_MAX_PIXELS = 8192 * 8192
 INPUT_TRANSPORTS = ("raw", "compressed")
 INPUT_QOS = ("auto", "sensor_data", "reliable", "best_effort")
 #: Parameters that may change while the node runs (everything else is read-only).
@@ -164,7 +164,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
        constraints=", ".join(map(str, ROTATIONS[:-1])) + f" or {ROTATIONS[-1]}"),
     _P("input.max_pixels", "max_pixels",
        "Refuse frames with more pixels (sizes the shared-memory slots).",
-       low=1, high=MAX_MAX_PIXELS, step=1),
+       low=1, high=MAX_FRAME_PIXELS, step=1),
     _P("worker.parallel_streams", "engine.parallel_streams",
        "Run depth and detection on two CUDA streams."),
     _P("worker.cuda_graphs", "engine.cuda_graphs", "Capture CUDA graphs per input shape."),
