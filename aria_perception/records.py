@@ -310,6 +310,7 @@ _PNG_COLOUR_TYPES = {0: ((1, 2, 4, 8, 16), 1), 2: ((8, 16), 3), 3: ((1, 2, 4, 8)
 _ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2),
           (0, 1, 1, 2))  # fmt: skip
 _PNG_MAX_CHUNK = 2**31 - 1
+_PNG_MAX_CHUNKS = 10_000  # decoders spend time on each: a flood of them stalls them
 _PNG_FILTERS = 5  # a row's first byte: none, sub, up, average, paeth
 _INFLATE_PIECE = 1 << 22  # inflated data is checked in pieces of this many bytes, never kept
 
@@ -336,7 +337,7 @@ def check_png(
     if bytes(view[:8]) != PNG_SIGNATURE:
         raise FrameError(f"not PNG data: the signature is {bytes(view[:8]).hex(' ')}")
     pos, header, palette, idat, idat_ended = 8, None, False, [], False
-    while True:
+    for _ in range(_PNG_MAX_CHUNKS):
         if pos + 12 > len(view):
             if header is None:
                 raise FrameError("PNG data without an IHDR header (truncated or corrupt)")
@@ -350,9 +351,7 @@ def check_png(
         if zlib.crc32(view[pos + 4 : end]) != struct.unpack_from(">I", view, end)[0]:
             raise FrameError(f"corrupt PNG: CRC error in the {name} chunk at byte {pos}")
         if (header is None) != (kind == b"IHDR"):
-            raise FrameError(
-                f"corrupt PNG: the {name} chunk at byte {pos} (IHDR comes first, once)"
-            )
+            raise FrameError(f"corrupt PNG: {name} chunk at byte {pos}; IHDR comes first, once")
         if kind == b"IHDR":
             header = _png_header(view[pos + 8 : end], max_pixels)
         elif kind == b"IDAT":
@@ -372,6 +371,8 @@ def check_png(
             if name[0].isupper() and kind != b"PLTE":  # critical: a decoder must understand it
                 raise FrameError(f"unsupported PNG: unknown critical chunk {name} at byte {pos}")
         pos = end + 4
+    else:
+        raise FrameError(f"unsupported PNG: more than {_PNG_MAX_CHUNKS} chunks")
     if not idat or (header[3] == 3 and not palette):
         raise FrameError("corrupt PNG: no image data (IDAT) or a palette image without PLTE")
     _check_png_data(idat, *header)

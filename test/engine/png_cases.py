@@ -127,4 +127,8 @@ def hostile(data: bytes) -> dict[str, tuple[bytes, str]]:
             data[:33] + chunk(b"ABCD", b"??") + data[33:],
             "unknown critical chunk ABCD",
         ),
+        "chunk_flood": (  # valid, but decoders take seconds over so many chunks
+            data[:33] + chunk(b"tEXt", b"k\x00v") * 10_000 + data[33:],
+            "more than 10000 chunks",
+        ),
     }
