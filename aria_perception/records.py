@@ -316,18 +316,20 @@ _INFLATE_PIECE = 1 << 22  # inflated data is checked in pieces of this many byte
 
 
 def check_png(
-    data: bytes | np.ndarray, max_pixels: int | None = MAX_FRAME_PIXELS
+    data: bytes | np.ndarray,
+    max_pixels: int | None = MAX_FRAME_PIXELS,
+    keep: list[bytes] | None = None,
 ) -> tuple[int, int]:
     """Check PNG bytes so that a decoder meets no error while it reads the rows; (height, width).
 
     A decoder failing halfway through an image can take the process down (torchvision's
-    ``decode_png`` does), so all it could fail on is checked first: the signature; every
-    chunk's length, type and CRC; IHDR first, its size within ``max_pixels`` (checked before
-    inflating anything), a bit depth / colour type pair of the PNG specification; PLTE before
-    the data of a palette image; no unknown critical chunk; consecutive IDATs; IEND. The data
-    must inflate without a zlib error to exactly the IHDR's size (rows of 1 + row bytes, per
-    Adam7 pass when interlaced), each row starting with one of the five filter types; it is
-    checked in pieces, never kept.
+    ``decode_png`` does), so all it could fail on is checked: the signature; each chunk's
+    length, type and CRC; IHDR first, its size within ``max_pixels`` (before inflating
+    anything), a bit depth / colour type pair of the PNG specification; PLTE before the data of
+    a palette image; no unknown critical chunk; consecutive IDATs; IEND. The data must inflate
+    without a zlib error to exactly the IHDR's size (rows of 1 + row bytes, per Adam7 pass when
+    interlaced), each row starting with one of the five filter types. It is inflated in pieces,
+    appended to ``keep`` when given (for a decoder not to inflate it again), else dropped.
 
     Raises:
         FrameError: naming what is wrong.
@@ -375,7 +377,7 @@ def check_png(
         raise FrameError(f"unsupported PNG: more than {_PNG_MAX_CHUNKS} chunks")
     if not idat or (header[3] == 3 and not palette):
         raise FrameError("corrupt PNG: no image data (IDAT) or a palette image without PLTE")
-    _check_png_data(idat, *header)
+    _check_png_data(idat, *header, keep)
     return header[1], header[0]
 
 
@@ -384,22 +386,19 @@ def _png_header(body: memoryview, max_pixels: int | None) -> tuple[int, int, int
     if len(body) != 13:
         raise FrameError(f"corrupt PNG: the IHDR chunk holds {len(body)} bytes, not 13")
     width, height, depth, colour, compress, filtering, interlace = struct.unpack(">IIBBBBB", body)
-    if width > _PNG_MAX_CHUNK or height > _PNG_MAX_CHUNK:
-        raise FrameError(f"corrupt PNG: the IHDR size {width}x{height} is out of range")
     check_frame_size(width, height, max_pixels, "png image")
     if depth not in _PNG_COLOUR_TYPES.get(colour, ((),))[0]:
         raise FrameError(f"unsupported PNG: bit depth {depth} with colour type {colour}")
-    if compress or filtering or interlace > 1:
-        raise FrameError(
-            f"unsupported PNG: compression method {compress}, filter method {filtering}, "
-            f"interlace method {interlace} (the PNG specification defines 0, 0 and 0 or 1)"
-        )
+    methods = f"{compress}/{filtering}/{interlace}"
+    if compress or filtering or interlace > 1:  # the specification defines 0, 0 and 0 or 1
+        raise FrameError(f"unsupported PNG: compression/filter/interlace methods {methods}")
     return width, height, depth, colour, bool(interlace)
 
 
 def _check_png_data(
-    idat: list[memoryview], width: int, height: int, depth: int, colour: int, interlaced: bool
-) -> None:
+    idat: list[memoryview], width: int, height: int, depth: int, colour: int, interlaced: bool,
+    keep: list[bytes] | None,
+) -> None:  # fmt: skip
     """Inflate the image data in pieces: the exact size, filter bytes, a whole stream."""
     bits, runs, expected = depth * _PNG_COLOUR_TYPES[colour][1], [], 0
     for x0, y0, dx, dy in _ADAM7 if interlaced else ((0, 0, 1, 1),):
@@ -420,6 +419,8 @@ def _check_png_data(
                 pending = inflater.unconsumed_tail
                 if filters_ok and done + len(piece) <= expected:
                     filters_ok = _filter_bytes_ok(np.frombuffer(piece, np.uint8), done, runs)
+                    if keep is not None:
+                        keep.append(piece)
                 done += len(piece)
                 if inflater.eof or done > expected or not pending and len(piece) < _INFLATE_PIECE:
                     break

@@ -7,6 +7,8 @@ compressed bytes); everything here runs on the engine's device so that the host 
 from __future__ import annotations
 
 import io
+import struct
+import zlib
 
 import numpy as np
 import torch
@@ -73,8 +75,9 @@ def decode_png(data: np.ndarray) -> np.ndarray:
     The bytes are checked whole first (:func:`~aria_perception.records.check_png`: chunks,
     CRCs, the image data against the IHDR size), then decoded by Pillow, which reports errors
     instead of crashing: torchvision's ``decode_png`` takes the process down when libpng fails
-    in the middle of the rows. Grey and palette images become RGB, alpha is dropped, 16-bit
-    samples keep their high byte.
+    in the middle of the rows. The image data is inflated once, by the check: Pillow gets it
+    in stored (uncompressed) deflate blocks, which it copies instead of inflating again. Grey
+    and palette images become RGB, alpha is dropped, 16-bit samples keep their high byte.
 
     Args:
         data: the PNG file's bytes, 1-D uint8.
@@ -84,9 +87,12 @@ def decode_png(data: np.ndarray) -> np.ndarray:
     """
     from PIL import Image
 
-    check_png(data)
+    png = memoryview(np.ascontiguousarray(data)).cast("B")
+    rows: list[bytes] = []
+    check_png(png, keep=rows)
+    stored = _with_image_data(png, zlib.compress(b"".join(rows), 0))
     try:
-        with Image.open(io.BytesIO(data), formats=("PNG",)) as image:
+        with Image.open(io.BytesIO(stored), formats=("PNG",)) as image:
             image.load()
             if image.mode.startswith("I"):  # 16-bit grey: keep the high byte
                 grey = (np.asarray(image) >> 8).astype(np.uint8)
@@ -95,6 +101,25 @@ def decode_png(data: np.ndarray) -> np.ndarray:
             return np.array(image if image.mode == "RGB" else image.convert("RGB"))
     except Exception as err:  # Pillow raises many types for bad data; all are the frame's fault
         raise FrameError(f"corrupt png data: {err}") from err
+
+
+def _with_image_data(png: memoryview, image_data: bytes) -> bytes:
+    """Checked PNG bytes with their IDAT chunks replaced by one that holds ``image_data``."""
+    parts: list[bytes | memoryview] = [png[:8]]
+    pos, replaced = 8, False
+    while pos < len(png):
+        (length,) = struct.unpack_from(">I", png, pos)
+        kind, end = bytes(png[pos + 4 : pos + 8]), pos + 12 + length
+        if kind != b"IDAT":
+            parts.append(png[pos:end])
+        elif not replaced:
+            crc = zlib.crc32(image_data, zlib.crc32(kind))
+            parts += [struct.pack(">I", len(image_data)), kind, image_data, struct.pack(">I", crc)]
+            replaced = True
+        if kind == b"IEND":
+            break
+        pos = end
+    return b"".join(parts)
 
 
 def rotation_turns(rotation: int) -> int:
