@@ -70,7 +70,8 @@ class Engine:
 
     Raises:
         ConfigError: a value is out of range or the device does not exist.
-        WeightsError: weights are missing (and random weights not allowed) or do not fit.
+        WeightsError: weights are missing (and random weights not allowed), do not fit, or
+            need arbitrary code to load (and ``detector.trust_pickle`` is off).
     """
 
     def __init__(self, config: EngineConfig, *, fixed_nms: bool = True) -> None:

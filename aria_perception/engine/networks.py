@@ -47,7 +47,8 @@ class Networks:
 
     Raises:
         ConfigError: a value is out of range.
-        WeightsError: weights are missing (and random weights not allowed) or do not fit.
+        WeightsError: weights are missing (and random weights not allowed), do not fit, or
+            need arbitrary code to load (and ``detector.trust_pickle`` is off).
     """
 
     def __init__(self, config: EngineConfig, runtime: Runtime, *, fixed_post: bool) -> None:

@@ -24,7 +24,7 @@ import pickle
 import pickletools
 import zipfile
 from _compat_pickle import IMPORT_MAPPING, NAME_MAPPING  # Python 2 names, as torch maps them
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -201,26 +201,24 @@ def load_checkpoint(path: Path, trust_pickle: bool = False) -> Any:
             trusted); the message names what it needs.
     """
     if trust_pickle:
-        with _as_weights_error(path):
+        try:
             return torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as err:  # unpickling raises whatever the file's code raises
+            raise WeightsError(f"cannot load detector weights {path}: {err}") from err
     entries, layers = _allowlist()
+    refused = {*layers, None}
     for data in _pickles(path):
         try:
             calls = pickle_calls(data)
         except ValueError as err:
             raise WeightsError(f"cannot load detector weights {path}: {err}") from err
-        # A layer's constructor runs code; a call of a call's result calls what no list names.
-        bad = sorted(
-            {
-                call or "what another call returned"
-                for call in calls
-                if call in layers or call is None
-            }
-        )
-        if bad:
+        # The weights-only unpickler calls any allowlisted class: a layer's constructor runs
+        # code. A call of what another call returned calls what no allowlist names.
+        called = {call or "what another call returned" for call in calls if call in refused}
+        if called:
             raise WeightsError(
                 f"detector weights {path} needs arbitrary code to load (it calls "
-                f"{', '.join(bad)}); {TRUST_HINT}"
+                f"{', '.join(sorted(called))}); {TRUST_HINT}"
             )
     with torch.serialization.safe_globals(entries):
         try:
@@ -244,12 +242,3 @@ def _needs(path: Path, err: Exception) -> str:
     text = str(err).rpartition("WeightsUnpickler error:")[2]
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     return lines[0] if lines else type(err).__name__
-
-
-@contextlib.contextmanager
-def _as_weights_error(path: Path) -> Iterator[None]:
-    """Any failure of a full unpickle as a WeightsError (a bad file, a module not installed)."""
-    try:
-        yield
-    except Exception as err:  # unpickling raises anything the file's code raises
-        raise WeightsError(f"cannot load detector weights {path}: {err}") from err
