@@ -119,9 +119,10 @@ class PlanCache:
         cuda = self.device.type == "cuda"
         if cuda:  # a graph of these plans may still be running on some stream
             torch.cuda.synchronize(self.device)
-        for plan in plans:
-            plan.graphs.clear()
-            plan.pinned.clear()
-        plans.clear()
+        while plans:  # no name may keep one alive past the emptying of the cache
+            doomed = plans.pop()
+            doomed.graphs.clear()
+            doomed.pinned.clear()
+            del doomed
         if cuda:
             torch.cuda.empty_cache()

@@ -71,22 +71,19 @@ def test_gpu_graphs_of_kept_evicted_and_rebuilt_plans_give_the_eager_results() -
     """
     torch.manual_seed(0)
     config = EngineConfig(device="cuda:0", allow_random_weights=True, confidence=LOW_CONF)
-    eager = Engine(config.replace(cuda_graphs=False))
-    graphs = Engine(config)
-    graphs.midas.load_state_dict(eager.midas.state_dict())
-    graphs.detector.model.load_state_dict(eager.detector.model.state_dict())
-    kept, *others = [(300 + 8 * i, 400 + 24 * i) for i in range(ENGINE_MAX_PLANS + 4)]
-    for size in others:
-        graphs.process(_frame(*kept))
-        graphs.process(_frame(*size))
-        assert graphs.plan_count <= ENGINE_MAX_PLANS
-    captured, failed = graphs.graph_counts()
-    assert captured > 0 and failed == 0
-    for size in (kept, others[0], others[-1]):  # kept all along, evicted, the newest
-        got, expected = graphs.process(_frame(*size)), eager.process(_frame(*size))
-        np.testing.assert_array_equal(got.depth, expected.depth, err_msg=str(size))
-        np.testing.assert_array_equal(
-            got.detections.boxes, expected.detections.boxes, err_msg=str(size)
-        )
-    graphs.close()
-    eager.close()
+    with Engine(config.replace(cuda_graphs=False)) as eager, Engine(config) as graphs:
+        graphs.midas.load_state_dict(eager.midas.state_dict())
+        graphs.detector.model.load_state_dict(eager.detector.model.state_dict())
+        kept, *others = [(300 + 8 * i, 400 + 24 * i) for i in range(ENGINE_MAX_PLANS + 4)]
+        for size in others:
+            graphs.process(_frame(*kept))
+            graphs.process(_frame(*size))
+            assert graphs.plan_count <= ENGINE_MAX_PLANS
+        captured, failed = graphs.graph_counts()
+        assert captured > 0 and failed == 0
+        for size in (kept, others[0], others[-1]):  # kept all along, evicted, the newest
+            got, expected = graphs.process(_frame(*size)), eager.process(_frame(*size))
+            np.testing.assert_array_equal(got.depth, expected.depth, err_msg=str(size))
+            np.testing.assert_array_equal(
+                got.detections.boxes, expected.detections.boxes, err_msg=str(size)
+            )
