@@ -103,6 +103,8 @@ class YoloDetector:
         classes: Class ids to keep; empty or None keeps all.
         allow_random_weights: Build a random model from the matching config when the
             checkpoint is missing (logged loudly; :attr:`weights_status` says ``"random"``).
+        trust_pickle: Load a checkpoint that needs arbitrary code to unpickle
+            (``detector.trust_pickle``); without it such a file is a WeightsError.
         channels_last: Run the network in channels-last memory format.
         search_dir: Models directory (default
             :func:`~aria_perception.engine.yolo_weights.models_dir`).
@@ -123,7 +125,8 @@ class YoloDetector:
         model: The fused ``torch.nn.Module``.
 
     Raises:
-        WeightsError: Weights missing (and random not allowed) or unusable.
+        WeightsError: Weights missing (and random not allowed), unusable, or needing arbitrary
+            code to load (and not trusted).
         ConfigError: A setting is out of range.
     """
 
@@ -139,10 +142,13 @@ class YoloDetector:
         max_detections: int = _DEFAULTS.max_detections,
         classes: Sequence[int] | None = None,
         allow_random_weights: bool = False,
+        trust_pickle: bool = False,
         channels_last: bool = False,
         search_dir: Path | None = None,
     ) -> None:
-        found = load_detector_model(weights, allow_random_weights, search_dir)
+        found = load_detector_model(
+            weights, allow_random_weights, search_dir, trust_pickle=trust_pickle
+        )
         self._setup(
             found.model,
             found.class_names,
@@ -317,7 +323,9 @@ class YoloDetector:
         """
         # Ultralytics' head rebuilds its anchor grid whenever the input shape changes and drops
         # the old one. A CUDA graph captured for another shape still points at that freed
-        # grid, so keep one grid per shape alive here and hand it back before each run.
+        # grid, so keep one grid per shape alive here and hand it back before each run. The
+        # letterbox gives at most 2 * image_size / stride - 1 shapes (one side is image_size,
+        # the other a multiple of the stride), so this holds a few MB at most.
         key = tuple(batch.shape)
         grid = self._anchor_grids.get(key)
         if grid is not None:

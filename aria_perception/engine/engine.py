@@ -7,7 +7,9 @@ with CUDA events (no device-wide synchronisation); NMS, box depth (fusion) and b
 on the detect stream once the depth network's event has fired; D2H copies into pinned memory;
 the host waits for one final event. Each fixed-shape step (prepare, MiDaS, upsampling, YOLO
 forward with the fixed-shape NMS, fusion) is captured as a CUDA graph per input shape and
-replayed; when capture fails the engine runs it eagerly.
+replayed; when capture fails the engine runs it eagerly. The buffers and graphs of an input
+shape form its plan; at most :data:`~aria_perception.engine.plan_cache.ENGINE_MAX_PLANS` plans
+are kept, least recently used out (:mod:`.plan_cache`).
 
 On the CPU the same steps run eagerly in fp32, in order, with wall-clock stage times: the
 streams and events are :class:`~aria_perception.engine.lanes.Lane` objects that do nothing
@@ -28,6 +30,7 @@ from aria_perception.engine.lanes import make_lanes
 from aria_perception.engine.midas import MidasSmall
 from aria_perception.engine.networks import ROW_FLOATS, Networks
 from aria_perception.engine.plan import GraphRunner, ShapePlan
+from aria_perception.engine.plan_cache import PlanCache
 from aria_perception.engine.preprocess import MidasPreprocess
 from aria_perception.engine.runtime import Runtime, StageClock, resolve_runtime
 from aria_perception.errors import ConfigError, EngineError, FrameError
@@ -67,7 +70,8 @@ class Engine:
 
     Raises:
         ConfigError: a value is out of range or the device does not exist.
-        WeightsError: weights are missing (and random weights not allowed) or do not fit.
+        WeightsError: weights are missing (and random weights not allowed), do not fit, or
+            need arbitrary code to load (and ``detector.trust_pickle`` is off).
     """
 
     def __init__(self, config: EngineConfig, *, fixed_nms: bool = True) -> None:
@@ -82,7 +86,7 @@ class Engine:
         self._lanes = make_lanes(rt.device, config.parallel_streams)
         self._graphs = GraphRunner(config.cuda_graphs and rt.is_cuda, rt.device)
         self._host = HostMemory(rt.is_cuda)
-        self._plans: dict[tuple[int, int, int, str], ShapePlan] = {}
+        self._plans = PlanCache(rt.device)
         self.fixed_post_frames = 0
         self.exact_post_frames = 0
         self._frame_index = 0
@@ -122,9 +126,14 @@ class Engine:
         """The detector, None when detection is off or after close."""
         return self._nets.detector
 
+    @property
+    def plan_count(self) -> int:
+        """Input shapes whose plan (buffers, graphs) is held now: at most ``ENGINE_MAX_PLANS``."""
+        return len(self._plans)
+
     def graph_counts(self) -> tuple[int, int]:
-        """(captured, failed) CUDA graphs over every input shape seen (both 0 without graphs)."""
-        return GraphRunner.counts(list(self._plans.values()))
+        """(captured, failed) CUDA graphs of the plans held now (both 0 without graphs)."""
+        return GraphRunner.counts(self._plans.plans())
 
     def set_thresholds(self, thresholds: Thresholds) -> None:
         """Change confidence, IoU and the class filter (names) at run time.
@@ -373,20 +382,22 @@ class Engine:
     def _plan(self, height: int, width: int, channels: int, encoding: str) -> ShapePlan:
         key = (height, width, channels, encoding)
         plan = self._plans.get(key)
-        if plan is None:
-            shape = (height, width, channels) if channels > 1 else (height, width)
-            rotated = (height, width) if self.config.rotation in (0, 180) else (width, height)
-            plan = ShapePlan(
+        if plan is not None:
+            return plan
+        shape = (height, width, channels) if channels > 1 else (height, width)
+        rotated = (height, width) if self.config.rotation in (0, 180) else (width, height)
+        _LOG.info("new input shape %dx%d %s", width, height, encoding)
+        return self._plans.add(
+            key,
+            lambda: ShapePlan(
                 height=height,
                 width=width,
                 channels=channels,
                 encoding=encoding,
                 frame=torch.empty(shape, dtype=torch.uint8, device=self.runtime.device),
                 rotated_hw=rotated,
-            )
-            self._plans[key] = plan
-            _LOG.info("new input shape %dx%d %s", width, height, encoding)
-        return plan
+            ),
+        )
 
 
 def _depth_target(out: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:

@@ -6,10 +6,15 @@ compressed bytes); everything here runs on the engine's device so that the host 
 
 from __future__ import annotations
 
+import io
+import struct
+import zlib
+
+import numpy as np
 import torch
 
 from aria_perception.errors import FrameError
-from aria_perception.records import ROTATIONS, raw_channels
+from aria_perception.records import ROTATIONS, check_png, raw_channels
 
 
 def to_rgb(pixels: torch.Tensor, encoding: str) -> torch.Tensor:
@@ -40,7 +45,8 @@ def decode(data: torch.Tensor, fmt: str, device: torch.device) -> torch.Tensor:
     """Decode compressed bytes to an (H, W, 3) uint8 RGB tensor on ``device``.
 
     JPEG is decoded on the GPU (nvjpeg through torchvision) when ``device`` is CUDA, so only the
-    compressed bytes cross the bus; PNG is decoded on the CPU and uploaded.
+    compressed bytes cross the bus; PNG is checked and decoded on the CPU (:func:`decode_png`)
+    and uploaded.
 
     Args:
         data: the bytes as a 1-D uint8 CPU tensor, as
@@ -51,17 +57,69 @@ def decode(data: torch.Tensor, fmt: str, device: torch.device) -> torch.Tensor:
     Raises:
         FrameError: corrupt data.
     """
-    from torchvision.io import ImageReadMode, decode_jpeg, decode_png
+    if fmt == "png":
+        return torch.from_numpy(decode_png(data.numpy())).to(device, non_blocking=True)
+    from torchvision.io import ImageReadMode, decode_jpeg
 
     try:
-        if fmt == "jpeg":
-            target = device if device.type == "cuda" else "cpu"
-            chw = decode_jpeg(data, mode=ImageReadMode.RGB, device=target)
-        else:
-            chw = decode_png(data, mode=ImageReadMode.RGB)
+        target = device if device.type == "cuda" else "cpu"
+        chw = decode_jpeg(data, mode=ImageReadMode.RGB, device=target)
     except RuntimeError as err:
         raise FrameError(f"corrupt {fmt} data: {err}") from err
     return chw.permute(1, 2, 0).to(device, non_blocking=True)
+
+
+def decode_png(data: np.ndarray) -> np.ndarray:
+    """Decode PNG bytes to an (H, W, 3) uint8 RGB array; any PNG bytes give it or a FrameError.
+
+    The bytes are checked whole first (:func:`~aria_perception.records.check_png`: chunks,
+    CRCs, the image data against the IHDR size), then decoded by Pillow, which reports errors
+    instead of crashing: torchvision's ``decode_png`` takes the process down when libpng fails
+    in the middle of the rows. The image data is inflated once, by the check: Pillow gets it
+    in stored (uncompressed) deflate blocks, which it copies instead of inflating again. Grey
+    and palette images become RGB, alpha is dropped, 16-bit samples keep their high byte.
+
+    Args:
+        data: the PNG file's bytes, 1-D uint8.
+
+    Raises:
+        FrameError: the data is not a PNG that can be read whole.
+    """
+    from PIL import Image
+
+    png = memoryview(np.ascontiguousarray(data)).cast("B")
+    rows: list[bytes] = []
+    check_png(png, keep=rows)
+    stored = _with_image_data(png, zlib.compress(b"".join(rows), 0))
+    try:
+        with Image.open(io.BytesIO(stored), formats=("PNG",)) as image:
+            image.load()
+            if image.mode.startswith("I"):  # 16-bit grey: keep the high byte
+                grey = (np.asarray(image) >> 8).astype(np.uint8)
+                return np.repeat(grey[..., None], 3, axis=2)
+            # np.array: a writable copy (np.asarray gives a read-only view of Pillow's bytes).
+            return np.array(image if image.mode == "RGB" else image.convert("RGB"))
+    except Exception as err:  # Pillow raises many types for bad data; all are the frame's fault
+        raise FrameError(f"corrupt png data: {err}") from err
+
+
+def _with_image_data(png: memoryview, image_data: bytes) -> bytes:
+    """Checked PNG bytes with their IDAT chunks replaced by one that holds ``image_data``."""
+    parts: list[bytes | memoryview] = [png[:8]]
+    pos, replaced = 8, False
+    while pos < len(png):
+        (length,) = struct.unpack_from(">I", png, pos)
+        kind, end = bytes(png[pos + 4 : pos + 8]), pos + 12 + length
+        if kind != b"IDAT":
+            parts.append(png[pos:end])
+        elif not replaced:
+            crc = zlib.crc32(image_data, zlib.crc32(kind))
+            parts += [struct.pack(">I", len(image_data)), kind, image_data, struct.pack(">I", crc)]
+            replaced = True
+        if kind == b"IEND":
+            break
+        pos = end
+    return b"".join(parts)
 
 
 def rotation_turns(rotation: int) -> int:

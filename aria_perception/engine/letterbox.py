@@ -207,6 +207,15 @@ class Letterbox:
             _remember(self._geometry, key, geo)
         return geo
 
+    def resize_tables(self, height: int, width: int, device: torch.device) -> object | None:
+        """The tables an input size is resized with on ``device`` (None when it is not resized).
+
+        They live in a small cache that a stream of new sizes turns over. A CUDA graph that ran
+        the letterbox keeps reading these very tensors, so whoever replays one must hold them.
+        """
+        geo = self.geometry(height, width)
+        return self._resize_tables(geo, device) if geo.needs_resize else None
+
     def _resize_tables(self, geo: LetterboxGeometry, device: torch.device) -> _ResizeTables:
         key = (*geo.input_hw, str(device))
         tables = self._tables.get(key)

@@ -47,7 +47,8 @@ class Networks:
 
     Raises:
         ConfigError: a value is out of range.
-        WeightsError: weights are missing (and random weights not allowed) or do not fit.
+        WeightsError: weights are missing (and random weights not allowed), do not fit, or
+            need arbitrary code to load (and ``detector.trust_pickle`` is off).
     """
 
     def __init__(self, config: EngineConfig, runtime: Runtime, *, fixed_post: bool) -> None:
@@ -82,6 +83,7 @@ class Networks:
                 iou=config.iou,
                 max_detections=config.max_detections,
                 allow_random_weights=config.allow_random_weights,
+                trust_pickle=config.detector_trust_pickle,
                 channels_last=channels_last,
             )
             self.class_names = tuple(self.detector.class_names)
@@ -102,6 +104,9 @@ class Networks:
         if self.midas_preprocess is not None:
             plan.midas_in = into(plan.midas_in, self.midas_preprocess(rotated))
         if self.detector is not None:
+            height, width = plan.rotated_hw
+            letterbox = self.detector.letterbox
+            plan.pinned["letterbox"] = letterbox.resize_tables(height, width, rotated.device)
             plan.yolo_in = into(plan.yolo_in, self.detector.preprocess(rotated))
 
     def depth(self, plan: ShapePlan) -> None:

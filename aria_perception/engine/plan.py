@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import torch
 
@@ -45,6 +45,8 @@ class ShapePlan:
         fixed_stats: detection count, candidate count and exact flag, as float32.
         packed: the detections and stats in one flat float32 buffer: the one D2H source.
         graphs: captured graph by step name; None where capture failed (the step runs eagerly).
+        pinned: what the plan's graphs read that a cache outside the plan holds (the letterbox's
+            resize tables of this size), kept alive as long as the plan: a cache may drop it.
         depth_valid: ``depth_low`` holds a prediction of this shape.
     """
 
@@ -65,7 +67,13 @@ class ShapePlan:
     fixed_stats: torch.Tensor | None = None
     packed: torch.Tensor | None = None
     graphs: dict[str, torch.cuda.CUDAGraph | None] = field(default_factory=dict)
+    pinned: dict[str, object] = field(default_factory=dict)
     depth_valid: bool = False
+
+    def nbytes(self) -> int:
+        """Bytes of the plan's own buffers (not its graphs' memory pool, shared by all plans)."""
+        tensors = (getattr(self, f.name) for f in fields(self))
+        return sum(t.untyped_storage().nbytes() for t in tensors if isinstance(t, torch.Tensor))
 
 
 def into(static: torch.Tensor | None, value: torch.Tensor) -> torch.Tensor:

@@ -1,23 +1,27 @@
 """Finding, loading or building the Ultralytics YOLO network (``detector.weights``), offline.
 
-Weights are found, in this order: ``detector.weights`` as an absolute path; relative to the
-current directory; in the models directory (``$ARIA_PERCEPTION_MODELS`` if set, else
-``~/.cache/aria_perception/models``). Nothing is ever downloaded: a missing file is a
-:class:`~aria_perception.errors.WeightsError` unless random weights are allowed, then the model
-is built from the matching Ultralytics config (``yolov8n.pt`` -> ``yolov8n.yaml``) with random
-weights and COCO class names. Only the network comes from ``ultralytics`` (its checkpoint
-loader and model classes).
+A bare file name (``yolov8n.pt``) is looked up in the models directory only
+(``$ARIA_PERCEPTION_MODELS`` if set, else ``~/.cache/aria_perception/models``), never in the
+working directory: a file left where the node starts must not be picked up. A path with a
+directory part (``./yolov8n.pt``, ``/abs/x.pt``) is used as given. Checkpoints are loaded
+without running code from the file (:mod:`.safe_checkpoint`) unless ``detector.trust_pickle``.
+Nothing is ever downloaded: a missing file is a :class:`~aria_perception.errors.WeightsError`
+unless random weights are allowed, then the model is built from the matching Ultralytics config
+(``yolov8n.pt`` -> ``yolov8n.yaml``; a bare config name is one that ultralytics ships) with
+random weights and COCO class names. Only the network's classes come from ``ultralytics``.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
 
+from aria_perception.engine.safe_checkpoint import load_checkpoint
 from aria_perception.errors import ConfigError, WeightsError
 from aria_perception.records import EngineConfig
 
@@ -29,6 +33,7 @@ __all__ = [
     "DetectorModel",
     "class_names_of",
     "find_weights",
+    "is_bare_name",
     "load_detector_model",
     "models_dir",
     "num_classes",
@@ -67,27 +72,31 @@ def models_dir() -> Path:
     return Path.home() / ".cache" / "aria_perception" / "models"
 
 
+def is_bare_name(weights: str | Path) -> bool:
+    """Whether ``weights`` is a file name without a directory part (``yolov8n.pt``)."""
+    text = str(weights).strip()
+    return not os.path.dirname(text) and not Path(text).is_absolute()
+
+
 def find_weights(
     weights: str | Path, search_dir: Path | None = None
 ) -> tuple[Path | None, list[Path]]:
     """Find a weights file without touching the network.
 
     Args:
-        weights: Absolute path, path relative to the current directory, or a file name.
+        weights: A bare file name, looked up in the models directory only (never in the
+            working directory), or a path with a directory part, used as given.
         search_dir: Models directory (default :func:`models_dir`).
 
     Returns:
-        The existing file (absolute) or None, and every place looked at, in order.
+        The existing file (absolute) or None, and the place looked at (a list of one).
     """
-    path = Path(weights).expanduser()
-    if path.is_absolute():
-        candidates = [path]
+    text = str(weights).strip()
+    if is_bare_name(text):
+        candidate = (search_dir or models_dir()) / text
     else:
-        candidates = [Path.cwd() / path, (search_dir or models_dir()) / path]
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate.resolve(), candidates
-    return None, candidates
+        candidate = Path(text).expanduser().absolute()
+    return (candidate.resolve() if candidate.is_file() else None), [candidate]
 
 
 def num_classes(model: torch.nn.Module) -> int:
@@ -109,7 +118,11 @@ def class_names_of(model: torch.nn.Module) -> tuple[str, ...]:
 
 
 def load_detector_model(
-    weights: str | Path, allow_random: bool, search_dir: Path | None = None
+    weights: str | Path,
+    allow_random: bool,
+    search_dir: Path | None = None,
+    *,
+    trust_pickle: bool = False,
 ) -> DetectorModel:
     """The network ``detector.weights`` names: a checkpoint, or a random model of a config.
 
@@ -119,10 +132,12 @@ def load_detector_model(
         allow_random: build a random model from the matching config when the checkpoint is
             missing (logged loudly).
         search_dir: Models directory (default :func:`models_dir`).
+        trust_pickle: load a checkpoint that needs arbitrary code (``detector.trust_pickle``).
 
     Raises:
         ConfigError: ``weights`` is neither a ``.pt`` nor a ``.yaml`` name.
-        WeightsError: the file is missing (and random weights not allowed) or unusable.
+        WeightsError: the file is missing (and random weights not allowed), unusable, or needs
+            arbitrary code to load (and is not trusted).
     """
     text = str(weights).strip()
     if not text:
@@ -141,7 +156,8 @@ def load_detector_model(
         )
     path, looked = find_weights(text, search_dir)
     if path is not None:
-        model = _load_checkpoint(path)
+        _ultralytics_offline()
+        model = _detection_model(load_checkpoint(path, trust_pickle), path)
         return DetectorModel(model, class_names_of(model), STATUS_OFFICIAL, path)
     places = ", ".join(str(p) for p in looked)
     if not allow_random:
@@ -149,8 +165,9 @@ def load_detector_model(
             f"detector weights {text!r} not found (looked in: {places}). Nothing is "
             f"downloaded here: run the `models` command (ros2 run aria_perception models) "
             f"on a machine with internet and copy the file to {search_dir or models_dir()} "
-            f"(or set ${MODELS_ENV}), give an absolute path, or set "
-            f"allow_random_weights: true to run with random weights"
+            f"(or set ${MODELS_ENV}; a bare file name is looked up there only, never in the "
+            f"working directory), give a path to it, or set allow_random_weights: true to run "
+            f"with random weights"
         )
     config = Path(text).with_suffix(".yaml").name
     try:
@@ -175,34 +192,63 @@ def _coco_names() -> tuple[str, ...]:
     return tuple(names[i] for i in range(len(names)))
 
 
-def _load_checkpoint(path: Path) -> torch.nn.Module:
-    """Load an Ultralytics ``.pt`` checkpoint with ultralytics' own loader, offline."""
-    _ultralytics_offline()
-    from ultralytics.nn.tasks import load_checkpoint
-    from ultralytics.utils.checks import check_yolov5u_filename
+def _detection_model(checkpoint: Any, path: Path) -> torch.nn.Module:
+    """The network of a loaded Ultralytics checkpoint, fp32 and in eval mode.
 
-    # The loader renames legacy YOLOv3/v5 names (yolov5s.pt -> yolov5su.pt) and then downloads
-    # the renamed file when it is missing: refuse such names instead of going online.
-    renamed = check_yolov5u_filename(str(path), verbose=False)
-    if renamed != str(path):
-        raise WeightsError(
-            f"detector weights {path}: ultralytics treats this name as a legacy YOLOv3/v5 model "
-            f"and would load {Path(renamed).name} instead; rename the file"
-        )
-    try:
-        model, _ = load_checkpoint(str(path), device="cpu", fuse=False)
-    except Exception as err:  # any loader failure becomes a WeightsError at this boundary
-        raise WeightsError(f"cannot load detector weights {path}: {err}") from err
-    return model
+    What Ultralytics' own loader does after unpickling (the EMA weights if saved, a stride for a
+    model without one, in-place activations), without its downloads and evaluated strings.
+    """
+    model = checkpoint.get("ema") if isinstance(checkpoint, dict) else None
+    if model is None and isinstance(checkpoint, dict):
+        model = checkpoint.get("model")
+    if not isinstance(model, torch.nn.Module):
+        raise WeightsError(f"detector weights {path} hold no Ultralytics model")
+    if checkpoint.get("modelopt"):
+        raise WeightsError(f"detector weights {path}: quantization-aware training checkpoint")
+    model = model.float()
+    model.pt_path = str(path)
+    if not hasattr(model, "stride"):
+        model.stride = torch.tensor([32.0])
+    for module in model.modules():
+        if hasattr(module, "inplace"):
+            module.inplace = True
+        elif isinstance(module, torch.nn.Upsample) and not hasattr(
+            module, "recompute_scale_factor"
+        ):
+            module.recompute_scale_factor = None  # saved before torch 1.11
+    return model.eval()
+
+
+def _packaged_config(name: str) -> str:
+    """Where ultralytics ships the model config ``name`` (never the working directory).
+
+    Ultralytics names a config file without the scale letter (``yolov8n.yaml`` is
+    ``yolov8.yaml`` at scale n) and reads the letter from the name it is given: the result is
+    that name in the directory of the shipped file.
+    """
+    from ultralytics.utils import ROOT
+
+    stem, suffix = os.path.splitext(name)
+    unscaled = re.sub(r"(\d+)([nslmx])(.+)?$", r"\1\3", stem) + suffix
+    for file_name in (name, unscaled):
+        found = sorted((ROOT / "cfg" / "models").rglob(file_name))
+        if found:
+            return str(found[0].parent / name)
+    raise WeightsError(f"ultralytics ships no model config {name!r}")
 
 
 def _build_from_config(config: str) -> torch.nn.Module:
-    """Build a randomly initialised model from an Ultralytics model config (``*.yaml``)."""
+    """Build a randomly initialised model from an Ultralytics model config (``*.yaml``).
+
+    A bare name is a config that ultralytics ships (it would look in the working directory
+    first, and it evaluates strings of a config); a path is used as given.
+    """
     _ultralytics_offline()
     from ultralytics.nn.tasks import DetectionModel
 
     try:
-        return DetectionModel(cfg=config, verbose=False)
+        path = _packaged_config(config) if is_bare_name(config) else config
+        return DetectionModel(cfg=path, verbose=False)
     except Exception as err:  # any build failure becomes a WeightsError at this boundary
         raise WeightsError(
             f"cannot build a detector from model config {config!r}: {err}. Use the name of a "

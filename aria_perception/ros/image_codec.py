@@ -2,7 +2,7 @@
 
 What is specific to the messages is checked here (``step``, the data length, 16-bit encodings,
 the compressed formats' magic bytes and headers); the rules every frame follows (encodings,
-size, ``input.max_pixels``, compressed bytes) are the shared ones of
+size, ``input.max_pixels``, compressed bytes, the structure of PNG data) are the shared ones of
 :mod:`aria_perception.records`.
 
 Incoming frames become zero-copy numpy views of the message buffer (``step`` padding is honoured
@@ -24,9 +24,11 @@ import numpy as np
 
 from aria_perception.errors import FrameError
 from aria_perception.records import (
+    PNG_SIGNATURE,
     RAW_CHANNELS,
     check_encoded_frame,
     check_frame_size,
+    check_png,
     check_raw_frame,
     raw_channels,
 )
@@ -34,7 +36,6 @@ from aria_perception.records import (
 # Encodings a camera driver may plausibly send that we name explicitly when refusing them.
 _SIXTEEN_BIT = ("mono16", "16uc1", "16sc1", "rgb16", "bgr16", "rgba16", "bgra16")
 _JPEG_MAGIC = b"\xff\xd8\xff"
-_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 # JPEG start-of-frame markers (baseline, progressive, lossless, arithmetic): all carry the size.
 _JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # not DHT, JPG, DAC
 _HOST_BIGENDIAN = int(sys.byteorder == "big")
@@ -135,7 +136,9 @@ def compressed_to_frame(
 
     The format comes from the magic bytes (what the decoder will see); the ``format`` string must
     not contradict them in a way that says the data is something else (``compressedDepth``, a
-    format we do not decode). Corruption past the header is found by the decoder in the worker.
+    format we do not decode). PNG data is checked whole, its chunks, CRCs and image data against
+    the IHDR size (:func:`~aria_perception.records.check_png`): a decoder may crash on what it
+    cannot read. Corruption inside JPEG data is found by the decoder in the worker.
 
     Args:
         msg: the received message.
@@ -143,7 +146,8 @@ def compressed_to_frame(
         max_bytes: compressed frames larger than this are refused (the worker's slot capacity).
 
     Raises:
-        FrameError: empty data, not JPEG/PNG, a header without a size, too many pixels or bytes.
+        FrameError: empty data, not JPEG/PNG, a header without a size, too many pixels or bytes,
+            PNG data that is corrupt or truncated.
     """
     if "compresseddepth" in str(msg.format).lower():
         raise FrameError(f"compressedDepth images are not supported (format {msg.format!r})")
@@ -154,7 +158,7 @@ def compressed_to_frame(
     head = buffer[:32].tobytes()
     if head.startswith(_JPEG_MAGIC):
         fmt = "jpeg"
-    elif head.startswith(_PNG_MAGIC):
+    elif head.startswith(PNG_SIGNATURE):
         fmt = "png"
     else:
         raise FrameError(
@@ -162,18 +166,12 @@ def compressed_to_frame(
             f"it starts with {head[:8].hex(' ')}"
         )
     check_encoded_frame(buffer, fmt, max_bytes)
-    height, width = _jpeg_size(buffer) if fmt == "jpeg" else _png_size(head)
-    check_frame_size(width, height, max_pixels, f"{fmt} image")
+    if fmt == "png":
+        height, width = check_png(buffer, max_pixels)
+    else:
+        height, width = _jpeg_size(buffer)
+        check_frame_size(width, height, max_pixels, "jpeg image")
     return CompressedFrame(data=buffer, format=fmt, height=height, width=width)
-
-
-def _png_size(head: bytes) -> tuple[int, int]:
-    """Height and width from a PNG's IHDR chunk, which the format requires to come first."""
-    if len(head) < 24 or head[12:16] != b"IHDR":
-        raise FrameError("PNG data without an IHDR header (truncated or corrupt)")
-    width = int.from_bytes(head[16:20], "big")
-    height = int.from_bytes(head[20:24], "big")
-    return height, width
 
 
 def _jpeg_size(buffer: np.ndarray) -> tuple[int, int]:

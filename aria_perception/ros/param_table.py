@@ -19,6 +19,7 @@ from typing import Any
 
 from aria_perception.errors import ConfigError
 from aria_perception.records import (
+    MAX_FRAME_PIXELS,
     PRECISIONS,
     ROTATIONS,
     EngineConfig,
@@ -37,7 +38,6 @@ __all__ = [
     "validate",
 ]
 
-MAX_MAX_PIXELS = 8192 * 8192
 INPUT_TRANSPORTS = ("raw", "compressed")
 INPUT_QOS = ("auto", "sensor_data", "reliable", "best_effort")
 #: Parameters that may change while the node runs (everything else is read-only).
@@ -135,7 +135,12 @@ PARAMETERS: tuple[ParamSpec, ...] = (
        "Run depth every Nth frame, reuse the last map between.", low=1, high=100, step=1),
     _P("detector.enabled", "engine.detector_enabled", "Run the YOLO detector."),
     _P("detector.weights", "engine.detector_weights",
-       "Ultralytics detection checkpoint (or *.yaml)."),
+       "Ultralytics detection checkpoint (or *.yaml); a bare file name is looked up in the "
+       "models directory only, never in the working directory."),
+    _P("detector.trust_pickle", "engine.detector_trust_pickle",
+       "Load a detector checkpoint that needs arbitrary code to unpickle (it runs as the "
+       "node's user): only for a file you trust. False: torch.load(weights_only=True) with the "
+       "Ultralytics layer classes allowed."),
     _P("detector.image_size", "engine.detector_image_size", "YOLO letterbox size.",
        low=32, high=2048, step=32),
     _P("detector.confidence", "engine.confidence", "Minimum detection score.", low=0.0, high=1.0),
@@ -159,7 +164,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
        constraints=", ".join(map(str, ROTATIONS[:-1])) + f" or {ROTATIONS[-1]}"),
     _P("input.max_pixels", "max_pixels",
        "Refuse frames with more pixels (sizes the shared-memory slots).",
-       low=1, high=MAX_MAX_PIXELS, step=1),
+       low=1, high=MAX_FRAME_PIXELS, step=1),
     _P("worker.parallel_streams", "engine.parallel_streams",
        "Run depth and detection on two CUDA streams."),
     _P("worker.cuda_graphs", "engine.cuda_graphs", "Capture CUDA graphs per input shape."),

@@ -11,7 +11,7 @@ import torch
 from yolo_helpers import CONF, IOU, MAX_DET, sample_image
 
 from aria_perception.engine.detector import YoloDetector
-from aria_perception.engine.yolo_weights import MODELS_ENV, find_weights
+from aria_perception.engine.yolo_weights import MODELS_ENV, find_weights, is_bare_name
 from aria_perception.errors import ConfigError, WeightsError
 
 
@@ -40,8 +40,8 @@ def test_missing_weights_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.Mo
     with pytest.raises(WeightsError) as err:
         YoloDetector("yolov8n.pt", search_dir=models)
     text = str(err.value)
-    for part in ("yolov8n.pt", str(tmp_path / "yolov8n.pt"), str(models / "yolov8n.pt")):
-        assert part in text
+    assert "yolov8n.pt" in text and f"(looked in: {models / 'yolov8n.pt'})" in text
+    assert "never in the working directory" in text
     assert "models" in text and "allow_random_weights" in text
     with pytest.raises(WeightsError, match="allow_random_weights"):
         YoloDetector("yolov8n.yaml")  # a config means random weights: needs the switch
@@ -79,7 +79,7 @@ def test_random_weights_when_allowed(
         YoloDetector("best.pt", allow_random_weights=True, search_dir=tmp_path)
 
 
-def test_weights_found_in_models_dir_and_cwd(
+def test_a_bare_name_is_looked_up_in_the_models_dir_and_a_path_as_given(
     saved: tuple[Path, torch.nn.Module], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = saved[0]
@@ -88,12 +88,51 @@ def test_weights_found_in_models_dir_and_cwd(
     (models / "mine.pt").symlink_to(path)
     elsewhere = tmp_path / "cwd"
     elsewhere.mkdir()
+    (elsewhere / "here.pt").symlink_to(path)
     monkeypatch.chdir(elsewhere)
     monkeypatch.setenv(MODELS_ENV, str(models))
-    found, looked = find_weights("mine.pt")
-    assert found == path.resolve() and looked == [elsewhere / "mine.pt", models / "mine.pt"]
-    monkeypatch.chdir(path.parent)
-    found, _ = find_weights(path.name)
-    assert found == path.resolve()
+    assert find_weights("mine.pt") == (path.resolve(), [models / "mine.pt"])
+    assert find_weights("here.pt") == (None, [models / "here.pt"])  # not the working directory
+    assert find_weights("./here.pt") == (path.resolve(), [elsewhere / "here.pt"])
+    assert find_weights(str(path)) == (path.resolve(), [path])
+    assert is_bare_name("yolov8n.pt") and not is_bare_name("./yolov8n.pt")
+    assert not is_bare_name("~/yolov8n.pt") and not is_bare_name(str(path))
     det = YoloDetector("mine.pt", image_size=320)
     assert det.weights_status == "official"
+    assert YoloDetector("./here.pt", image_size=320).weights_path == path.resolve()
+
+
+def test_a_checkpoint_in_the_working_directory_is_never_picked_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A yolov8n.pt left where the node starts: unpickled, it would write a marker file."""
+    import os
+
+    class Hostile:
+        def __reduce__(self):
+            return (os.system, (f"touch {tmp_path / 'marker'}",))
+
+    torch.save({"model": Hostile()}, tmp_path / "yolov8n.pt")
+    empty = tmp_path / "models"
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(WeightsError, match="not found"):
+        YoloDetector("yolov8n.pt", search_dir=empty)
+    det = YoloDetector("yolov8n.pt", allow_random_weights=True, search_dir=empty, image_size=320)
+    assert det.weights_status == "random"
+    assert not (tmp_path / "marker").exists()
+
+
+def test_a_bare_config_name_is_one_ultralytics_ships(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A yolov8n.yaml in the working directory is not read: a config's strings are evaluated."""
+    marker = tmp_path / "marker"
+    (tmp_path / "yolov8n.yaml").write_text(
+        f"nc: 3\nactivation: __import__('pathlib').Path('{marker}').touch()\n"
+        "backbone: [[-1, 1, Conv, [16, 3, 2]]]\nhead: [[-1, 1, Conv, [16, 3, 2]]]\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    det = YoloDetector("yolov8n.yaml", allow_random_weights=True, image_size=320)
+    assert len(det.class_names) == 80 and not marker.exists()
+    with pytest.raises(WeightsError, match="ultralytics ships no model config 'mine.yaml'"):
+        YoloDetector("mine.yaml", allow_random_weights=True)

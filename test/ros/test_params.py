@@ -114,6 +114,16 @@ def test_invalid_values_name_the_parameter_and_range(name: str, value: object, m
     assert message in str(err.value)
 
 
+def test_trust_pickle_is_off_by_default_read_only_and_reaches_the_engine() -> None:
+    spec = params.SPECS["detector.trust_pickle"]
+    assert spec.default is False and spec.read_only
+    assert "arbitrary code" in spec.description
+    cfg = params.config_from_values({"detector.trust_pickle": True})
+    assert cfg.engine.detector_trust_pickle is True
+    with pytest.raises(ConfigError, match="detector.trust_pickle must be true or false"):
+        params.config_from_values({"detector.trust_pickle": "yes"})
+
+
 def test_nothing_enabled_and_unknown_names_are_refused() -> None:
     with pytest.raises(ConfigError, match="both false"):
         params.config_from_values({"depth.enabled": False, "detector.enabled": False})
