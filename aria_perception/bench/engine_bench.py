@@ -265,7 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="also time the per-frame reference code (CPU transform, fp32, predict())",
     )
     parser.add_argument("--depth-weights", default="")
-    parser.add_argument("--detector-weights", default="yolov8n.pt")
+    parser.add_argument("--detector-weights", default=EngineConfig().detector_weights)
     parser.add_argument("--json", help="write the results here")
     return parser
 
