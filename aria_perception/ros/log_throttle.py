@@ -14,12 +14,16 @@ __all__ = ["LogThrottle", "reason_kind"]
 MAX_KINDS = 64
 #: Longest kind: past it, what a message says is the sender's, not ours.
 _KIND_CHARS = 120
+#: Text of a reason looked at: the kind is decided by its start, and the patterns below must
+#: not cost more than this bound allows whatever a sender makes the text.
+_SCANNED_CHARS = 400
 
-# What a reason quotes of what a sender sent; each becomes a placeholder in its kind.
-_QUOTED = re.compile(r"""b?'(?:[^'\\]|\\.)*'|b?"(?:[^"\\]|\\.)*\"""", re.DOTALL)
+# What a reason quotes of what a sender sent; each becomes a placeholder in its kind. A quote
+# still open where the scanned text ends is quoted data as well.
+_QUOTED = re.compile(r"""b?'(?:[^'\\]|\\.)*(?:'|\\?$)|b?"(?:[^"\\]|\\.)*(?:"|\\?$)""", re.DOTALL)
 _HEX_DUMP = re.compile(r"(?<![0-9A-Za-z])[0-9A-Fa-f]{2}(?:[ :][0-9A-Fa-f]{2})+(?![0-9A-Za-z])")
-_WITH_DIGIT = re.compile(r"[0-9A-Za-z_.+-]*\d[0-9A-Za-z_.+-]*")
-_LONG_WORD = re.compile(r"\S{25,}")
+_WITH_DIGIT = re.compile(r"(?<![0-9A-Za-z_.+-])[0-9A-Za-z_.+-]*\d[0-9A-Za-z_.+-]*")
+_LONG_WORD = re.compile(r"(?<!\S)\S{25,}")
 _SPACE = re.compile(r"\s+")
 
 
@@ -32,6 +36,7 @@ def reason_kind(reason: BaseException | str) -> str:
     "unsupported encoding 'x2'" are one kind, a truncated frame another.
     """
     text = f"{type(reason).__name__}: {reason}" if isinstance(reason, BaseException) else reason
+    text = text[:_SCANNED_CHARS]
     text = _QUOTED.sub("'…'", text)
     text = _HEX_DUMP.sub("<hex>", text)
     text = _WITH_DIGIT.sub("#", text)

@@ -153,6 +153,12 @@ class PerceptionNode(LifecycleNode):
         self._deactivate()
         self._worker.stop()
         super().destroy_node()
+        # rclpy leaves the lifecycle state machine, and with it the node's lifecycle services,
+        # to the garbage collector: a node destroyed in a running container must leave the
+        # graph now. (rclpy keeps it in a private attribute and offers no public accessor.)
+        machine = getattr(self, "_state_machine", None)
+        if machine is not None and hasattr(machine, "destroy_when_not_in_use"):
+            machine.destroy_when_not_in_use()
 
     # ------------------------------------------------------------------ lifecycle
 
