@@ -154,6 +154,7 @@ class Supervisor:
             if thread is not None and thread.is_alive():  # FAILED, cooling down
                 self._stopping.set()
                 thread.join()
+                self._life.retire(graceful=False, timeout_s=1.0)  # one it may have started
             self._teardown()  # what a FAILED run left
             self._stopping.clear()
             _live.add(self)
