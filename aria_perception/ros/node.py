@@ -147,12 +147,12 @@ class PerceptionNode(LifecycleNode):
 
     def destroy_node(self) -> None:
         """Stop the worker (shared memory released), then destroy the node (idempotent)."""
-        if self._destroyed:
-            return
-        self._destroyed = True
         self._deactivate()
         self._worker.stop()
+        if self._destroyed:
+            return
         super().destroy_node()
+        self._destroyed = True
         # rclpy leaves the lifecycle state machine, and with it the node's lifecycle services,
         # to the garbage collector: a node destroyed in a running container must leave the
         # graph now. (rclpy keeps it in a private attribute and offers no public accessor.)
