@@ -37,3 +37,27 @@ class WorkerDiedError(WorkerError):
 
 class WorkerTimeoutError(WorkerError):
     """The worker did not answer a frame within ``worker.frame_timeout_s``."""
+
+
+class PoisonFrameError(WorkerDiedError, FrameError):
+    """The worker died while it ran this frame: the frame is refused, never retried.
+
+    Both a :class:`WorkerDiedError` (the process is gone and is restarted) and a
+    :class:`FrameError` (the frame is counted rejected, and poison): a frame that crashes a
+    decoder or the engine would crash every worker it is given to.
+    """
+
+
+#: Longest text of a sender's data quoted in a message or a log line (see :func:`shorten`).
+MAX_QUOTED_CHARS = 200
+
+
+def shorten(text: str, limit: int = MAX_QUOTED_CHARS) -> str:
+    """``text`` cut to ``limit`` characters, the cut marked with "…" and the original length.
+
+    Error messages quote what a sender sent (an encoding string, a format, a decoder's complaint
+    about the bytes); a log line or a diagnostics message must stay short whatever that was.
+    """
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({len(text)} chars)"

@@ -8,7 +8,9 @@ none), e.g. ``perception_container --ros-args --params-file config/container.yam
 -r slam_left_perception:image:=/camera_slam_left/image_raw``.
 
 Node-specific remaps (``node:from:=to``) give each node its camera. Each node starts its own
-worker: the GPU is shared, and each worker holds its own models and CUDA memory.
+worker: the GPU is shared, and each worker holds its own models and CUDA memory. A node whose
+lifecycle ``shutdown`` transition completes is destroyed; the others go on, and the container
+exits 0 once none is left. Ctrl-C and SIGTERM (at any moment) stop them all and exit 0.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from rclpy.executors import ExternalShutdownException
 from rclpy.utilities import remove_ros_args
 
 from aria_perception.errors import ConfigError
-from aria_perception.ros.node import PerceptionNode, spin
+from aria_perception.ros.node import PerceptionNode
+from aria_perception.ros.runner import SigtermInterrupt, spin
 
 
 def params_files(argv: list[str]) -> list[Path]:
@@ -66,7 +69,11 @@ def split_name(fqn: str) -> tuple[str, str]:
 
 def main(args: list[str] | None = None) -> int:
     """Console script ``perception_container``."""
-    argv = list(sys.argv if args is None else args)
+    with SigtermInterrupt() as sigterm:
+        return _run(list(sys.argv if args is None else args), sigterm)
+
+
+def _run(argv: list[str], sigterm: SigtermInterrupt) -> int:
     rclpy.init(args=argv)
     nodes: list[PerceptionNode] = []
     code = 0
@@ -96,6 +103,7 @@ def main(args: list[str] | None = None) -> int:
         print(f"perception_container: invalid parameter: {err}", file=sys.stderr)
         code = 2
     finally:
+        sigterm.shield()
         for node in nodes:
             node.destroy_node()
         rclpy.try_shutdown()

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any
 
+from aria_perception.errors import shorten
 from aria_perception.records import StageTimes
 from aria_perception.stats import percentile, percentiles
 
@@ -34,6 +35,7 @@ KEYS: tuple[str, ...] = (
     *PATH_KEYS,
     "dropped_frames",
     "rejected_frames",
+    "poison_frames",
     "lost_samples",
     "worker_restarts",
     "worker_state",
@@ -205,6 +207,7 @@ class Snapshot:
     path: PathTimes | None = None
     dropped_frames: int = 0
     rejected_frames: int = 0
+    poison_frames: int = 0
     lost_samples: int = 0
     worker_restarts: int = 0
     worker_state: str = "STOPPED"
@@ -241,6 +244,7 @@ def values(snap: Snapshot) -> dict[str, str]:
         **{key: _fmt(getattr(path, key), 3) for key in PATH_KEYS},
         "dropped_frames": str(snap.dropped_frames),
         "rejected_frames": str(snap.rejected_frames),
+        "poison_frames": str(snap.poison_frames),
         "lost_samples": str(snap.lost_samples),
         "worker_restarts": str(snap.worker_restarts),
         "worker_state": snap.worker_state,
@@ -265,7 +269,7 @@ def level_and_message(
     if snap.worker_down:
         text = f"worker down ({snap.worker_state})"
         if snap.last_error:
-            text += f": {snap.last_error}"
+            text += f": {shorten(snap.last_error)}"  # it may quote what a sender sent
         return ERROR, text
     if not snap.active:
         return OK, "inactive (lifecycle): not consuming frames"

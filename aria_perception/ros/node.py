@@ -2,8 +2,9 @@
 
 Lifecycle: configure = start the worker and load the models; activate = subscribe (outputs go
 out); deactivate = stop consuming, keep the worker warm; cleanup = stop the worker and free the
-GPU; shutdown = all of it. With ``autostart`` (default) the node configures and activates itself
-at construction so ``ros2 run`` and launch just work.
+GPU; shutdown = all of it, and the node is destroyed (``perception_node`` then exits 0). With
+``autostart`` (default) the node configures and activates itself at construction so
+``ros2 run`` and launch just work.
 
 Threads: the image callback (executor thread, mutually exclusive group) validates the frame and
 hands a zero-copy view to the supervisor, which copies it into shared memory. Results arrive on
@@ -26,19 +27,20 @@ from typing import Any
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.executors import ExternalShutdownException
 from rclpy.lifecycle import Node as LifecycleNode
 from rclpy.lifecycle import State, TransitionCallbackReturn
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
-from aria_perception.errors import AriaPerceptionError, ConfigError, FrameError
+from aria_perception.errors import AriaPerceptionError, ConfigError, FrameError, shorten
 from aria_perception.records import Thresholds
 from aria_perception.ros import diagnostics, params
 from aria_perception.ros.image_codec import compressed_to_frame, image_to_frame
 from aria_perception.ros.log_throttle import LogThrottle
 from aria_perception.ros.outputs import OUTPUT_TOPICS, OutputPublishers, PendingFrame
 from aria_perception.ros.qos import InputSubscription
+from aria_perception.ros.runner import SigtermInterrupt, spin
 from aria_perception.ros.worker_link import WorkerLink
 
 __all__ = ["DEFAULT_NAME", "INPUT_TOPICS", "OUTPUT_TOPICS", "PerceptionNode", "main", "spin"]
@@ -69,6 +71,8 @@ class PerceptionNode(LifecycleNode):
         super().__init__(node_name, **kwargs)
         self._logger = self.get_logger()
         self._active = False
+        self._finalized = False
+        self._destroyed = False
         self._camera_info: Any = None
         self._rejected = 0  # frames refused by the codec (the worker counts its own)
         self._counter_lock = threading.Lock()
@@ -122,6 +126,11 @@ class PerceptionNode(LifecycleNode):
         return self._active
 
     @property
+    def finalized(self) -> bool:
+        """True once the lifecycle ``shutdown`` transition ran: the node is done."""
+        return self._finalized
+
+    @property
     def thresholds(self) -> Thresholds:
         """The detector thresholds in effect (changed at run time through parameters)."""
         return self._thresholds
@@ -137,10 +146,19 @@ class PerceptionNode(LifecycleNode):
         return self._latency_budget_ms
 
     def destroy_node(self) -> None:
-        """Stop the worker (shared memory released), then destroy the node."""
+        """Stop the worker (shared memory released), then destroy the node (idempotent)."""
         self._deactivate()
         self._worker.stop()
+        if self._destroyed:
+            return
         super().destroy_node()
+        self._destroyed = True
+        # rclpy leaves the lifecycle state machine, and with it the node's lifecycle services,
+        # to the garbage collector: a node destroyed in a running container must leave the
+        # graph now. (rclpy keeps it in a private attribute and offers no public accessor.)
+        machine = getattr(self, "_state_machine", None)
+        if machine is not None and hasattr(machine, "destroy_when_not_in_use"):
+            machine.destroy_when_not_in_use()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -192,8 +210,11 @@ class PerceptionNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state: State) -> TransitionCallbackReturn:
-        """Everything off, from any state."""
-        return self._release_all()
+        """Everything off, from any state; the node is done (:attr:`finalized`)."""
+        result = self._release_all()
+        self._finalized = True
+        self._logger.info("lifecycle shutdown: worker stopped, the node is finalized")
+        return result
 
     def on_error(self, state: State) -> TransitionCallbackReturn:
         """Release what a failed transition left behind; back to unconfigured."""
@@ -236,13 +257,20 @@ class PerceptionNode(LifecycleNode):
         except FrameError as err:
             self._reject(msg, err)
             return
-        self._submit(frame.data, frame.format, PendingFrame(msg.header, received, frame, msg))
+        pending = PendingFrame(msg.header, received, frame, msg)
+        self._submit(frame.data, frame.format, pending, (frame.height, frame.width))
 
-    def _submit(self, pixels: Any, encoding: str, pending: PendingFrame) -> None:
+    def _submit(
+        self,
+        pixels: Any,
+        encoding: str,
+        pending: PendingFrame,
+        size: tuple[int, int] | None = None,
+    ) -> None:
         if not self._active:
             return
         try:
-            self._worker.submit(pixels, encoding, pending, self._outputs.depth_wanted())
+            self._worker.submit(pixels, encoding, pending, self._outputs.depth_wanted(), size)
         except FrameError as err:  # the supervisor counts it in its ``rejected``
             self._reject(pending.message, err, count=False)
         except AriaPerceptionError as err:
@@ -252,11 +280,13 @@ class PerceptionNode(LifecycleNode):
         if count:
             with self._counter_lock:
                 self._rejected += 1
-        if self._throttle.allow(str(err)):
+        if self._throttle.allow(err):
             stamp = msg.header.stamp
+            # The frame id and the reason may quote anything the sender chose: both are cut.
             self._logger.warning(
-                f"rejected frame {stamp.sec}.{stamp.nanosec:09d} ({msg.header.frame_id!r}): "
-                f"{err} (rejected_frames counts them; this reason is logged every "
+                f"rejected frame {stamp.sec}.{stamp.nanosec:09d} "
+                f"({shorten(repr(msg.header.frame_id), 80)}): {shorten(str(err))} "
+                f"(rejected_frames counts them; this kind of reason is logged every "
                 f"{_LOG_PERIOD_S:g} s at most)"
             )
 
@@ -294,9 +324,9 @@ class PerceptionNode(LifecycleNode):
         """A frame failed in the worker (supervisor thread): bad frames are counted there."""
         if isinstance(err, FrameError) and isinstance(tag, PendingFrame):
             self._reject(tag.message, err, count=False)
-        elif self._throttle.allow(f"{type(err).__name__}: {err}"):
+        elif self._throttle.allow(err):
             what = "worker error" if frame_id < 0 else f"frame {frame_id} lost"
-            self._logger.error(f"{what}: {type(err).__name__}: {err}")
+            self._logger.error(f"{what}: {type(err).__name__}: {shorten(str(err))}")
 
     # ------------------------------------------------------------------ parameters
 
@@ -381,45 +411,32 @@ class PerceptionNode(LifecycleNode):
         self._diag_pub.publish(msg)
 
 
-def spin(nodes: list[Any]) -> None:
-    """Spin ``nodes`` on one single-threaded executor until shutdown (Ctrl-C, SIGTERM).
-
-    The executor only runs short callbacks (validate a frame and copy it into shared memory,
-    diagnostics, parameter and lifecycle services): results are published from the worker
-    supervisor's own thread. rclpy's MultiThreadedExecutor was measured at 100 % of a core on
-    the GPU machine with 1408x1408 frames at 30 Hz, re-waking on a subscription whose callback
-    group was busy, and starved the result thread (3 FPS out); the single-threaded executor
-    has no such loop.
-    """
-    executor = SingleThreadedExecutor()
-    for node in nodes:
-        executor.add_node(node)
-    try:
-        executor.spin()
-    finally:
-        executor.shutdown()
-
-
 def main(args: list[str] | None = None) -> int:
-    """Console script ``perception_node``: one node, ``--ros-args`` as usual."""
-    rclpy.init(args=args)
-    node = None
-    code = 0
-    try:
-        node = PerceptionNode()
-        if node.start_error:
-            code = 1  # already logged; nothing to serve without a worker
-        else:
-            spin([node])
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except ConfigError as err:
-        print(f"perception_node: invalid parameter: {err}", file=sys.stderr)
-        code = 2
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
+    """Console script ``perception_node``: one node, ``--ros-args`` as usual.
+
+    Exits 0 on Ctrl-C, SIGTERM (at any moment, start-up included) and after the lifecycle
+    ``shutdown`` transition; 1 when the worker cannot start; 2 on an invalid parameter.
+    """
+    with SigtermInterrupt() as sigterm:
+        rclpy.init(args=args)
+        node = None
+        code = 0
+        try:
+            node = PerceptionNode()
+            if node.start_error:
+                code = 1  # already logged; nothing to serve without a worker
+            else:
+                spin([node])
+        except (KeyboardInterrupt, ExternalShutdownException):
+            pass
+        except ConfigError as err:
+            print(f"perception_node: invalid parameter: {err}", file=sys.stderr)
+            code = 2
+        finally:
+            sigterm.shield()
+            if node is not None:
+                node.destroy_node()
+            rclpy.try_shutdown()
     return code
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from aria_perception.errors import AriaPerceptionError
+from aria_perception.errors import AriaPerceptionError, shorten
 from aria_perception.records import EngineInfo, Thresholds, WorkerState
 from aria_perception.ros import params
 from aria_perception.ros.diagnostics import Snapshot
@@ -100,6 +100,9 @@ class WorkerLink:
             self._start_error = str(err)
             self.stop()
             raise
+        except BaseException:  # Ctrl-C or SIGTERM during the start: nothing left behind
+            self.stop()
+            raise
         self._start_error = ""
         self._info = info
         self._logger.info(
@@ -120,8 +123,18 @@ class WorkerLink:
         if supervisor is not None:
             supervisor.stop()
 
-    def submit(self, pixels: Any, encoding: str, tag: Any, want_depth: bool) -> bool:
+    def submit(
+        self,
+        pixels: Any,
+        encoding: str,
+        tag: Any,
+        want_depth: bool,
+        size: tuple[int, int] | None = None,
+    ) -> bool:
         """Hand a frame to the worker; False when no worker runs (the frame is ignored).
+
+        ``size`` is the (height, width) a compressed frame's header announces (its first frame
+        of a size gets the worker's first-frame timeout).
 
         Raises:
             FrameError: the frame does not fit the worker's slots (counted by the worker).
@@ -130,7 +143,7 @@ class WorkerLink:
         supervisor = self._supervisor
         if supervisor is None:
             return False
-        supervisor.submit(pixels, encoding, tag, want_depth=want_depth)
+        supervisor.submit(pixels, encoding, tag, want_depth=want_depth, size=size)
         return True
 
     def set_thresholds(self, thresholds: Thresholds) -> None:
@@ -160,7 +173,8 @@ class WorkerLink:
             snap.worker_state = state.name
             snap.worker_down = state in DOWN_STATES or (active and state != WorkerState.READY)
             snap.dropped_frames = int(stats.dropped)
-            snap.rejected_frames += int(stats.rejected)
+            snap.rejected_frames += int(stats.rejected)  # poison frames included
+            snap.poison_frames = int(stats.poison)
             snap.worker_restarts = int(stats.restarts)
             snap.gpu_mem_mb = float(stats.gpu_mem_mb)
             snap.gpu_mem_peak_mb = float(stats.gpu_mem_peak_mb)
@@ -179,7 +193,7 @@ class WorkerLink:
         if snap.worker_down:
             self._logger.error(
                 f"inference worker down ({snap.worker_state}, {snap.worker_restarts} restart(s)): "
-                f"{snap.last_error or 'no error reported'}"
+                f"{shorten(snap.last_error or 'no error reported')}"
             )
         elif snap.worker_state == WorkerState.READY.name and previous[0] in _DOWN_NAMES:
             self._logger.warning(

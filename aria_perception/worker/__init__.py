@@ -5,7 +5,8 @@ The parent side (this package's public names) never imports torch; the child bui
 Modules: :mod:`~.supervisor` (the public :class:`Supervisor` and its thread),
 :mod:`~.lifecycle` (start, loss, restart, stop of worker processes), :mod:`~.process` (one
 worker process), :mod:`~.restart` (restart policy), :mod:`~.dispatch` and :mod:`~.ledger`
-(which job is where), :mod:`~.slots` (shared memory), :mod:`~.protocol` (pipe messages),
+(which job is where), :mod:`~.watchdog` (when the worker counts as hung or frozen),
+:mod:`~.slots` (shared memory), :mod:`~.protocol` (pipe messages),
 :mod:`~.child` (the worker's side), :mod:`~.engine_api` (what the worker needs of an engine),
 :mod:`~.result` and :mod:`~.settings`.
 

@@ -196,6 +196,8 @@ class _Worker:
         """Process one frame; False when the engine failed and the worker must go."""
         assert self.slots is not None
         out_slot = self.free_outputs.pop(0)
+        # Before the engine sees the frame: should it kill us, the parent knows which one did.
+        self.send(msg.Started(message.frame_id, self.gen, time.monotonic()))
         try:
             if self.raise_next is not None:
                 injected, self.raise_next = self.raise_next, None

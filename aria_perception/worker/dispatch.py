@@ -14,7 +14,7 @@ import time
 
 from aria_perception.records import Thresholds
 from aria_perception.worker import protocol as msg
-from aria_perception.worker.ledger import Job, Ledger, LedgerCounts
+from aria_perception.worker.ledger import Job, Ledger, LedgerCounts, Loss
 from aria_perception.worker.process import WorkerProcess
 
 
@@ -89,16 +89,20 @@ class Dispatcher:
             worker, self._worker = self._worker, None
             return worker
 
-    def worker_lost(self) -> Job | None:
-        """The detached worker is dead: its current job failed, the others are dropped.
+    def worker_lost(self, died: bool) -> Loss:
+        """The detached worker is dead: its current job ends, the others are dropped.
 
         Call it only once the process is gone, so that no slot is reused under it.
 
+        Args:
+            died: It died by itself (a crash), rather than being killed as hung: a job it was
+                running is poison.
+
         Returns:
-            The job it was on, to report.
+            The job it was on, to report, and whether that job is poison.
         """
         with self._lock:
-            return self._ledger.worker_lost()
+            return self._ledger.worker_lost(died)
 
     def drop_all(self) -> None:
         """Every job in the worker or pending is dropped (stop)."""
@@ -148,6 +152,11 @@ class Dispatcher:
             return True
 
     # -- answers from the worker --------------------------------------------------------------
+
+    def started(self, message: msg.Started) -> Job | None:
+        """The worker started a job: its deadline counts from then (``None``: not current)."""
+        with self._lock:
+            return self._ledger.started(message.frame_id, message.generation, message.started_at)
 
     def processed(self, message: msg.Result) -> Job | None:
         """The job a result belongs to (``None``: stale); the pending job follows it in."""

@@ -3,7 +3,8 @@
 A :class:`Ledger` knows the free input slots, the jobs sent to the worker (oldest first), the one
 job pending here, and the counters. It decides: which slot a new frame gets (newest wins: the
 pending job gives its slot up), whether a job goes to the worker at once or waits, which job an
-answer from the worker belongs to, and when the worker's current job is due. It never sends,
+answer from the worker belongs to, when the worker's current job is due, and what a lost
+worker's current job becomes (poison when the worker died running it). It never sends,
 sleeps or reads a clock: the caller passes ``now`` and sends what it is told to send. It is not
 thread-safe; the supervisor calls it under its lock.
 
@@ -16,7 +17,7 @@ from __future__ import annotations
 import collections
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from aria_perception.records import RAW_CHANNELS
 from aria_perception.worker.slots import INPUT_SLOTS
@@ -38,9 +39,14 @@ class Job:
         want_depth: Whether the depth map is wanted back.
         submitted_at: ``time.monotonic()`` when ``submit`` was called.
         copy_in_ms: Time ``submit`` spent copying into the slot.
+        size: (height, width) a compressed frame's header announces, if known: a size new to
+            the worker gets the first-frame timeout, like a new raw shape.
         generation: The worker generation it was sent to (0 until sent).
         dispatched_at: When it was sent to the worker.
+        started_at: When the worker started running it (``None`` until it says so).
         deadline: When the worker's answer is due (set once it is the oldest job there).
+        timeout_s: The time the deadline allows, from the job becoming the oldest or, once
+            started, from ``started_at``.
     """
 
     frame_id: int
@@ -51,9 +57,29 @@ class Job:
     want_depth: bool
     submitted_at: float
     copy_in_ms: float
+    size: tuple[int, int] | None = None
     generation: int = 0
     dispatched_at: float = 0.0
+    started_at: float | None = None
     deadline: float = math.inf
+    timeout_s: float = 0.0
+
+    @property
+    def shape_key(self) -> tuple[str, tuple[int, ...] | None]:
+        """What makes a frame new to the engine: its encoding and raw shape or decoded size."""
+        return self.encoding, self.shape if self.encoding in RAW_CHANNELS else self.size
+
+
+class Loss(NamedTuple):
+    """What a lost worker's current job became (see :meth:`Ledger.worker_lost`).
+
+    Attributes:
+        job: The job the worker was on, if any.
+        poison: The worker died while running it: counted rejected and poison, not failed.
+    """
+
+    job: Job | None
+    poison: bool
 
 
 @dataclass(frozen=True)
@@ -64,9 +90,11 @@ class LedgerCounts:
         submitted: Frames offered.
         processed: Frames whose result came back.
         dropped: Frames never processed (replaced, offered while no worker ran, lost waiting).
-        rejected: Bad frames (at submit or in the engine).
-        failed: Frames the worker was on when it died, hung or hit an engine error.
+        rejected: Bad frames (at submit, in the engine, or poison).
+        failed: Frames the worker was on when it hung or hit an engine error, or due next when
+            it died between frames.
         stale: Answers that belonged to no current job (an earlier worker's, an abandoned job's).
+        poison: Frames the worker died running (counted in ``rejected`` too).
         in_worker: Jobs in the worker now.
         pending: Jobs waiting here for room in the worker (0 or 1).
     """
@@ -77,6 +105,7 @@ class LedgerCounts:
     rejected: int = 0
     failed: int = 0
     stale: int = 0
+    poison: int = 0
     in_worker: int = 0
     pending: int = 0
 
@@ -90,8 +119,15 @@ class LedgerCounts:
 class Ledger:
     """The input slots, the jobs in the worker, the pending job and the counters.
 
+    The clock of a job runs twice: from the moment it is the oldest in the worker (the worker
+    must start or answer it within the timeout: a worker stuck outside a frame is caught), and
+    again from the moment the worker says it started it (the timeout bounds the engine's time
+    on it, whatever the frame waited for before). The first job of an encoding and shape (raw)
+    or decoded size (compressed) that a worker runs gets the first-frame timeout; a shape is
+    warm once a frame of it came back processed, so a skipped or refused frame warms nothing.
+
     Args:
-        frame_timeout_s: Time the worker has for a job once it is its oldest.
+        frame_timeout_s: Time the worker has for a job (see above).
         first_frame_timeout_s: Time for the first job of an encoding and shape per worker
             (it may include lazy initialisation and CUDA-graph capture); at least
             ``frame_timeout_s``.
@@ -116,7 +152,7 @@ class Ledger:
         self._warm: set[tuple[str, tuple[int, ...] | None]] = set()
         self._generation = 0
         self._submitted = self._processed = self._dropped = 0
-        self._rejected = self._failed = self._stale = 0
+        self._rejected = self._failed = self._stale = self._poison = 0
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -149,6 +185,7 @@ class Ledger:
             rejected=self._rejected,
             failed=self._failed,
             stale=self._stale,
+            poison=self._poison,
             in_worker=len(self._in_worker),
             pending=int(self._pending is not None),
         )
@@ -219,9 +256,23 @@ class Ledger:
 
     # -- answers from the worker --------------------------------------------------------------
 
+    def started(self, frame_id: int, generation: int, started_at: float) -> Job | None:
+        """The worker started running ``frame_id`` at ``started_at``: its clock starts again.
+
+        The worker sends its answers for older jobs before it starts a newer one, so the job
+        started is the front one; ``None`` for any other (an earlier worker's), not counted.
+        """
+        job = self.front
+        if job is None or job.frame_id != frame_id or job.generation != generation:
+            return None
+        job.started_at = started_at
+        job.timeout_s = self._timeout_for(job)
+        job.deadline = started_at + job.timeout_s
+        return job
+
     def processed(self, frame_id: int, generation: int, now: float) -> Job | None:
         """The worker's result for ``frame_id``: the job it belongs to, or ``None`` (stale)."""
-        job = self._take(frame_id, generation, now)
+        job = self._take(frame_id, generation, now, warm=True)
         if job is not None:
             self._processed += 1
         return job
@@ -266,18 +317,28 @@ class Ledger:
         self._generation = generation
         self._warm.clear()
 
-    def worker_lost(self) -> Job | None:
-        """The worker died or was killed: its current job failed, every other job is dropped.
+    def worker_lost(self, died: bool) -> Loss:
+        """The worker died or was killed: its current job ends, every other job is dropped.
+
+        The current job is poison (counted rejected and poison) when the worker ``died`` while
+        running it: it crashed on that frame. Otherwise (killed as hung, or dead before it
+        started the job) the job failed.
 
         Returns:
-            The job the worker was on (to report), if any.
+            The job the worker was on (to report), if any, and whether it is poison.
         """
         job = self._in_worker.popleft() if self._in_worker else None
+        poison = False
         if job is not None:
-            self._failed += 1
+            poison = died and job.started_at is not None
+            if poison:
+                self._rejected += 1
+                self._poison += 1
+            else:
+                self._failed += 1
             self._free.append(job.in_slot)
         self.drop_all()
-        return job
+        return Loss(job, poison)
 
     def drop_all(self) -> None:
         """Every job in the worker and the pending one are dropped (stop)."""
@@ -294,12 +355,13 @@ class Ledger:
         if len(self._in_worker) == 1:
             self._start_clock(job, now)
 
-    def _take(self, frame_id: int, generation: int, now: float) -> Job | None:
+    def _take(self, frame_id: int, generation: int, now: float, warm: bool = False) -> Job | None:
         """Remove the front job if the answer is for it; else count the answer stale.
 
         The worker answers its jobs in order (skipped, failed or done), so an answer for
         anything but the front job (an earlier generation's, or one given up on) is never
-        matched to another job. The next job's time starts now.
+        matched to another job. With ``warm`` its shape is warm from now on. The next job's
+        time starts now.
         """
         queue = self._in_worker
         if not queue or queue[0].frame_id != frame_id or queue[0].generation != generation:
@@ -307,22 +369,22 @@ class Ledger:
             return None
         job = queue.popleft()
         self._free.append(job.in_slot)
+        if warm:
+            self._warm.add(job.shape_key)
         if queue:
             self._start_clock(queue[0], now)
         return job
 
     def _start_clock(self, job: Job, now: float) -> None:
-        """``job`` is the worker's next: its answer is due within the frame timeout.
+        """``job`` is the worker's next: it must start (or answer) it within its timeout."""
+        job.timeout_s = self._timeout_for(job)
+        job.deadline = now + job.timeout_s
 
-        The first job of an encoding and (raw) shape in this worker gets the first-frame one.
-        """
-        key = (job.encoding, job.shape if job.encoding in RAW_CHANNELS else None)
-        if key in self._warm:
-            timeout = self._frame_timeout_s
-        else:
-            self._warm.add(key)
-            timeout = self._first_frame_timeout_s
-        job.deadline = now + timeout
+    def _timeout_for(self, job: Job) -> float:
+        """The first-frame timeout for a shape this worker has not processed yet."""
+        if job.shape_key in self._warm:
+            return self._frame_timeout_s
+        return self._first_frame_timeout_s
 
     def _drop(self, *jobs: Job | None) -> None:
         for job in jobs:

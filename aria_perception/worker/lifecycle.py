@@ -2,10 +2,13 @@
 
 :class:`Lifecycle` starts a generation (:class:`~aria_perception.worker.process.WorkerProcess`)
 and attaches it to the :class:`~aria_perception.worker.dispatch.Dispatcher`, ends it on a loss
-(kill, fail its jobs, ask the :class:`~aria_perception.worker.restart.RestartPolicy`), waits out
-the backoff and starts the next, or retires it on stop. It holds what the supervisor reports of
-that life: the :class:`~aria_perception.records.WorkerState`, the engine info, the restart count
-and the last error.
+(kill, end its jobs, ask the :class:`~aria_perception.worker.restart.RestartPolicy`), waits out
+the backoff and starts the next, or retires it on stop. A worker that died running a frame was
+killed by that frame (poison): the frame is refused and the restart is not a failure the policy
+counts. After too many other failures the state is ``FAILED`` for the policy's cool-down, then
+the failures are forgotten and a worker is started again. It holds what the supervisor reports
+of that life: the :class:`~aria_perception.records.WorkerState`, the engine info, the restart
+count and the last error.
 """
 
 from __future__ import annotations
@@ -17,7 +20,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from aria_perception.errors import AriaPerceptionError, WorkerError, WorkerStartError
+from aria_perception.errors import (
+    AriaPerceptionError,
+    PoisonFrameError,
+    WorkerError,
+    WorkerStartError,
+)
 from aria_perception.records import EngineConfig, EngineInfo, WorkerState
 from aria_perception.worker import protocol as msg
 from aria_perception.worker.dispatch import Dispatcher
@@ -125,24 +133,38 @@ class Lifecycle:
             self.state = WorkerState.FAILED
             self.last_error = last_error
 
-    def lose(self, reason: WorkerError, report: bool = True) -> None:
-        """The worker died, hung or failed: kill it, fail its jobs, plan the restart.
+    def lose(self, reason: WorkerError, report: bool = True, died: bool = False) -> None:
+        """The worker died, hung or failed: kill it, end its jobs, plan the restart.
 
         Args:
             reason: What happened; reported for the job the worker was on, if any.
             report: Report ``reason`` even when the worker was on no job.
+            died: The worker died by itself (not killed as hung, not a failed start): if it
+                was running a frame, that frame is poison and the restart counts for nothing.
         """
         worker = self._dispatch.detach()
         if worker is not None:
             worker.kill()  # dead for sure before its input slots are reused
-        job = self._dispatch.worker_lost()
-        restart_at = self._policy.on_failure(time.monotonic())
-        final = None if restart_at is not None else self._policy.give_up_error(reason)
+        job, poison = self._dispatch.worker_lost(died)
+        now = time.monotonic()
+        final: WorkerError | None = None
+        if poison:
+            assert job is not None
+            reason = PoisonFrameError(
+                f"{reason} while running frame {job.frame_id}: the frame is refused (poison) "
+                "and not retried"
+            )
+            restart_at: float | None = now + self._policy.backoff_initial_s
+        else:
+            restart_at = self._policy.on_failure(now)
+            if restart_at is None:
+                final = self._policy.give_up_error(reason)
+                restart_at = now + self._policy.cooldown_s
         last = final or reason
         with self._lock:
             self.last_error = f"{type(last).__name__}: {last}"
             self.state = WorkerState.FAILED if final else WorkerState.RESTARTING
-            self._restart_at = restart_at or 0.0
+            self._restart_at = restart_at
         if self._stopping.is_set():
             return
         _log.error("%s: %s", type(reason).__name__, reason)
@@ -155,11 +177,23 @@ class Lifecycle:
             self._report(-1, None, final)
 
     def restart(self) -> msg.Ready | None:
-        """Wait out the backoff and start the next generation (``None``: stopped or lost)."""
+        """Wait out the backoff or cool-down and start the next generation.
+
+        Returns:
+            The new worker's ready message; ``None`` when stopped, or when it failed to start
+            (a loss like any other).
+        """
         delay = self._restart_at - time.monotonic()
         if delay > 0 and self._stopping.wait(delay):
             return None
         with self._lock:
+            if self.state is WorkerState.FAILED:
+                # The cool-down is over: a fresh start, as if start() had been called again.
+                self._policy.reset()
+                self.state = WorkerState.RESTARTING
+                _log.warning(
+                    "starting the worker again after %g s in FAILED", self._policy.cooldown_s
+                )
             self.restarts += 1
         try:
             return self.launch()

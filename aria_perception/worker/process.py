@@ -105,15 +105,20 @@ class WorkerProcess:
         )
         try:
             process.start()
-        except Exception as exc:
+        except BaseException as exc:
             conn.close()
             child_conn.close()
-            raise WorkerStartError(f"cannot spawn the worker: {exc}") from exc
+            if process.pid is not None:  # interrupted after the fork: that child goes too
+                process.kill()
+                process.join(5.0)
+            if isinstance(exc, Exception):
+                raise WorkerStartError(f"cannot spawn the worker: {exc}") from exc
+            raise
         child_conn.close()  # only the child holds its end now, so its death reads as EOF here
         worker = cls(process, conn, generation)
         try:
             ready = worker._handshake(settings.startup_timeout_s, stopping)
-        except WorkerStartError:
+        except BaseException:  # a failed start, or KeyboardInterrupt (SIGTERM) meanwhile
             worker.kill()
             raise
         info = ready.info

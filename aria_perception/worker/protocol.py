@@ -12,12 +12,15 @@ import traceback
 from dataclasses import dataclass
 
 from aria_perception import errors
-from aria_perception.errors import AriaPerceptionError, EngineError
+from aria_perception.errors import AriaPerceptionError, EngineError, shorten
 from aria_perception.records import EngineConfig, EngineInfo, StageTimes, Thresholds
 from aria_perception.worker.slots import SlotLayout
 
 #: Actions of :class:`Debug` (fault injection for tests).
 DEBUG_ACTIONS = ("hang", "freeze", "crash", "segfault", "raise")
+#: Longest error message and traceback that cross (a message may quote a frame's bytes).
+MAX_MESSAGE_CHARS = 1_000
+MAX_TRACEBACK_CHARS = 20_000
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,7 @@ class ErrorInfo:
     def from_exception(cls, exc: BaseException) -> ErrorInfo:
         """Describe ``exc``; anything not ours becomes an ``EngineError`` naming its type."""
         tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        tb = shorten(tb, MAX_TRACEBACK_CHARS)
         if isinstance(exc, AriaPerceptionError):
             kind = type(exc).__name__
             if not isinstance(getattr(errors, kind, None), type):
@@ -47,8 +51,9 @@ class ErrorInfo:
                     for k in type(exc).__mro__
                     if isinstance(getattr(errors, k.__name__, None), type)
                 )
-            return cls(kind, str(exc), tb)
-        return cls(EngineError.__name__, f"{type(exc).__name__}: {exc}", tb)
+            return cls(kind, shorten(str(exc), MAX_MESSAGE_CHARS), tb)
+        message = shorten(f"{type(exc).__name__}: {exc}", MAX_MESSAGE_CHARS)
+        return cls(EngineError.__name__, message, tb)
 
     def to_exception(self) -> AriaPerceptionError:
         """The error as an instance of its class from :mod:`aria_perception.errors`."""
@@ -83,8 +88,9 @@ class FrameRequest:
     """Process the frame waiting in input slot ``in_slot`` (pixels or compressed bytes).
 
     The worker answers requests in order, each with :class:`Result`, :class:`Skipped` or
-    :class:`FrameFailed`. When a newer request is already waiting it skips the older one: the
-    newest frame wins without the worker ever waiting for the parent.
+    :class:`FrameFailed`; a request it runs is announced by :class:`Started` first. When a newer
+    request is already waiting it skips the older one: the newest frame wins without the worker
+    ever waiting for the parent.
     """
 
     frame_id: int
@@ -173,6 +179,19 @@ class Result:
     sent_at: float
     gpu_mem_mb: float
     gpu_mem_peak_mb: float
+
+
+@dataclass(frozen=True)
+class Started:
+    """The worker starts running ``frame_id`` (sent just before ``Engine.process``).
+
+    The frame's timeout counts from ``started_at`` (``time.monotonic()``), and a worker that
+    dies before answering died on this frame: it is poison, never sent to a worker again.
+    """
+
+    frame_id: int
+    generation: int
+    started_at: float
 
 
 @dataclass(frozen=True)

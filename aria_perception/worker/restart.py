@@ -13,14 +13,17 @@ class RestartPolicy:
 
     Each failure within the window doubles the delay before the next restart, starting at
     ``backoff_initial_s`` and capped at ``backoff_max_s``. The failure after ``max_restarts``
-    restarts within ``window_s`` seconds means giving up. Failures older than the window are
-    forgotten.
+    restarts within ``window_s`` seconds means giving up for ``cooldown_s``; after it the caller
+    calls :meth:`reset` and tries again. Failures older than the window are forgotten. Only
+    failures not caused by a frame are recorded here: a worker that dies running a frame is
+    restarted after ``backoff_initial_s``, whatever the window holds.
 
     Args:
         max_restarts: Restarts allowed within the window (0: give up at the first failure).
         window_s: Length of the sliding window in seconds.
         backoff_initial_s: Delay before the first restart in the window.
         backoff_max_s: Longest delay.
+        cooldown_s: Time given up before trying again.
     """
 
     def __init__(
@@ -29,21 +32,24 @@ class RestartPolicy:
         window_s: float,
         backoff_initial_s: float,
         backoff_max_s: float,
+        cooldown_s: float = WorkerSettings.failed_cooldown_s,
     ) -> None:
         self.max_restarts = max_restarts
         self.window_s = window_s
         self.backoff_initial_s = backoff_initial_s
         self.backoff_max_s = backoff_max_s
+        self.cooldown_s = cooldown_s
         self._failures: collections.deque[float] = collections.deque()
 
     @classmethod
     def from_settings(cls, settings: WorkerSettings) -> RestartPolicy:
-        """The policy of ``settings`` (``max_restarts``, ``restart_window_s``, backoff)."""
+        """The policy of ``settings`` (restarts, window, backoff and cool-down)."""
         return cls(
             max_restarts=settings.max_restarts,
             window_s=settings.restart_window_s,
             backoff_initial_s=settings.backoff_initial_s,
             backoff_max_s=settings.backoff_max_s,
+            cooldown_s=settings.failed_cooldown_s,
         )
 
     @property
@@ -69,9 +75,11 @@ class RestartPolicy:
 
     def give_up_error(self, last: Exception) -> WorkerError:
         """The error that reports giving up (after :meth:`on_failure` returned ``None``)."""
+        failures = len(self._failures) + 1
         return WorkerError(
-            f"worker failed {len(self._failures) + 1} times within {self.window_s:g} s "
-            f"(worker.max_restarts={self.max_restarts}); giving up. "
+            f"worker failed {failures} time{'s' if failures > 1 else ''} within "
+            f"{self.window_s:g} s "
+            f"(worker.max_restarts={self.max_restarts}); trying again in {self.cooldown_s:g} s. "
             f"Last: {type(last).__name__}: {last}"
         )
 

@@ -29,18 +29,23 @@ class WorkerSettings:
             size, ``max_pixels * 4``.
         startup_timeout_s: Time allowed from spawn to the ready handshake (imports and model
             building take ~14 s on a 2-core machine).
-        frame_timeout_s: Time allowed for one frame (``worker.frame_timeout_s``); past it the
-            worker counts as hung and is killed and restarted.
+        frame_timeout_s: Time allowed for one frame (``worker.frame_timeout_s``), counted from
+            when the worker starts running it (and, until then, from when it is the oldest frame
+            in the worker); past it the worker counts as hung and is killed and restarted.
         first_frame_timeout_s: Time allowed for the first frame of a new worker or of a new frame
-            shape, which may include lazy initialisation and CUDA graph capture.
+            shape (or decoded size), which may include lazy initialisation and CUDA graph
+            capture.
         heartbeat_interval_s: How often the worker reports that it is alive.
         heartbeat_timeout_s: Silence after which a worker counts as frozen and is restarted.
         max_restarts: Restarts allowed within ``restart_window_s`` (``worker.max_restarts``); one
-            more failure puts the supervisor in ``FAILED``.
+            more failure puts the supervisor in ``FAILED``. A worker that dies running a frame
+            (a poison frame) is restarted without counting here.
         restart_window_s: The window over which restarts are counted.
         backoff_initial_s: Delay before the first restart; doubled for each further restart in the
             window.
         backoff_max_s: Longest delay before a restart.
+        failed_cooldown_s: Time in ``FAILED`` after too many failures; then the supervisor
+            forgets them and starts a worker again by itself.
         engine_factory: ``"module:Class"`` of the engine the worker builds from the
             :class:`~aria_perception.records.EngineConfig`.
         shm_prefix: Prefix of the shared-memory segment names (``<prefix>_<pid>_<n>``).
@@ -57,6 +62,7 @@ class WorkerSettings:
     restart_window_s: float = 60.0
     backoff_initial_s: float = 0.5
     backoff_max_s: float = 10.0
+    failed_cooldown_s: float = 30.0
     engine_factory: str = DEFAULT_ENGINE_FACTORY
     shm_prefix: str = "aria"
 
@@ -124,8 +130,9 @@ class WorkerStats:
         dropped: Frames never processed: replaced by a newer frame while waiting (newest wins),
             offered while the worker was down, or waiting when it died.
         rejected: Bad frames (:class:`~aria_perception.errors.FrameError`), at submit or in the
-            engine; the worker goes on.
-        failed: Frames lost in the worker: it crashed, hung or hit an engine error on them.
+            engine (the worker goes on), and poison frames.
+        failed: Frames lost in the worker: it hung or hit an engine error on them, or died
+            between frames with them due next.
         restarts: Worker restarts since :meth:`Supervisor.start`.
         generation: Number of the current worker process (1 for the first).
         last_error: ``"ErrorClass: message"`` of the latest error, or ``None``.
@@ -137,6 +144,8 @@ class WorkerStats:
         info: What the engine reported at start-up, ``None`` before the first start.
         stale: Answers from the worker that belonged to no current frame (an earlier
             worker's, or a frame already given up on): never delivered.
+        poison: Frames the worker died running (also counted in ``rejected``): never retried,
+            and the restart they caused does not count toward ``max_restarts``.
     """
 
     state: WorkerState
@@ -155,3 +164,4 @@ class WorkerStats:
     pending: int
     info: EngineInfo | None
     stale: int = 0
+    poison: int = 0

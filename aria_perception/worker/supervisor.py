@@ -15,7 +15,9 @@ before it starts a frame and runs only the newest waiting request, skipping olde
 (reported, counted dropped): the newest frame wins, nothing queues, and the worker goes from one
 frame to the next without waiting for this process. The supervisor thread delivers results in
 frame order and releases each output slot back to the worker once ``on_result`` has returned;
-it also notices a dead, hung or frozen worker and has it restarted.
+it also notices a dead, hung or frozen worker and has it restarted. The worker says which frame
+it starts before it runs it: a frame it dies on is poison (refused, never retried), and its
+clock counts from then (see :class:`~aria_perception.worker.ledger.Ledger`).
 """
 
 from __future__ import annotations
@@ -35,7 +37,6 @@ from aria_perception.errors import (
     WorkerDiedError,
     WorkerError,
     WorkerStartError,
-    WorkerTimeoutError,
 )
 from aria_perception.records import EngineConfig, EngineInfo, Thresholds, WorkerState
 from aria_perception.worker import protocol as msg
@@ -46,6 +47,7 @@ from aria_perception.worker.process import WorkerProcess
 from aria_perception.worker.result import FrameResult, FrameTiming
 from aria_perception.worker.settings import WorkerSettings, WorkerStats
 from aria_perception.worker.slots import SharedSlots, copy_frame, input_data
+from aria_perception.worker.watchdog import Watchdog
 
 __all__ = ["ErrorCallback", "FrameResult", "FrameTiming", "ResultCallback", "Supervisor"]
 
@@ -82,7 +84,9 @@ class Supervisor:
             frame that failed (``FrameError``: rejected by the engine; ``EngineError``,
             ``WorkerDiedError``, ``WorkerTimeoutError``: lost with the worker) and, with
             ``frame_id`` -1 and ``tag`` None, for worker errors not tied to a frame (a crash while
-            idle, giving up after too many restarts, thresholds the engine refused).
+            idle, giving up after too many restarts, thresholds the engine refused). A frame the
+            worker died running comes as a ``PoisonFrameError``, both a ``FrameError`` and a
+            ``WorkerDiedError``.
 
     Use as a context manager or call :meth:`start` and :meth:`stop`.
     """
@@ -109,9 +113,8 @@ class Supervisor:
         self._life = Lifecycle(
             config, s, self._dispatch, self._stopping, self._report, self._submit_lock
         )
-        # Written by the supervisor thread only.
-        self._last_heard = 0.0
-        self._gpu_mem = (0.0, 0.0)
+        self._watchdog = Watchdog(self._dispatch, s, _TICK_S)
+        self._gpu_mem = (0.0, 0.0)  # written by the supervisor thread only
 
     # -- public API ---------------------------------------------------------------------------
 
@@ -147,6 +150,11 @@ class Supervisor:
             state = self._life.state
             if state not in (WorkerState.STOPPED, WorkerState.FAILED):
                 raise WorkerError(f"worker already started (state {state.name})")
+            thread = self._thread
+            if thread is not None and thread.is_alive():  # FAILED, cooling down
+                self._stopping.set()
+                thread.join()
+                self._life.retire(graceful=False, timeout_s=1.0)  # one it may have started
             self._teardown()  # what a FAILED run left
             self._stopping.clear()
             _live.add(self)
@@ -157,13 +165,23 @@ class Supervisor:
                 self._teardown()
                 self._life.fail(str(exc))
                 raise
+            except BaseException:  # KeyboardInterrupt (or SIGTERM as one) during the start
+                self._life.retire(graceful=False, timeout_s=1.0)
+                self._teardown()
+                raise
             self._ready(ready)
             self._thread = threading.Thread(target=self._run, name="aria-supervisor", daemon=True)
             self._thread.start()
             return ready.info
 
     def submit(
-        self, frame: Any, encoding: str, tag: Any = None, *, want_depth: bool = True
+        self,
+        frame: Any,
+        encoding: str,
+        tag: Any = None,
+        *,
+        want_depth: bool = True,
+        size: tuple[int, int] | None = None,
     ) -> int | None:
         """Hand a frame to the worker; its result comes to ``on_result`` with ``tag``.
 
@@ -177,6 +195,8 @@ class Supervisor:
             encoding: rgb8, bgr8, mono8, rgba8, bgra8, jpeg or png.
             tag: Anything; handed back with the result (e.g. the message header).
             want_depth: Whether the depth map is wanted back.
+            size: (height, width) a compressed frame's header announces, if known: the first
+                frame of a size gets ``first_frame_timeout_s``, like a new raw shape.
 
         Returns:
             The frame id, or ``None`` when no worker is ready (the frame counts as dropped).
@@ -211,6 +231,7 @@ class Supervisor:
                 want_depth=want_depth,
                 submitted_at=submitted_at,
                 copy_in_ms=(time.monotonic() - submitted_at) * 1e3,
+                size=size,
             )
             return job.frame_id if dispatch.admit(job) else None
 
@@ -249,6 +270,7 @@ class Supervisor:
             pending=counts.pending,
             info=info,
             stale=counts.stale,
+            poison=counts.poison,
         )
 
     def debug(self, action: str, kind: str = "", message: str = "") -> None:
@@ -288,7 +310,7 @@ class Supervisor:
 
     def _ready(self, ready: msg.Ready) -> None:
         """A new worker is ready: its silence and memory count from now."""
-        self._last_heard = time.monotonic()
+        self._watchdog.heard(time.monotonic())
         self._gpu_mem = (ready.gpu_mem_mb, ready.gpu_mem_peak_mb)
 
     def _teardown(self) -> None:
@@ -309,8 +331,6 @@ class Supervisor:
     def _run(self) -> None:
         try:
             while not self._stopping.is_set():
-                if self._life.state is WorkerState.FAILED:
-                    break
                 worker = self._dispatch.worker
                 if worker is not None:
                     self._watch(worker)
@@ -332,30 +352,18 @@ class Supervisor:
 
     def _watch(self, worker: WorkerProcess) -> None:
         """Wait for messages, death or a deadline once, and act on them."""
-        now = time.monotonic()
-        silent_until = self._last_heard + self._settings.heartbeat_timeout_s
-        if worker.wait(min(_TICK_S, self._dispatch.deadline() - now, silent_until - now)):
-            if not self._drain(worker):
-                return
-        if self._stopping.is_set():
+        dog = self._watchdog
+        if worker.wait(dog.wait_s(time.monotonic())) and not self._drain(worker):
             return
-        now = time.monotonic()
-        job = self._dispatch.overdue(now)
-        if job is not None:
-            limit = job.deadline - job.dispatched_at
-            self._life.lose(
-                WorkerTimeoutError(
-                    f"worker (pid {worker.pid}) gave no answer to frame {job.frame_id} within "
-                    f"{limit:g} s (worker.frame_timeout_s); killed it"
-                )
-            )
-        elif now - self._last_heard > self._settings.heartbeat_timeout_s:
-            self._life.lose(
-                WorkerTimeoutError(
-                    f"no heartbeat from worker (pid {worker.pid}) for "
-                    f"{now - self._last_heard:.1f} s (frozen); killed it"
-                )
-            )
+        if self._stopping.is_set() or dog.alarm(time.monotonic(), worker.pid) is None:
+            return
+        # Judge on everything the worker said: an answer may have come since the wait (this
+        # thread can be late on a loaded machine).
+        if not self._drain(worker) or self._stopping.is_set():
+            return
+        error = dog.alarm(time.monotonic(), worker.pid)
+        if error is not None:
+            self._life.lose(error)
 
     def _drain(self, worker: WorkerProcess) -> bool:
         """Handle every waiting message; False when the worker is gone."""
@@ -363,18 +371,20 @@ class Supervisor:
             try:
                 message = worker.receive()
             except WorkerDiedError as err:
-                self._life.lose(err)
+                self._life.lose(err, died=True)
                 return False
             if message is None:
                 return True
-            self._last_heard = time.monotonic()
+            self._watchdog.heard(time.monotonic())
             if not self._handle(message):
                 return False
         return True
 
     def _handle(self, message: object) -> bool:
         """Act on one message; False when the worker is gone."""
-        if isinstance(message, msg.Result):
+        if isinstance(message, msg.Started):
+            self._dispatch.started(message)
+        elif isinstance(message, msg.Result):
             self._on_result_message(message)
         elif isinstance(message, msg.Skipped):
             self._dispatch.skipped(message)

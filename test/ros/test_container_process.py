@@ -1,4 +1,7 @@
-"""perception_container: two nodes from one params file in one process, each on its camera."""
+"""perception_container: two nodes from one params file in one process, each on its camera.
+
+The lifecycle ``shutdown`` of one node destroys that node only; SIGTERM ends the container.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
+from lifecycle_msgs.msg import Transition
+from lifecycle_msgs.srv import ChangeState
 from ros_harness import (
     CONTAINER_MAIN,
     FAST_CPU,
@@ -101,9 +106,47 @@ def test_two_nodes_in_one_process(domain_id: int, tmp_path: Path) -> None:
         assert {m.header.frame_id for m in harness.messages("/cams/cam_b/detections")} == {"b"}
         pid = container.pid
         workers = container.workers()
+        # The lifecycle shutdown of cam_a ends cam_a only (its worker too): cam_b goes on.
+        assert _change_state(harness, "/cam_a/change_state", "shutdown")
+        assert wait_for(lambda: len(container.workers()) == 1, 60), container.log()[-3000:]
+        assert container.proc.poll() is None
+
+        def services() -> set[str]:
+            return {name for name, _ in harness.node.get_service_names_and_types()}
+
+        assert wait_for(lambda: "/cam_a/get_state" not in services(), 30), (
+            services(),
+            container.log()[-4000:],
+        )
+        assert "/cams/cam_b/get_state" in services()
+        after = time.monotonic()
+
+        def b_answered() -> bool:
+            got = harness.messages("/cams/cam_b/detections", after)
+            return any(m.header.frame_id == "b" for m in got)
+
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and not b_answered():
+            n += 1
+            msg = image_from_array(frame(120, 160, n), "rgb8")
+            msg.header.frame_id, msg.header.stamp.sec = "b", n
+            pubs["b"].publish(msg)
+            wait_for(b_answered, 0.5)
+        assert b_answered(), container.log()[-3000:]
         assert container.interrupt(timeout=20, sig=signal.SIGTERM) == 0, container.log()[-3000:]
         assert not [p for p in workers if Path(f"/proc/{p}").exists()], "worker left behind"
         assert not [s for s in os.listdir("/dev/shm") if s.startswith(f"aria_{pid}_")]
     finally:
         container.stop()
         harness.close()
+
+
+def _change_state(harness: Harness, service: str, label: str) -> bool:
+    client = harness.node.create_client(ChangeState, service)
+    try:
+        assert client.wait_for_service(timeout_sec=30), f"no {service}"
+        future = client.call_async(ChangeState.Request(transition=Transition(label=label)))
+        assert wait_for(future.done, 60), f"no answer to {label}"
+        return bool(future.result().success)
+    finally:
+        harness.node.destroy_client(client)

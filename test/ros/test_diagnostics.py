@@ -134,8 +134,8 @@ def _snap(**kw: object) -> diag.Snapshot:
 
 
 def test_status_has_every_key_of_the_contract() -> None:
-    status = diag.build_status(_snap(dropped_frames=3, lost_samples=2), "central_perception",
-                               30.0, 30.0)  # fmt: skip
+    status = diag.build_status(_snap(dropped_frames=3, lost_samples=2, poison_frames=1),
+                               "central_perception", 30.0, 30.0)  # fmt: skip
     assert status.name == "aria_perception: central_perception"
     assert status.hardware_id == "NVIDIA H100"
     got = {kv.key: kv.value for kv in status.values}
@@ -143,11 +143,12 @@ def test_status_has_every_key_of_the_contract() -> None:
     assert set(diag.KEYS) - set(diag.PATH_KEYS) == {
         "input_fps", "output_fps", "latency_ms_p50", "latency_ms_p95", "latency_ms_p99",
         "depth_ms", "detect_ms", "preprocess_ms", "transfer_ms", "dropped_frames",
-        "rejected_frames", "lost_samples", "worker_restarts", "worker_state", "gpu_mem_mb",
-        "gpu_mem_peak_mb", "device", "precision", "depth_frame_skip", "weights",
+        "rejected_frames", "poison_frames", "lost_samples", "worker_restarts", "worker_state",
+        "gpu_mem_mb", "gpu_mem_peak_mb", "device", "precision", "depth_frame_skip", "weights",
     }  # fmt: skip
     assert got["depth_ms"] == "2.000" and got["dropped_frames"] == "3"
     assert got["lost_samples"] == "2" and got["weights"] == "official"
+    assert got["poison_frames"] == "1"
     assert status.level == bytes([diag.OK])
 
 
@@ -171,6 +172,14 @@ def test_status_has_every_key_of_the_contract() -> None:
 def test_levels(snap: diag.Snapshot, level: int, text: str) -> None:
     got, message = diag.level_and_message(snap, 30.0, 30.0)
     assert got == level and text in message
+
+
+def test_an_error_quoting_a_senders_data_is_cut_in_the_message() -> None:
+    error = "FrameError: unsupported encoding '" + "x" * 5000 + "'"
+    snap = _snap(worker_down=True, worker_state="FAILED", last_error=error)
+    level, message = diag.level_and_message(snap, 30.0, 30.0)
+    assert level == diag.ERROR and len(message) < 300
+    assert "unsupported encoding 'xxx" in message and f"({len(error)} chars)" in message
 
 
 def test_zero_thresholds_turn_checks_off() -> None:

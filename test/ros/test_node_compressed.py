@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import array
+import random
 import time
 from collections.abc import Iterator
 
@@ -125,6 +126,26 @@ def test_corrupt_and_garbage_frames_are_rejected(harness: Harness, node) -> None
     log = node.log()
     for reason in ("corrupt jpeg", "is not JPEG or PNG data", "compressedDepth", "empty"):
         assert reason in log, reason
+
+
+def test_distinct_garbage_frames_give_a_few_short_log_lines(harness: Harness, node) -> None:
+    """Each frame quotes its own bytes (a hex prefix) and a 5,000-character format string."""
+    rng = random.Random(5)
+    with harness.publishing("/image/compressed", CompressedImage) as pub:
+        assert wait_for(lambda: pub.get_subscription_count() > 0, 30), "the node never matched"
+        start = time.monotonic()
+        expected = _rejected(harness)
+        for _ in range(30):
+            fmt = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz'\" ;") for _ in range(5000))
+            pub.publish(_compressed(b"\x00" + rng.randbytes(63), fmt, "garbage"))
+            expected += 1
+            # One at a time: the input queue keeps the newest 2 frames only.
+            assert wait_for(lambda e=expected: _rejected(harness) >= e, 30)
+        elapsed = time.monotonic() - start
+    lines = [line for line in node.log().splitlines() if "('garbage'): compressed" in line]
+    # One kind of reason: one line per 5 s at most, however varied the frames were.
+    assert 1 <= len(lines) <= 1 + elapsed / 5.0, lines
+    assert all(len(line) < 600 for line in lines), max(map(len, lines))
 
 
 def test_forced_reliable_tells_about_a_best_effort_publisher(harness: Harness, node) -> None:

@@ -39,9 +39,10 @@ def gate(tmp_path: Path) -> Gate:
 def make(monkeypatch: pytest.MonkeyPatch, engine_log: EngineLog, gate: Gate) -> Iterator[Make]:
     """Build toy-engine supervisors (not started); all are stopped after the test.
 
-    ``make(delay=, start_delay=, gated=, config=, on_result=, **settings)`` returns the
-    supervisor and a :class:`Collector` of its results and errors (``on_result`` replaces the
-    collector's result callback).
+    ``make(delay=, start_delay=, gated=, first_delay=, poison=, config=, on_result=,
+    **settings)`` returns the supervisor and a :class:`Collector` of its results and errors
+    (``on_result`` replaces the collector's result callback); see ``worker_toy_engine`` for the
+    engine's knobs.
     """
     made: list[Supervisor] = []
 
@@ -49,6 +50,8 @@ def make(monkeypatch: pytest.MonkeyPatch, engine_log: EngineLog, gate: Gate) -> 
         delay: float = 0.0,
         start_delay: float = 0.0,
         gated: bool = False,
+        first_delay: float = 0.0,
+        poison: int | None = None,
         config: EngineConfig = TOY_CONFIG,
         on_result: ResultCallback | None = None,
         **settings: object,
@@ -58,6 +61,8 @@ def make(monkeypatch: pytest.MonkeyPatch, engine_log: EngineLog, gate: Gate) -> 
         monkeypatch.setenv("ARIA_TOY_START_DELAY_S", str(start_delay))
         monkeypatch.setenv("ARIA_TOY_LOG", str(engine_log.path))
         monkeypatch.setenv("ARIA_TOY_GATE", str(gate.path) if gated else "")
+        monkeypatch.setenv("ARIA_TOY_FIRST_DELAY_S", str(first_delay))
+        monkeypatch.setenv("ARIA_TOY_POISON", "" if poison is None else str(poison))
         collector = Collector()
         sup = Supervisor(
             config,

@@ -194,7 +194,8 @@ def test_kill_9_mid_stream_is_noticed_restarted_and_never_misattributed(
     assert stats.generation == before.generation + 1 and stats.pid != pid
     check_counts(stats)
     lost = {tag for frame_id, tag, _, _ in col.errors if frame_id != -1}
-    assert stats.failed - before.failed == len(lost)
+    # The frame it was running is poison; killed between frames, the one due next failed.
+    assert (stats.failed + stats.poison) - (before.failed + before.poison) == len(lost) <= 1
     # Every result belongs to its frame: the same as the in-process engine on that frame.
     tags = [r.tag for r in col.results]
     assert tags == sorted(tags) and not lost & set(tags)

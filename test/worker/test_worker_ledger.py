@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from aria_perception.worker.ledger import MAX_IN_WORKER, Job, Ledger
+from aria_perception.worker.ledger import MAX_IN_WORKER, Job, Ledger, Loss
 from aria_perception.worker.slots import INPUT_SLOTS
 
 FRAME_S = 5.0
@@ -83,7 +83,7 @@ def test_answers_for_anything_but_the_front_job_are_stale_and_never_matched() ->
 def test_an_answer_after_the_worker_was_lost_is_stale() -> None:
     book = ledger()
     j, _ = submit(book, 1)
-    assert book.worker_lost() is j
+    assert book.worker_lost(died=True) == Loss(j, poison=False)  # it never started: not poison
     book.worker_ready(2)
     assert book.processed(1, 1, 1.0) is None and book.counts().stale == 1
 
@@ -91,11 +91,11 @@ def test_an_answer_after_the_worker_was_lost_is_stale() -> None:
 def test_a_lost_worker_fails_its_current_job_and_drops_the_rest() -> None:
     book = ledger()
     jobs = [submit(book, i)[0] for i in range(1, 5)]
-    assert book.worker_lost() is jobs[0]
+    assert book.worker_lost(died=False) == Loss(jobs[0], poison=False)
     c = book.counts()
     assert (c.failed, c.dropped, c.in_worker, c.pending) == (1, 3, 0, 0)
     assert c.accounted and book.free_slots == INPUT_SLOTS
-    assert book.worker_lost() is None  # nothing left to lose
+    assert book.worker_lost(died=True) == Loss(None, poison=False)  # nothing left to lose
 
 
 def test_a_fatal_failure_drops_the_jobs_behind_it_and_keeps_the_pending_one() -> None:
@@ -104,7 +104,7 @@ def test_a_fatal_failure_drops_the_jobs_behind_it_and_keeps_the_pending_one() ->
     assert book.failed_fatally(1, 1, 1.0) is jobs[0]
     c = book.counts()
     assert (c.failed, c.dropped, c.in_worker, c.pending) == (1, 2, 0, 1)
-    assert book.worker_lost() is None  # the pending job goes with the worker
+    assert book.worker_lost(died=True).job is None  # the pending job goes with the worker
     c = book.counts()
     assert (c.failed, c.dropped, c.pending) == (1, 3, 0) and c.accounted
 
@@ -147,7 +147,7 @@ def test_first_frame_of_each_shape_gets_the_long_timeout_and_later_ones_the_shor
     c, _ = submit(book, 3, now=30.0, shape=(48, 64, 3))  # a new shape: cold again
     assert c.deadline == 30.0 + FIRST_S
     book.processed(3, 1, 31.0)
-    d, _ = submit(book, 4, now=40.0, shape=(999,), enc="jpeg")  # compressed: any size
+    d, _ = submit(book, 4, now=40.0, shape=(999,), enc="jpeg")  # compressed, size unknown
     book.processed(4, 1, 41.0)
     e, _ = submit(book, 5, now=50.0, shape=(5,), enc="jpeg")
     assert (d.deadline, e.deadline) == (40.0 + FIRST_S, 50.0 + FRAME_S)
@@ -167,3 +167,79 @@ def test_first_frame_timeout_is_never_shorter_than_the_frame_timeout() -> None:
 def test_a_ledger_needs_room_for_a_running_and_a_waiting_frame() -> None:
     with pytest.raises(ValueError, match="at least 2"):
         Ledger(1.0, 1.0, input_slots=1)
+
+
+def test_the_clock_of_a_started_job_counts_from_its_start() -> None:
+    book = ledger()
+    warm, _ = submit(book, 1, now=0.0)
+    book.processed(1, 1, 1.0)  # the shape is warm from now on
+    a, _ = submit(book, 2, now=10.0)
+    b, _ = submit(book, 3, now=10.0)
+    assert (a.deadline, a.timeout_s, a.started_at) == (10.0 + FRAME_S, FRAME_S, None)
+    # The worker took long to get to it (a slow earlier frame, a starved machine): its clock
+    # starts again when it starts; the time before does not count.
+    assert book.started(2, 1, 14.0) is a
+    assert (a.started_at, a.deadline) == (14.0, 14.0 + FRAME_S)
+    assert book.overdue(16.0) is None and book.overdue(19.1) is a
+    # A start of anything but the front job (an earlier worker's, a job behind it) is ignored
+    # and counts nothing.
+    assert book.started(2, 0, 15.0) is None and book.started(3, 1, 15.0) is None
+    assert a.started_at == 14.0 and b.started_at is None and book.counts().stale == 0
+    book.processed(2, 1, 16.0)
+    assert (b.deadline, b.started_at) == (16.0 + FRAME_S, None)  # its turn: must start
+
+
+def test_only_a_processed_frame_warms_its_shape() -> None:
+    """A skipped or refused first frame of a shape leaves the next one the first-frame time."""
+    book = ledger()
+    a, _ = submit(book, 1, now=0.0)
+    b, _ = submit(book, 2, now=0.0)
+    c, _ = submit(book, 3, now=0.0)
+    book.skipped(1, 1, 1.0)  # the newest wins: a never ran
+    assert b.timeout_s == FIRST_S
+    book.started(2, 1, 1.5)
+    book.rejected(2, 1, 2.0)  # the engine refused it
+    assert c.timeout_s == FIRST_S
+    book.started(3, 1, 2.5)
+    assert c.deadline == 2.5 + FIRST_S  # c is the first of its shape the engine runs through
+    book.processed(3, 1, 3.0)
+    d, _ = submit(book, 4, now=4.0)
+    book.started(4, 1, 4.5)
+    assert d.deadline == 4.5 + FRAME_S
+
+
+def test_compressed_frames_of_a_new_decoded_size_get_the_first_frame_timeout() -> None:
+    book = ledger()
+    sizes = [(480, 640), (480, 640), (1080, 1920), None, None]
+    jobs = []
+    for i, size in enumerate(sizes, 1):
+        slot = book.claim_slot()
+        assert slot is not None
+        j = Job(i, None, slot, (5000,), "png", True, 0.0, 0.1, size=size)
+        assert book.admit(j, 0.0) is j
+        book.started(i, 1, 1.0)
+        jobs.append(j.timeout_s)
+        book.processed(i, 1, 1.0)
+    assert jobs == [FIRST_S, FRAME_S, FIRST_S, FIRST_S, FRAME_S]
+
+
+def test_a_worker_that_dies_running_a_job_makes_it_poison_and_drops_the_rest() -> None:
+    book = ledger()
+    jobs = [submit(book, i)[0] for i in range(1, 5)]  # three in the worker, one pending
+    book.skipped(1, 1, 1.0)
+    assert book.started(2, 1, 1.0) is jobs[1]
+    assert book.worker_lost(died=True) == Loss(jobs[1], poison=True)
+    c = book.counts()
+    # Only the frame it ran is poison (a bad frame: rejected too); the one waiting behind it
+    # and the pending one are dropped.
+    assert (c.poison, c.rejected, c.failed, c.dropped) == (1, 1, 0, 3)
+    assert c.accounted and book.free_slots == INPUT_SLOTS
+
+
+def test_a_worker_killed_as_hung_fails_the_job_it_ran_not_poison() -> None:
+    book = ledger()
+    j, _ = submit(book, 1)
+    book.started(1, 1, 0.5)
+    assert book.worker_lost(died=False) == Loss(j, poison=False)
+    c = book.counts()
+    assert (c.poison, c.rejected, c.failed) == (0, 0, 1) and c.accounted

@@ -8,7 +8,9 @@ from aria_perception.worker.settings import WorkerSettings
 
 
 def policy(max_restarts: int = 5, window_s: float = 60.0) -> RestartPolicy:
-    return RestartPolicy(max_restarts, window_s, backoff_initial_s=0.5, backoff_max_s=10.0)
+    return RestartPolicy(
+        max_restarts, window_s, backoff_initial_s=0.5, backoff_max_s=10.0, cooldown_s=30.0
+    )
 
 
 def test_backoff_doubles_within_the_window_up_to_the_cap() -> None:
@@ -27,6 +29,7 @@ def test_gives_up_after_max_restarts_within_the_window() -> None:
     assert isinstance(error, WorkerError)
     text = str(error)
     assert "failed 3 times within 60 s" in text and "max_restarts=2" in text
+    assert "trying again in 30 s" in text
     assert "Last: WorkerDiedError: worker (pid 7) was killed by SIGKILL" in text
 
 
@@ -66,11 +69,15 @@ def test_large_restart_counts_do_not_overflow_the_backoff() -> None:
 
 
 def test_from_settings_uses_the_worker_settings() -> None:
-    s = WorkerSettings(max_restarts=3, restart_window_s=7.0, backoff_initial_s=0.2)
+    s = WorkerSettings(
+        max_restarts=3, restart_window_s=7.0, backoff_initial_s=0.2, failed_cooldown_s=4.0
+    )
     p = RestartPolicy.from_settings(s)
-    assert (p.max_restarts, p.window_s, p.backoff_initial_s, p.backoff_max_s) == (
+    assert (p.max_restarts, p.window_s, p.backoff_initial_s, p.backoff_max_s, p.cooldown_s) == (
         3,
         7.0,
         0.2,
         s.backoff_max_s,
+        4.0,
     )
+    assert RestartPolicy(1, 1.0, 0.1, 0.2).cooldown_s == WorkerSettings().failed_cooldown_s

@@ -21,7 +21,8 @@ from aria_perception.worker.supervisor import FrameResult, FrameTiming, Supervis
 #: Supervisors shared by the tests of a module: their workers outlive single tests.
 MODULE_SUPERVISORS: list[Supervisor] = []
 
-#: The ``make`` fixture: ``make(delay=, start_delay=, gated=, config=, on_result=, **settings)``.
+#: The ``make`` fixture: ``make(delay=, start_delay=, gated=, first_delay=, poison=, config=,
+#: on_result=, **settings)``.
 Make = Callable[..., tuple[Supervisor, "Collector"]]
 
 #: The toy-engine supervisors' engine config and settings (see the ``make`` fixture).

@@ -8,6 +8,10 @@ environment at spawn):
 
 - ``ARIA_TOY_DELAY_S``: seconds of sleep per frame;
 - ``ARIA_TOY_START_DELAY_S``: seconds of sleep while "loading models";
+- ``ARIA_TOY_FIRST_DELAY_S``: seconds of extra sleep on the first frame of each encoding and
+  shape (lazy initialisation, as the real engine's first frame of a shape);
+- ``ARIA_TOY_POISON``: a marker; a frame with it crashes the worker (SIGSEGV) once it is past
+  the gate, as a frame that crashes a decoder would;
 - ``ARIA_TOY_GATE``: a path; each frame waits in the engine until it exists, so a test can hold
   the worker inside a frame and know it (see ``ARIA_TOY_LOG``);
 - ``ARIA_TOY_LOG``: a path; each frame appends ``start <marker>`` on entry and ``done <marker>``
@@ -19,7 +23,9 @@ environment at spawn):
 
 from __future__ import annotations
 
+import faulthandler
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -54,6 +60,10 @@ class ToyEngine:
         self.delay_s = float(os.environ.get("ARIA_TOY_DELAY_S", "0"))
         self.gate = os.environ.get("ARIA_TOY_GATE") or None
         self.log = os.environ.get("ARIA_TOY_LOG") or None
+        self.first_delay_s = float(os.environ.get("ARIA_TOY_FIRST_DELAY_S", "0"))
+        poison = os.environ.get("ARIA_TOY_POISON", "")
+        self.poison = int(poison) if poison else None
+        self.seen: set[tuple[str, tuple[int, ...]]] = set()
         self.config = config
         self.thresholds = Thresholds(config.confidence, config.iou, config.classes)
         self.info = EngineInfo("cpu", "cpu", "fp32", CLASS_NAMES, "random")
@@ -84,6 +94,12 @@ class ToyEngine:
         self._note("start", marker)
         while self.gate is not None and not os.path.exists(self.gate):
             time.sleep(0.005)
+        if marker == self.poison:
+            faulthandler.disable()  # an intended crash needs no traceback on stderr
+            os.kill(os.getpid(), signal.SIGSEGV)
+        if (encoding, frame.shape) not in self.seen:
+            self.seen.add((encoding, frame.shape))
+            time.sleep(self.first_delay_s)
         time.sleep(self.delay_s)
         depth = image[:, :, :3].mean(axis=2, dtype=np.float32) / np.float32(255)
         n = int(image[0, 0, 0]) // 64
