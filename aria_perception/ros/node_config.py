@@ -32,6 +32,7 @@ class NodeConfig:
         frame_timeout_s: worker per-frame limit.
         max_restarts: worker restarts allowed within ``restart_window_s``.
         restart_window_s: window of ``max_restarts``.
+        failed_cooldown_s: how long a worker that was given up on stays down.
         diagnostics_period_s: diagnostics timer period.
         expected_fps: WARN below this output rate (0 = off).
         latency_budget_ms: WARN above this p95 latency (0 = off).
@@ -46,6 +47,7 @@ class NodeConfig:
     frame_timeout_s: float = _WORKER.frame_timeout_s
     max_restarts: int = _WORKER.max_restarts
     restart_window_s: float = _WORKER.restart_window_s
+    failed_cooldown_s: float = _WORKER.failed_cooldown_s
     diagnostics_period_s: float = 1.0
     expected_fps: float = 30.0
     latency_budget_ms: float = 30.0

@@ -90,6 +90,7 @@ class WorkerLink:
                 frame_timeout_s=config.frame_timeout_s,
                 max_restarts=config.max_restarts,
                 restart_window_s=config.restart_window_s,
+                failed_cooldown_s=config.failed_cooldown_s,
             )
             self._supervisor = Supervisor(
                 engine_config, settings, on_result=self._on_result, on_error=self._on_error
