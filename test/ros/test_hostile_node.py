@@ -169,11 +169,18 @@ def _killed_inside_a_frame(
     assert wait_for(lambda: answered() or _cpu_s(worker) - base > 0.5, 120)
     if answered():
         return False
-    sent = time.monotonic()
     os.kill(worker, signal.SIGSEGV)
-    assert wait_for(lambda: node.workers() and node.workers() != [worker], 60)
-    assert wait_for(lambda: _status(harness, sent).get("worker_state") == "READY", 180)
-    return _count(harness, "poison_frames") > poison
+
+    def replaced() -> bool:
+        workers = node.workers()  # once: the old worker may vanish between two reads
+        return bool(workers) and workers != [worker]
+
+    # The new worker is spawned only after the death was handled (and counted): a status
+    # published after it appeared has the counts.
+    assert wait_for(replaced, 60)
+    respawned = time.monotonic()
+    assert wait_for(lambda: _status(harness, respawned).get("worker_state") == "READY", 180)
+    return _count(harness, "poison_frames", respawned) > poison
 
 
 def test_lifecycle_shutdown_ends_the_node_process(harness: Harness, node) -> None:
