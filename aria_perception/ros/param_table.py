@@ -175,7 +175,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
        "A worker that does not answer a frame within this is killed and restarted.",
        low=0.1, high=600.0),
     _P("worker.max_restarts", "max_restarts",
-       "Restarts allowed within worker.restart_window_s; one more failure stops the worker for worker.failed_cooldown_s.",
+       "Restarts allowed within worker.restart_window_s; one more failure stops the worker "
+       "for worker.failed_cooldown_s.",
        low=0, high=1000, step=1),
     _P("worker.restart_window_s", "restart_window_s", "Window for worker.max_restarts.",
        low=1.0, high=86400.0),
