@@ -51,3 +51,34 @@ def test_missing_weights_exit_1_with_the_workers_reason(domain_id: int, tmp_path
     assert "configure failed" in out and "WeightsError" in out and "no_such_yolo.pt" in out
     assert out.count("starting the inference worker") == 1, "no restart loop"
     assert not [n for n in os.listdir("/dev/shm") if n.startswith(f"aria_{pid}_")]
+
+
+class _RunsCode:
+    """Unpickled in full, would create ``marker`` (``os.system`` is in no allowlist)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_checkpoint_that_runs_code_is_refused_and_says_why(
+    domain_id: int, tmp_path: Path
+) -> None:
+    import torch
+
+    marker = tmp_path / "code-ran"
+    evil = tmp_path / "evil_yolo.pt"
+    torch.save({"model": _RunsCode(marker), "train_args": {}}, evil)
+    params = {
+        "device": "cpu",
+        "depth.enabled": False,
+        "detector.weights": str(evil),
+        "allow_random_weights": False,
+    }
+    code, out, pid = _run(ros_args(params), node_env(domain_id), 180)
+    assert code == 1, out[-3000:]
+    assert "needs arbitrary code to load" in out and "detector.trust_pickle" in out, out[-3000:]
+    assert not marker.exists(), "the checkpoint's code ran"
+    assert not [n for n in os.listdir("/dev/shm") if n.startswith(f"aria_{pid}_")]
