@@ -19,6 +19,7 @@ import torch
 
 from aria_perception.engine import nms
 from aria_perception.engine.letterbox import Letterbox, LetterboxGeometry
+from aria_perception.engine.runtime import Runtime
 from aria_perception.engine.yolo_post import (
     FIXED_CANDIDATES,
     DetectionTensors,
@@ -29,6 +30,7 @@ from aria_perception.engine.yolo_post import (
 from aria_perception.engine.yolo_weights import (
     DEFAULT_WEIGHTS,
     STATUS_RANDOM,
+    DetectorModel,
     class_names_of,
     load_detector_model,
 )
@@ -92,8 +94,10 @@ class YoloDetector:
     count and torchvision's NMS).
 
     Args:
-        weights: ``*.pt`` checkpoint (path or file name) or ``*.yaml`` Ultralytics model config
-            (random weights, requires ``allow_random_weights``).
+        weights: ``*.pt`` checkpoint (path or file name), ``*.yaml`` Ultralytics model config
+            (random weights, requires ``allow_random_weights``), or an already loaded
+            :class:`~aria_perception.engine.yolo_weights.DetectorModel` (used as it is; the
+            three loading settings below are then ignored).
         device: Torch device, e.g. ``"cuda:0"`` or ``"cpu"``.
         dtype: ``torch.float16``/``"fp16"`` or ``torch.float32``/``"fp32"``.
         image_size: Square network size (``imgsz``), a multiple of the model stride.
@@ -132,7 +136,7 @@ class YoloDetector:
 
     def __init__(
         self,
-        weights: str | Path = DEFAULT_WEIGHTS,
+        weights: str | Path | DetectorModel = DEFAULT_WEIGHTS,
         *,
         device: str | torch.device = "cpu",
         dtype: torch.dtype | str = torch.float32,
@@ -146,61 +150,13 @@ class YoloDetector:
         channels_last: bool = False,
         search_dir: Path | None = None,
     ) -> None:
-        found = load_detector_model(
-            weights, allow_random_weights, search_dir, trust_pickle=trust_pickle
-        )
-        self._setup(
-            found.model,
-            found.class_names,
-            found.status,
-            found.path,
-            device=device,
-            dtype=dtype,
-            image_size=image_size,
-            confidence=confidence,
-            iou=iou,
-            max_detections=max_detections,
-            classes=classes,
-            channels_last=channels_last,
-        )
-
-    @classmethod
-    def from_module(
-        cls,
-        model: torch.nn.Module,
-        class_names: Sequence[str] | None = None,
-        weights_status: str = STATUS_RANDOM,
-        **settings: Any,
-    ) -> YoloDetector:
-        """Wrap an in-memory Ultralytics ``DetectionModel`` (it is fused and moved in place).
-
-        Args:
-            model: The detection model.
-            class_names: Names by class id (default: the model's ``names``).
-            weights_status: ``"official"`` or ``"random"``, reported as :attr:`weights_status`.
-            **settings: The keyword settings of the constructor (device, dtype, ...).
-        """
-        self = cls.__new__(cls)
-        names = tuple(class_names) if class_names else class_names_of(model)
-        self._setup(model, names, weights_status, None, **settings)
-        return self
-
-    def _setup(
-        self,
-        model: torch.nn.Module,
-        names: tuple[str, ...],
-        status: str,
-        path: Path | None,
-        *,
-        device: str | torch.device = "cpu",
-        dtype: torch.dtype | str = torch.float32,
-        image_size: int = _DEFAULTS.detector_image_size,
-        confidence: float = _DEFAULTS.confidence,
-        iou: float = _DEFAULTS.iou,
-        max_detections: int = _DEFAULTS.max_detections,
-        classes: Sequence[int] | None = None,
-        channels_last: bool = False,
-    ) -> None:
+        if isinstance(weights, DetectorModel):
+            found = weights
+        else:
+            found = load_detector_model(
+                weights, allow_random_weights, search_dir, trust_pickle=trust_pickle
+            )
+        model, names = found.model, found.class_names
         head = model.model[-1] if hasattr(model, "model") else None
         if type(head).__name__ not in _HEADS or getattr(model, "task", "detect") != "detect":
             raise WeightsError(
@@ -213,8 +169,8 @@ class YoloDetector:
             self.device = torch.device("cuda", torch.cuda.current_device())
         self.dtype = _resolve_dtype(dtype)
         self.class_names = tuple(names)
-        self.weights_status = status
-        self.weights_path = path
+        self.weights_status = found.status
+        self.weights_path = found.path
         # YOLO.predict's default (nms=None) runs NMS-free heads (YOLO26/v10) through their
         # one-to-many branch and external NMS; do the same so one post-processing fits all.
         if getattr(head, "end2end", False):
@@ -248,6 +204,59 @@ class YoloDetector:
         self.classes: tuple[int, ...] = ()
         self._thresholds = DeviceThresholds(self.num_classes, self.device)
         self.set_thresholds(confidence=confidence, iou=iou, classes=classes or ())
+
+    @classmethod
+    def from_module(
+        cls,
+        model: torch.nn.Module,
+        class_names: Sequence[str] | None = None,
+        weights_status: str = STATUS_RANDOM,
+        **settings: Any,
+    ) -> YoloDetector:
+        """Wrap an in-memory Ultralytics ``DetectionModel`` (it is fused and moved in place).
+
+        Args:
+            model: The detection model.
+            class_names: Names by class id (default: the model's ``names``).
+            weights_status: ``"official"`` or ``"random"``, reported as :attr:`weights_status`.
+            **settings: The keyword settings of the constructor (device, dtype, ...).
+        """
+        names = tuple(class_names) if class_names else class_names_of(model)
+        return cls(DetectorModel(model, names, weights_status, None), **settings)
+
+    @classmethod
+    def from_config(
+        cls, config: EngineConfig, runtime: Runtime, *, channels_last: bool = False
+    ) -> YoloDetector:
+        """The detector ``config`` describes, on ``runtime``'s device and dtype.
+
+        Applies the ``detector.*`` settings, ``allow_random_weights`` and ``detector.classes``
+        (names, turned into this model's class ids).
+
+        Args:
+            config: The engine settings (checked by the caller).
+            runtime: Device and dtype.
+            channels_last: Run the network in channels-last memory format.
+
+        Raises:
+            WeightsError: As the constructor.
+            ConfigError: A setting is out of range, or a class name is not one of the model's.
+        """
+        detector = cls(
+            config.detector_weights,
+            device=runtime.device,
+            dtype=runtime.dtype,
+            image_size=config.detector_image_size,
+            confidence=config.confidence,
+            iou=config.iou,
+            max_detections=config.max_detections,
+            allow_random_weights=config.allow_random_weights,
+            trust_pickle=config.detector_trust_pickle,
+            channels_last=channels_last,
+        )
+        if config.classes:
+            detector.set_thresholds(classes=detector.class_ids(config.classes))
+        return detector
 
     # ---------------------------------------------------------------- settings
     def set_thresholds(

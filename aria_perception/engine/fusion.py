@@ -61,6 +61,28 @@ def _sample_axis(
     return idx.clamp(0, max(size - 1, 0)), valid, count
 
 
+def _box_lattice(
+    boxes: torch.Tensor, height: int, width: int, grid: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The ``grid x grid`` pixel lattice each box is sampled on, in an (H, W) image.
+
+    Returns:
+        rows (N, grid) and cols (N, grid) pixel indices, the (N, grid * grid) mask of the
+        lattice points inside the box (row-major, as ``values.flatten(1)``) and the (N,) count
+        of those points.
+
+    Raises:
+        ValueError: ``grid`` is below 1.
+    """
+    if grid < 1:
+        raise ValueError(f"grid must be >= 1, got {grid}")
+    r0, r1, c0, c1 = box_pixel_ranges(boxes, height, width)
+    rows, row_ok, n_rows = _sample_axis(r0, r1, grid, height)
+    cols, col_ok, n_cols = _sample_axis(c0, c1, grid, width)
+    valid = row_ok[:, :, None] & col_ok[:, None, :]
+    return rows, cols, valid.flatten(1), n_rows * n_cols
+
+
 def _median_of_samples(
     values: torch.Tensor, valid: torch.Tensor, count: torch.Tensor
 ) -> torch.Tensor:
@@ -88,18 +110,13 @@ def box_depth_median(
     """
     if depth.ndim != 2:
         raise ValueError(f"depth must be (H, W), got {tuple(depth.shape)}")
-    if grid < 1:
-        raise ValueError(f"grid must be >= 1, got {grid}")
     height, width = depth.shape
-    r0, r1, c0, c1 = box_pixel_ranges(boxes, height, width)
-    rows, row_ok, n_rows = _sample_axis(r0, r1, grid, height)
-    cols, col_ok, n_cols = _sample_axis(c0, c1, grid, width)
+    rows, cols, valid, count = _box_lattice(boxes, height, width, grid)
     if height == 0 or width == 0:
         values = depth.new_zeros((boxes.shape[0], grid, grid))
     else:
         values = depth[rows[:, :, None], cols[:, None, :]]  # (N, grid, grid), one gather
-    valid = row_ok[:, :, None] & col_ok[:, None, :]
-    return _median_of_samples(values.flatten(1), valid.flatten(1), n_rows * n_cols)
+    return _median_of_samples(values.flatten(1), valid, count)
 
 
 def _cubic_taps(
@@ -151,13 +168,9 @@ def box_depth_median_lowres(
     """
     if depth_lowres.ndim != 2:
         raise ValueError(f"depth_lowres must be (h, w), got {tuple(depth_lowres.shape)}")
-    if grid < 1:
-        raise ValueError(f"grid must be >= 1, got {grid}")
     height, width = output_hw
     h, w = depth_lowres.shape
-    r0, r1, c0, c1 = box_pixel_ranges(boxes, height, width)
-    rows, row_ok, n_rows = _sample_axis(r0, r1, grid, height)
-    cols, col_ok, n_cols = _sample_axis(c0, c1, grid, width)
+    rows, cols, valid, count = _box_lattice(boxes, height, width, grid)
     low = depth_lowres.float()
     # As PyTorch's kernel: along x first, then along y. The x pass is done for every output
     # column once (h x W, cheap); the y pass only for the sampled pixels.
@@ -166,5 +179,4 @@ def box_depth_median_lowres(
     row_taps, row_w = _cubic_taps(rows, h, height)  # (N, grid, 4)
     taps = along_x[row_taps[:, :, None, :], cols[:, None, :, None]]  # (N, gr, gc, 4), one gather
     values = (taps * row_w[:, :, None, :]).sum(-1)
-    valid = row_ok[:, :, None] & col_ok[:, None, :]
-    return _median_of_samples(values.flatten(1), valid.flatten(1), n_rows * n_cols)
+    return _median_of_samples(values.flatten(1), valid, count)

@@ -74,21 +74,8 @@ class Networks:
         self.detector: YoloDetector | None = None
         self.class_names: tuple[str, ...] = ()
         if config.detector_enabled:
-            self.detector = YoloDetector(
-                config.detector_weights,
-                device=runtime.device,
-                dtype=runtime.dtype,
-                image_size=config.detector_image_size,
-                confidence=config.confidence,
-                iou=config.iou,
-                max_detections=config.max_detections,
-                allow_random_weights=config.allow_random_weights,
-                trust_pickle=config.detector_trust_pickle,
-                channels_last=channels_last,
-            )
+            self.detector = YoloDetector.from_config(config, runtime, channels_last=channels_last)
             self.class_names = tuple(self.detector.class_names)
-            if config.classes:
-                self.detector.set_thresholds(classes=self.detector.class_ids(config.classes))
             statuses.append(self.detector.weights_status)
         self.weights = "random" if "random" in statuses else "official"
 

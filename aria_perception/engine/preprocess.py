@@ -64,15 +64,11 @@ def midas_input_size(
         )
     check_frame_size(width, height, None, "frame")
     # Computed in Python floats (IEEE double), as the official code does in numpy float64, so
-    # sizes that land on a rounding boundary come out the same.
-    scale_height = size / height
-    scale_width = size / width
-    if scale_width < scale_height:
-        scale_height = scale_width
-    else:
-        scale_width = scale_height
-    new_height = _constrain_to_multiple(scale_height * height, multiple_of, size)
-    new_width = _constrain_to_multiple(scale_width * width, multiple_of, size)
+    # sizes that land on a rounding boundary come out the same. Like the official code, both
+    # sides take the smaller of the two scales.
+    scale = min(size / height, size / width)
+    new_height = _constrain_to_multiple(scale * height, multiple_of, size)
+    new_width = _constrain_to_multiple(scale * width, multiple_of, size)
     if new_height <= 0 or new_width <= 0:
         raise FrameError(
             f"frame size {width}x{height} is too elongated for depth: it would be resized to "

@@ -20,7 +20,9 @@ from yolo_helpers import (
 
 from aria_perception.engine.detector import YoloDetector
 from aria_perception.engine.letterbox import Letterbox, letterbox_geometry, scale_boxes
+from aria_perception.engine.runtime import Runtime
 from aria_perception.errors import ConfigError
+from aria_perception.records import EngineConfig
 
 SHAPES = [(480, 640), (512, 512), (1408, 1408), (300, 700)]
 
@@ -177,6 +179,26 @@ def test_bad_settings(saved: tuple[Path, torch.nn.Module]) -> None:
         YoloDetector(saved[0], dtype="int8")
     with pytest.raises(ValueError, match="HxWx3 uint8"):
         Letterbox(640, 32)(torch.zeros((10, 10, 4), dtype=torch.uint8))
+
+
+def test_from_config_applies_the_engine_settings(saved: tuple[Path, torch.nn.Module]) -> None:
+    config = EngineConfig(
+        detector_weights=str(saved[0]),
+        detector_image_size=320,
+        confidence=0.3,
+        iou=0.6,
+        max_detections=7,
+        classes=("5", "2"),
+    )
+    det = YoloDetector.from_config(config, Runtime(torch.device("cpu"), torch.float32))
+    assert det.weights_path == saved[0].resolve() and det.weights_status == "official"
+    assert (det.image_size, det.max_detections) == (320, 7)
+    assert (det.confidence, det.iou, det.classes) == (0.3, 0.6, (5, 2))
+    assert det.dtype == torch.float32 and not det.channels_last
+    with pytest.raises(ConfigError, match="unknown class name.*'person'"):
+        YoloDetector.from_config(
+            config.replace(classes=("person",)), Runtime(torch.device("cpu"), torch.float32)
+        )
 
 
 # ---------------------------------------------------------------- GPU (run on the device)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,11 @@ from aria_perception.errors import WeightsError
 CURRENT, LEGACY = MIDAS_SMALL_CFG.file_names  # midas_v21_small_256.pt, model-small-70d6b9c8.pt
 
 
+def _output(model: MidasSmall, image: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return model(image)
+
+
 @pytest.fixture(scope="module")
 def source() -> MidasSmall:
     """A model whose weights play the official checkpoint."""
@@ -34,14 +40,11 @@ def source_state(source: MidasSmall) -> dict[str, torch.Tensor]:
 
 
 @pytest.fixture(scope="module")
-def image() -> torch.Tensor:
-    return torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(11))
-
-
-@pytest.fixture(scope="module")
-def expected(source: MidasSmall, image: torch.Tensor) -> torch.Tensor:
-    with torch.no_grad():
-        return source(image)
+def gives_source_outputs(source: MidasSmall) -> Callable[[MidasSmall], bool]:
+    """Whether a model gives exactly ``source``'s output on a fixed random image."""
+    image = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(11))
+    expected = _output(source, image)
+    return lambda model: torch.equal(_output(model, image), expected)
 
 
 @pytest.fixture(scope="module")
@@ -65,24 +68,18 @@ def hub_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path / "torch" / "hub" / "checkpoints"
 
 
-def _output(model: MidasSmall, image: torch.Tensor) -> torch.Tensor:
-    with torch.no_grad():
-        return model(image)
-
-
 def test_saved_state_dict_loads_strictly_and_reproduces_outputs(
     tmp_path: Path,
     source_state: dict[str, torch.Tensor],
     target: MidasSmall,
-    image: torch.Tensor,
-    expected: torch.Tensor,
+    gives_source_outputs: Callable[[MidasSmall], bool],
 ) -> None:
     path = tmp_path / CURRENT
     torch.save(source_state, path)
-    assert not torch.equal(_output(target, image), expected)
+    assert not gives_source_outputs(target)
     model, status = load_midas_weights(target, str(path))
     assert model is target and status == "official"
-    assert torch.equal(_output(model, image), expected)
+    assert gives_source_outputs(model)
 
 
 @pytest.mark.parametrize(
@@ -101,14 +98,13 @@ def test_wrapped_checkpoints_load(
     tmp_path: Path,
     source_state: dict[str, torch.Tensor],
     target: MidasSmall,
-    image: torch.Tensor,
-    expected: torch.Tensor,
+    gives_source_outputs: Callable[[MidasSmall], bool],
 ) -> None:
     path = tmp_path / "wrapped.pt"
     torch.save(wrap(source_state), path)
     _, status = load_midas_weights(target, str(path))
     assert status == "official"
-    assert torch.equal(_output(target, image), expected)
+    assert gives_source_outputs(target)
 
 
 def test_filter_is_pure_and_unwraps(
@@ -125,22 +121,20 @@ def test_checkpoint_without_batch_counters_loads(
     tmp_path: Path,
     source_state: dict[str, torch.Tensor],
     target: MidasSmall,
-    image: torch.Tensor,
-    expected: torch.Tensor,
+    gives_source_outputs: Callable[[MidasSmall], bool],
 ) -> None:
     old_style = {k: v for k, v in source_state.items() if not k.endswith("num_batches_tracked")}
     assert len(old_style) == len(source_state) - 72
     torch.save(old_style, tmp_path / "old.pt")
     load_midas_weights(target, str(tmp_path / "old.pt"))
-    assert torch.equal(_output(target, image), expected)
+    assert gives_source_outputs(target)
 
 
 def test_hub_cache_is_the_default_and_both_names_are_accepted(
     hub_home: Path,
     source_state: dict[str, torch.Tensor],
     target: MidasSmall,
-    image: torch.Tensor,
-    expected: torch.Tensor,
+    gives_source_outputs: Callable[[MidasSmall], bool],
 ) -> None:
     assert hub_checkpoint_dir() == hub_home
     hub_home.mkdir(parents=True)
@@ -148,7 +142,7 @@ def test_hub_cache_is_the_default_and_both_names_are_accepted(
     assert resolve_midas_weights("") == hub_home / LEGACY
     _, status = load_midas_weights(target, "")
     assert status == "official"
-    assert torch.equal(_output(target, image), expected)
+    assert gives_source_outputs(target)
     # The current official name is preferred when both are there.
     torch.save(source_state, hub_home / CURRENT)
     assert resolve_midas_weights("") == hub_home / CURRENT
