@@ -38,7 +38,9 @@ from aria_perception.records import Thresholds
 from aria_perception.ros import diagnostics, params
 from aria_perception.ros.image_codec import compressed_to_frame, image_to_frame
 from aria_perception.ros.log_throttle import LogThrottle
+from aria_perception.ros.node_config import NodeConfig
 from aria_perception.ros.outputs import OUTPUT_TOPICS, OutputPublishers, PendingFrame
+from aria_perception.ros.param_table import SPECS, validate
 from aria_perception.ros.qos import InputSubscription
 from aria_perception.ros.runner import SigtermInterrupt, spin
 from aria_perception.ros.worker_link import WorkerLink
@@ -111,7 +113,7 @@ class PerceptionNode(LifecycleNode):
     # ------------------------------------------------------------------ public API
 
     @property
-    def config(self) -> params.NodeConfig:
+    def config(self) -> NodeConfig:
         """The parameters as frozen at start."""
         return self._config
 
@@ -333,11 +335,11 @@ class PerceptionNode(LifecycleNode):
     def _on_set_parameters(self, parameters: list) -> Any:
         changes: dict[str, Any] = {}
         for param in parameters:
-            spec = params.SPECS.get(param.name)
+            spec = SPECS.get(param.name)
             if spec is None:
                 continue  # use_sim_time and rclpy's own parameters
             try:
-                changes[param.name] = params.validate(param.name, param.value)
+                changes[param.name] = validate(param.name, param.value)
             except ConfigError as err:
                 return params.set_result(False, str(err))
         if not changes:
