@@ -11,10 +11,10 @@ from aria_perception._lazy import lazy_exports
 _EXPORTS = {
     "DEFAULT_NAME": "aria_perception.ros.node",
     "INPUT_TOPICS": "aria_perception.ros.node",
-    "NodeConfig": "aria_perception.ros.params",
+    "NodeConfig": "aria_perception.ros.node_config",
     "OUTPUT_TOPICS": "aria_perception.ros.outputs",
     "OutputPublishers": "aria_perception.ros.outputs",
-    "PARAMETERS": "aria_perception.ros.params",
+    "PARAMETERS": "aria_perception.ros.param_table",
     "PerceptionNode": "aria_perception.ros.node",
     "WorkerLink": "aria_perception.ros.worker_link",
 }

@@ -16,15 +16,14 @@ exits 0 once none is left. Ctrl-C and SIGTERM (at any moment) stop them all and 
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
-import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.utilities import remove_ros_args
 
 from aria_perception.errors import ConfigError
 from aria_perception.ros.node import PerceptionNode
-from aria_perception.ros.runner import SigtermInterrupt, spin
+from aria_perception.ros.runner import run_nodes
 
 
 def params_files(argv: list[str]) -> list[Path]:
@@ -69,45 +68,25 @@ def split_name(fqn: str) -> tuple[str, str]:
 
 def main(args: list[str] | None = None) -> int:
     """Console script ``perception_container``."""
-    with SigtermInterrupt() as sigterm:
-        return _run(list(sys.argv if args is None else args), sigterm)
+    argv = list(sys.argv if args is None else args)
+    return run_nodes(
+        "perception_container",
+        argv,
+        lambda: _nodes(argv),
+        no_nodes="no nodes: name them (e.g. central_perception /slam_left/perception) or give "
+        "a --params-file with a section per node",
+    )
 
 
-def _run(argv: list[str], sigterm: SigtermInterrupt) -> int:
-    rclpy.init(args=argv)
-    nodes: list[PerceptionNode] = []
-    code = 0
-    try:
-        names = remove_ros_args(argv)[1:]
-        if not names:
-            for path in params_files(argv):
-                names.extend(node_names_from_yaml(path))
-        if not names:
-            print(
-                "perception_container: no nodes: name them (e.g. central_perception "
-                "/slam_left/perception) or give a --params-file with a section per node",
-                file=sys.stderr,
-            )
-            return 2
-        for fqn in dict.fromkeys(names):  # keep order, drop duplicates
-            name, namespace = split_name(fqn)
-            node = PerceptionNode(name, namespace=namespace or None)
-            nodes.append(node)
-            if node.start_error:
-                code = 1
-        if code == 0:
-            spin(nodes)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except ConfigError as err:
-        print(f"perception_container: invalid parameter: {err}", file=sys.stderr)
-        code = 2
-    finally:
-        sigterm.shield()
-        for node in nodes:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return code
+def _nodes(argv: list[str]) -> Iterator[PerceptionNode]:
+    """The nodes named on the command line, else in the ``--params-file`` sections."""
+    names = remove_ros_args(argv)[1:]
+    if not names:
+        for path in params_files(argv):
+            names.extend(node_names_from_yaml(path))
+    for fqn in dict.fromkeys(names):  # keep order, drop duplicates
+        name, namespace = split_name(fqn)
+        yield PerceptionNode(name, namespace=namespace or None)
 
 
 if __name__ == "__main__":

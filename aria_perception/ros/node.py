@@ -24,10 +24,8 @@ import threading
 import time
 from typing import Any
 
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.executors import ExternalShutdownException
 from rclpy.lifecycle import Node as LifecycleNode
 from rclpy.lifecycle import State, TransitionCallbackReturn
 from rclpy.qos import qos_profile_sensor_data
@@ -38,9 +36,11 @@ from aria_perception.records import Thresholds
 from aria_perception.ros import diagnostics, params
 from aria_perception.ros.image_codec import compressed_to_frame, image_to_frame
 from aria_perception.ros.log_throttle import LogThrottle
+from aria_perception.ros.node_config import NodeConfig
 from aria_perception.ros.outputs import OUTPUT_TOPICS, OutputPublishers, PendingFrame
+from aria_perception.ros.param_table import SPECS, validate
 from aria_perception.ros.qos import InputSubscription
-from aria_perception.ros.runner import SigtermInterrupt, spin
+from aria_perception.ros.runner import run_nodes, spin
 from aria_perception.ros.worker_link import WorkerLink
 
 __all__ = ["DEFAULT_NAME", "INPUT_TOPICS", "OUTPUT_TOPICS", "PerceptionNode", "main", "spin"]
@@ -111,7 +111,7 @@ class PerceptionNode(LifecycleNode):
     # ------------------------------------------------------------------ public API
 
     @property
-    def config(self) -> params.NodeConfig:
+    def config(self) -> NodeConfig:
         """The parameters as frozen at start."""
         return self._config
 
@@ -333,11 +333,11 @@ class PerceptionNode(LifecycleNode):
     def _on_set_parameters(self, parameters: list) -> Any:
         changes: dict[str, Any] = {}
         for param in parameters:
-            spec = params.SPECS.get(param.name)
+            spec = SPECS.get(param.name)
             if spec is None:
                 continue  # use_sim_time and rclpy's own parameters
             try:
-                changes[param.name] = params.validate(param.name, param.value)
+                changes[param.name] = validate(param.name, param.value)
             except ConfigError as err:
                 return params.set_result(False, str(err))
         if not changes:
@@ -417,27 +417,7 @@ def main(args: list[str] | None = None) -> int:
     Exits 0 on Ctrl-C, SIGTERM (at any moment, start-up included) and after the lifecycle
     ``shutdown`` transition; 1 when the worker cannot start; 2 on an invalid parameter.
     """
-    with SigtermInterrupt() as sigterm:
-        rclpy.init(args=args)
-        node = None
-        code = 0
-        try:
-            node = PerceptionNode()
-            if node.start_error:
-                code = 1  # already logged; nothing to serve without a worker
-            else:
-                spin([node])
-        except (KeyboardInterrupt, ExternalShutdownException):
-            pass
-        except ConfigError as err:
-            print(f"perception_node: invalid parameter: {err}", file=sys.stderr)
-            code = 2
-        finally:
-            sigterm.shield()
-            if node is not None:
-                node.destroy_node()
-            rclpy.try_shutdown()
-    return code
+    return run_nodes("perception_node", args, lambda: [PerceptionNode()])
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ own (start-up, input transport and QoS, diagnostics) are written here once. The 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from aria_perception.records import EngineConfig, Thresholds
 from aria_perception.worker.settings import WorkerSettings
@@ -61,3 +61,11 @@ class NodeConfig:
     def max_encoded_bytes(self) -> int:
         """Capacity for one compressed frame: the raw bgra8 slot (a PNG is never much bigger)."""
         return self.max_pixels * 4
+
+    def worker_settings(self) -> WorkerSettings:
+        """The worker's settings: each field of ours named as a ``WorkerSettings`` field.
+
+        The worker's other settings keep their defaults.
+        """
+        names = [f.name for f in fields(WorkerSettings) if hasattr(self, f.name)]
+        return WorkerSettings(**{name: getattr(self, name) for name in names})

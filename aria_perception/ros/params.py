@@ -1,9 +1,9 @@
 """The node's parameters in rclpy: declarations with descriptors, start-up values, run-time sets.
 
 The parameter table and its validation (:mod:`aria_perception.ros.param_table`) and the typed
-config (:mod:`aria_perception.ros.node_config`) need no rclpy; this module re-exports them for
-the node and adds what does: :func:`declare` (every parameter with its descriptor, the values
-given at start validated into a :class:`NodeConfig`), the checks rclpy runs before a run-time
+config (:mod:`aria_perception.ros.node_config`) need no rclpy; this module adds what does:
+:func:`declare` (every parameter with its descriptor, the values given at start validated into
+a :class:`~aria_perception.ros.node_config.NodeConfig`), the checks rclpy runs before a run-time
 change, :func:`set_result` and :func:`unknown_overrides`. See docs/design.md, "Parameters".
 """
 
@@ -14,32 +14,9 @@ from typing import Any
 
 from aria_perception.errors import ConfigError
 from aria_perception.ros.node_config import NodeConfig
-from aria_perception.ros.param_table import (
-    INPUT_QOS,
-    INPUT_TRANSPORTS,
-    PARAMETERS,
-    RUNTIME_PARAMETERS,
-    SPECS,
-    ParamSpec,
-    config_from_values,
-    validate,
-)
+from aria_perception.ros.param_table import PARAMETERS, SPECS, ParamSpec, config_from_values
 
-__all__ = [
-    "INPUT_QOS",
-    "INPUT_TRANSPORTS",
-    "PARAMETERS",
-    "RUNTIME_PARAMETERS",
-    "SPECS",
-    "NodeConfig",
-    "ParamSpec",
-    "config_from_values",
-    "declare",
-    "descriptor",
-    "set_result",
-    "unknown_overrides",
-    "validate",
-]
+__all__ = ["declare", "descriptor", "set_result", "unknown_overrides"]
 
 # Parameters rclpy or the middleware declare themselves; never reported as unknown.
 _FOREIGN_PREFIXES = ("qos_overrides.", "use_sim_time", "start_type_description_service")

@@ -173,32 +173,28 @@ class InputSubscription:
             self._sub = None
 
     def _subscribe(self, profile: QoSProfile) -> Any:
-        kwargs: dict[str, Any] = {"incompatible_qos": self._on_incompatible_qos}
-        kwargs["message_lost"] = self._on_message_lost
         try:
-            events = SubscriptionEventCallbacks(**kwargs)
-            return self._node.create_subscription(
-                self._msg_type,
-                self._topic,
-                self._callback,
-                profile,
-                callback_group=self._group,
-                event_callbacks=events,
-            )
+            return self._create_subscription(profile, message_lost=self._on_message_lost)
         except (TypeError, UnsupportedEventTypeError):
             # An RMW without the message-lost event: keep the incompatible-QoS one.
             self._logger.warning(
                 "this RMW does not report lost messages: lost_samples will stay 0"
             )
-            events = SubscriptionEventCallbacks(incompatible_qos=self._on_incompatible_qos)
-            return self._node.create_subscription(
-                self._msg_type,
-                self._topic,
-                self._callback,
-                profile,
-                callback_group=self._group,
-                event_callbacks=events,
-            )
+            return self._create_subscription(profile)
+
+    def _create_subscription(self, profile: QoSProfile, **events: Any) -> Any:
+        """Subscribe with the incompatible-QoS event and ``events`` (more event callbacks)."""
+        callbacks = SubscriptionEventCallbacks(
+            incompatible_qos=self._on_incompatible_qos, **events
+        )
+        return self._node.create_subscription(
+            self._msg_type,
+            self._topic,
+            self._callback,
+            profile,
+            callback_group=self._group,
+            event_callbacks=callbacks,
+        )
 
     def _on_message_lost(self, info: Any) -> None:
         change = int(getattr(info, "total_count_change", 0))

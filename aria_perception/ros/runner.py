@@ -1,20 +1,25 @@
 """How the console scripts run their nodes: one executor, SIGTERM as Ctrl-C, exit when done.
 
-``perception_node`` and ``perception_container`` install :class:`SigtermInterrupt` before
-``rclpy.init`` and spin their nodes with :func:`spin` until Ctrl-C, SIGTERM or the lifecycle
-``shutdown`` transition of every node.
+``perception_node`` and ``perception_container`` run their nodes with :func:`run_nodes`: it
+installs :class:`SigtermInterrupt` before ``rclpy.init`` and spins the nodes with :func:`spin`
+until Ctrl-C, SIGTERM or the lifecycle ``shutdown`` transition of every node.
 """
 
 from __future__ import annotations
 
 import signal
+import sys
 import threading
+from collections.abc import Callable, Iterable
 from types import FrameType, TracebackType
 from typing import Any
 
-from rclpy.executors import SingleThreadedExecutor
+import rclpy
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
-__all__ = ["SigtermInterrupt", "spin"]
+from aria_perception.errors import ConfigError
+
+__all__ = ["SigtermInterrupt", "run_nodes", "spin"]
 
 
 class SigtermInterrupt:
@@ -89,3 +94,53 @@ def spin(nodes: list[Any]) -> None:
                 live.remove(node)
     finally:
         executor.shutdown()
+
+
+def run_nodes(
+    program: str,
+    args: list[str] | None,
+    make_nodes: Callable[[], Iterable[Any]],
+    no_nodes: str = "no nodes",
+) -> int:
+    """Run a console script's nodes: build them, spin them, destroy them; the exit code.
+
+    SIGTERM counts as Ctrl-C from before ``rclpy.init`` on, and the cleanup (every node built
+    is destroyed, then rclpy shut down) is never interrupted.
+
+    Args:
+        program: the script's name, for its error messages.
+        args: the command line for ``rclpy.init`` (``None``: ``sys.argv``).
+        make_nodes: builds the nodes (after ``rclpy.init``), one at a time; every node built
+            is destroyed at the end, whatever happens while the others are built.
+        no_nodes: the error printed when ``make_nodes`` builds none.
+
+    Returns:
+        0 after Ctrl-C, SIGTERM or the lifecycle ``shutdown`` of every node; 1 when a node's
+        worker cannot start (every node is still built, none spun: the node logged why); 2 on
+        an invalid parameter (a ``ConfigError``) or when there is no node to run.
+    """
+    with SigtermInterrupt() as sigterm:
+        rclpy.init(args=args)
+        nodes: list[Any] = []
+        code = 0
+        try:
+            for node in make_nodes():
+                nodes.append(node)
+                if node.start_error:
+                    code = 1  # already logged; nothing to serve without a worker
+            if not nodes:
+                print(f"{program}: {no_nodes}", file=sys.stderr)
+                code = 2
+            elif code == 0:
+                spin(nodes)
+        except (KeyboardInterrupt, ExternalShutdownException):
+            pass
+        except ConfigError as err:
+            print(f"{program}: invalid parameter: {err}", file=sys.stderr)
+            code = 2
+        finally:
+            sigterm.shield()
+            for node in nodes:
+                node.destroy_node()
+            rclpy.try_shutdown()
+    return code

@@ -13,8 +13,8 @@ from typing import Any
 
 from aria_perception.errors import AriaPerceptionError, shorten
 from aria_perception.records import EngineInfo, Thresholds, WorkerState
-from aria_perception.ros import params
 from aria_perception.ros.diagnostics import Snapshot
+from aria_perception.ros.node_config import NodeConfig
 
 __all__ = ["DOWN_STATES", "WorkerLink"]
 
@@ -66,14 +66,14 @@ class WorkerLink:
         """Why the last ``start`` failed ("" if it did not)."""
         return self._start_error
 
-    def start(self, config: params.NodeConfig, thresholds: Thresholds) -> EngineInfo:
+    def start(self, config: NodeConfig, thresholds: Thresholds) -> EngineInfo:
         """Spawn the worker and wait until its engine is built; stopped again if that fails.
 
         Raises:
             AriaPerceptionError: the worker could not start (weights, device, timeout) or
                 ``thresholds.classes`` names a class the detector does not know.
         """
-        from aria_perception.worker import Supervisor, WorkerSettings
+        from aria_perception.worker import Supervisor
 
         engine_config = config.engine.replace(
             confidence=thresholds.confidence, iou=thresholds.iou, classes=thresholds.classes
@@ -83,17 +83,11 @@ class WorkerLink:
             f"{engine_config.precision}); importing torch takes a while"
         )
         try:
-            settings = WorkerSettings(
-                max_pixels=config.max_pixels,
-                max_encoded_bytes=config.max_encoded_bytes,
-                startup_timeout_s=config.startup_timeout_s,
-                frame_timeout_s=config.frame_timeout_s,
-                max_restarts=config.max_restarts,
-                restart_window_s=config.restart_window_s,
-                failed_cooldown_s=config.failed_cooldown_s,
-            )
             self._supervisor = Supervisor(
-                engine_config, settings, on_result=self._on_result, on_error=self._on_error
+                engine_config,
+                config.worker_settings(),
+                on_result=self._on_result,
+                on_error=self._on_error,
             )
             info = self._supervisor.start()
             thresholds.check_classes(info.class_names)

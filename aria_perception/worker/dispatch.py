@@ -199,13 +199,4 @@ class Dispatcher:
 
     def _send_job(self, job: Job | None) -> None:
         if job is not None:
-            self._send(
-                msg.FrameRequest(
-                    frame_id=job.frame_id,
-                    generation=job.generation,
-                    in_slot=job.in_slot,
-                    shape=job.shape,
-                    encoding=job.encoding,
-                    want_depth=job.want_depth,
-                )
-            )
+            self._send(job.request())

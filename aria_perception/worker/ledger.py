@@ -15,11 +15,13 @@ in the worker or pending: see :meth:`LedgerCounts.accounted`.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from aria_perception.records import RAW_CHANNELS
+from aria_perception.worker.protocol import FrameRequest
 from aria_perception.worker.slots import INPUT_SLOTS
 
 #: Jobs in the worker at most: one running and the newer ones waiting (it runs the newest).
@@ -69,6 +71,15 @@ class Job:
         """What makes a frame new to the engine: its encoding and raw shape or decoded size."""
         return self.encoding, self.shape if self.encoding in RAW_CHANNELS else self.size
 
+    def request(self) -> FrameRequest:
+        """The message that has the worker run this job (send it once :attr:`generation` is set).
+
+        Every field of the request is the job's attribute of the same name.
+        """
+        return FrameRequest(
+            **{f.name: getattr(self, f.name) for f in dataclasses.fields(FrameRequest)}
+        )
+
 
 class Loss(NamedTuple):
     """What a lost worker's current job became (see :meth:`Ledger.worker_lost`).
@@ -82,9 +93,12 @@ class Loss(NamedTuple):
     poison: bool
 
 
-@dataclass(frozen=True)
+@dataclass
 class LedgerCounts:
-    """A snapshot of the counters (see :class:`~aria_perception.worker.settings.WorkerStats`).
+    """The counters (see :class:`~aria_perception.worker.settings.WorkerStats`).
+
+    The ledger counts into one of these and hands out copies (:meth:`Ledger.counts`) with
+    ``in_flight`` and ``pending`` filled in; the field names are those of ``WorkerStats``.
 
     Attributes:
         submitted: Frames offered.
@@ -95,7 +109,7 @@ class LedgerCounts:
             it died between frames.
         stale: Answers that belonged to no current job (an earlier worker's, an abandoned job's).
         poison: Frames the worker died running (counted in ``rejected`` too).
-        in_worker: Jobs in the worker now.
+        in_flight: Jobs in the worker now.
         pending: Jobs waiting here for room in the worker (0 or 1).
     """
 
@@ -106,14 +120,14 @@ class LedgerCounts:
     failed: int = 0
     stale: int = 0
     poison: int = 0
-    in_worker: int = 0
+    in_flight: int = 0
     pending: int = 0
 
     @property
     def accounted(self) -> bool:
         """Whether every submitted frame is in exactly one place."""
         ends = self.processed + self.dropped + self.rejected + self.failed
-        return self.submitted == ends + self.in_worker + self.pending
+        return self.submitted == ends + self.in_flight + self.pending
 
 
 class Ledger:
@@ -151,8 +165,8 @@ class Ledger:
         self._pending: Job | None = None
         self._warm: set[tuple[str, tuple[int, ...] | None]] = set()
         self._generation = 0
-        self._submitted = self._processed = self._dropped = 0
-        self._rejected = self._failed = self._stale = self._poison = 0
+        # in_flight and pending are left at 0 here: counts() reads them from the jobs.
+        self._counts = LedgerCounts()
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -178,15 +192,9 @@ class Ledger:
 
     def counts(self) -> LedgerCounts:
         """A snapshot of the counters."""
-        return LedgerCounts(
-            submitted=self._submitted,
-            processed=self._processed,
-            dropped=self._dropped,
-            rejected=self._rejected,
-            failed=self._failed,
-            stale=self._stale,
-            poison=self._poison,
-            in_worker=len(self._in_worker),
+        return dataclasses.replace(
+            self._counts,
+            in_flight=len(self._in_worker),
             pending=int(self._pending is not None),
         )
 
@@ -199,13 +207,13 @@ class Ledger:
 
     def reject(self) -> None:
         """Count a frame refused at submit (it never took a slot)."""
-        self._submitted += 1
-        self._rejected += 1
+        self._counts.submitted += 1
+        self._counts.rejected += 1
 
     def refuse(self) -> None:
         """Count a frame offered while no worker takes frames (dropped)."""
-        self._submitted += 1
-        self._dropped += 1
+        self._counts.submitted += 1
+        self._counts.dropped += 1
 
     def claim_slot(self) -> int | None:
         """Count a new frame and give it an input slot to be copied into.
@@ -215,20 +223,20 @@ class Ledger:
         Returns:
             The slot, or ``None`` when none can be had (the frame counts dropped).
         """
-        self._submitted += 1
+        self._counts.submitted += 1
         if self._free:
             return self._free.pop()
         if self._pending is not None:
             slot, self._pending = self._pending.in_slot, None
-            self._dropped += 1
+            self._counts.dropped += 1
             return slot
-        self._dropped += 1  # not reached: slots are freed as the worker answers
+        self._counts.dropped += 1  # not reached: slots are freed as the worker answers
         return None
 
     def unclaim(self, slot: int) -> None:
         """The frame copied into ``slot`` goes no further (the copy failed, the worker went)."""
         self._free.append(slot)
-        self._dropped += 1
+        self._counts.dropped += 1
 
     def admit(self, job: Job, now: float) -> Job | None:
         """A frame is in its slot: into the worker if there is room, else pending.
@@ -274,21 +282,21 @@ class Ledger:
         """The worker's result for ``frame_id``: the job it belongs to, or ``None`` (stale)."""
         job = self._take(frame_id, generation, now, warm=True)
         if job is not None:
-            self._processed += 1
+            self._counts.processed += 1
         return job
 
     def skipped(self, frame_id: int, generation: int, now: float) -> Job | None:
         """The worker skipped ``frame_id`` for a newer one (dropped); ``None`` if stale."""
         job = self._take(frame_id, generation, now)
         if job is not None:
-            self._dropped += 1
+            self._counts.dropped += 1
         return job
 
     def rejected(self, frame_id: int, generation: int, now: float) -> Job | None:
         """The engine refused ``frame_id`` (a bad frame; the worker goes on)."""
         job = self._take(frame_id, generation, now)
         if job is not None:
-            self._rejected += 1
+            self._counts.rejected += 1
         return job
 
     def failed_fatally(self, frame_id: int, generation: int, now: float) -> Job | None:
@@ -299,7 +307,7 @@ class Ledger:
         """
         job = self._take(frame_id, generation, now)
         if job is not None:
-            self._failed += 1
+            self._counts.failed += 1
             self._drop(*self._in_worker)
             self._in_worker.clear()
         return job
@@ -332,10 +340,10 @@ class Ledger:
         if job is not None:
             poison = died and job.started_at is not None
             if poison:
-                self._rejected += 1
-                self._poison += 1
+                self._counts.rejected += 1
+                self._counts.poison += 1
             else:
-                self._failed += 1
+                self._counts.failed += 1
             self._free.append(job.in_slot)
         self.drop_all()
         return Loss(job, poison)
@@ -365,7 +373,7 @@ class Ledger:
         """
         queue = self._in_worker
         if not queue or queue[0].frame_id != frame_id or queue[0].generation != generation:
-            self._stale += 1
+            self._counts.stale += 1
             return None
         job = queue.popleft()
         self._free.append(job.in_slot)
@@ -389,5 +397,5 @@ class Ledger:
     def _drop(self, *jobs: Job | None) -> None:
         for job in jobs:
             if job is not None:
-                self._dropped += 1
+                self._counts.dropped += 1
                 self._free.append(job.in_slot)

@@ -23,6 +23,7 @@ clock counts from then (see :class:`~aria_perception.worker.ledger.Ledger`).
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import itertools
 import logging
 import threading
@@ -254,23 +255,15 @@ class Supervisor:
         worker = self._dispatch.worker
         state, restarts, last_error, info = self._life.status()
         return WorkerStats(
+            **dataclasses.asdict(counts),
             state=state,
-            submitted=counts.submitted,
-            processed=counts.processed,
-            dropped=counts.dropped,
-            rejected=counts.rejected,
-            failed=counts.failed,
             restarts=restarts,
             generation=self._dispatch.generation,
             last_error=last_error,
             gpu_mem_mb=self._gpu_mem[0],
             gpu_mem_peak_mb=self._gpu_mem[1],
             pid=None if worker is None else worker.pid,
-            in_flight=counts.in_worker,
-            pending=counts.pending,
             info=info,
-            stale=counts.stale,
-            poison=counts.poison,
         )
 
     def debug(self, action: str, kind: str = "", message: str = "") -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from aria_perception.ros import params
+from aria_perception.ros import param_table
 from aria_perception.ros.container import node_names_from_yaml, split_name
 from aria_perception.ros.node import OUTPUT_TOPICS
 
@@ -184,9 +184,9 @@ def test_container_yaml_names_nodes_with_known_parameters() -> None:
 
     for section in yaml.safe_load(path.read_text()).values():
         values = flatten("", section["ros__parameters"])
-        assert set(values) <= set(params.SPECS), set(values) - set(params.SPECS)
+        assert set(values) <= set(param_table.SPECS), set(values) - set(param_table.SPECS)
         for name, value in values.items():
-            params.validate(name, value)
+            param_table.validate(name, value)
 
 
 def test_fastdds_profile_holds_an_aria_frame_in_shared_memory() -> None:

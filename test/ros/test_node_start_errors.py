@@ -1,4 +1,4 @@
-"""``perception_node`` refuses to start with a clear message and a non-zero exit code."""
+"""The console scripts refuse to start with a clear message and a non-zero exit code."""
 
 from __future__ import annotations
 
@@ -8,15 +8,17 @@ import sys
 from pathlib import Path
 
 import pytest
-from ros_harness import NODE_MAIN, ROOT, node_env, ros_args
+from ros_harness import CONTAINER_MAIN, NODE_MAIN, ROOT, node_env, ros_args
 
 pytestmark = pytest.mark.slow
 
 
-def _run(argv: list[str], env: dict[str, str], timeout: float) -> tuple[int, str, int]:
-    """Run the node; return its exit code, its output and its pid."""
+def _run(
+    argv: list[str], env: dict[str, str], timeout: float, main: str = NODE_MAIN
+) -> tuple[int, str, int]:
+    """Run the node (or ``main``); return its exit code, its output and its pid."""
     proc = subprocess.Popen(
-        [sys.executable, "-c", NODE_MAIN, *argv],
+        [sys.executable, "-c", main, *argv],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -36,6 +38,19 @@ def test_invalid_parameter_exits_2_naming_it(domain_id: int) -> None:
     code, out, _ = _run(ros_args({"detector.iou": 3.0}), node_env(domain_id), 60)
     assert code == 2, out
     assert "detector.iou" in out and "between 0 and 1" in out
+
+
+def test_a_container_without_nodes_exits_2_saying_how_to_name_them(domain_id: int) -> None:
+    code, out, _ = _run([], node_env(domain_id), 60, main=CONTAINER_MAIN)
+    assert code == 2, out
+    assert "perception_container: no nodes: name them" in out
+
+
+def test_a_container_with_an_invalid_parameter_exits_2_naming_it(domain_id: int) -> None:
+    argv = ["cam_a", *ros_args({"detector.iou": 3.0})]
+    code, out, _ = _run(argv, node_env(domain_id), 60, main=CONTAINER_MAIN)
+    assert code == 2, out
+    assert "perception_container: invalid parameter" in out and "detector.iou" in out
 
 
 def test_missing_weights_exit_1_with_the_workers_reason(domain_id: int, tmp_path: Path) -> None:

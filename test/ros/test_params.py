@@ -12,14 +12,16 @@ from rclpy.parameter import Parameter
 
 from aria_perception.errors import ConfigError
 from aria_perception.records import EngineConfig, Thresholds
-from aria_perception.ros import params
+from aria_perception.ros import param_table, params
+from aria_perception.ros.node_config import NodeConfig
+from aria_perception.worker.settings import WorkerSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_defaults_are_the_engine_configs_and_the_node_configs() -> None:
-    cfg = params.config_from_values({})
-    assert cfg == params.NodeConfig()
+    cfg = param_table.config_from_values({})
+    assert cfg == NodeConfig()
     assert cfg.engine == EngineConfig()
     assert cfg.engine.device == "auto" and cfg.engine.precision == "auto"
     assert (cfg.engine.confidence, cfg.engine.iou, cfg.engine.classes) == (0.25, 0.45, ())
@@ -32,8 +34,6 @@ def test_defaults_are_the_engine_configs_and_the_node_configs() -> None:
 
 
 def test_worker_defaults_come_from_the_worker_settings() -> None:
-    from aria_perception.worker.settings import WorkerSettings
-
     names = (
         "max_pixels",
         "startup_timeout_s",
@@ -43,32 +43,54 @@ def test_worker_defaults_come_from_the_worker_settings() -> None:
     )
     expected = tuple(getattr(WorkerSettings(), n) for n in names)
     assert expected == (1408 * 1408 * 2, 120.0, 5.0, 5, 60.0)
-    for cfg in (params.NodeConfig(), params.config_from_values({})):
+    for cfg in (NodeConfig(), param_table.config_from_values({})):
         assert tuple(getattr(cfg, n) for n in names) == expected
-    assert type(params.SPECS["worker.max_restarts"].default) is int
-    assert type(params.SPECS["worker.frame_timeout_s"].default) is float
+    assert type(param_table.SPECS["worker.max_restarts"].default) is int
+    assert type(param_table.SPECS["worker.frame_timeout_s"].default) is float
+
+
+def test_the_worker_settings_are_the_node_configs_worker_parameters() -> None:
+    cfg = param_table.config_from_values(
+        {
+            "input.max_pixels": 640 * 480,
+            "worker.startup_timeout_s": 30.0,
+            "worker.frame_timeout_s": 2.5,
+            "worker.max_restarts": 3,
+            "worker.restart_window_s": 120.0,
+            "worker.failed_cooldown_s": 7.0,
+        }
+    )
+    settings = cfg.worker_settings()
+    assert (settings.max_pixels, settings.max_encoded_bytes) == (640 * 480, 640 * 480 * 4)
+    assert (settings.startup_timeout_s, settings.frame_timeout_s) == (30.0, 2.5)
+    assert (settings.max_restarts, settings.restart_window_s) == (3, 120.0)
+    assert settings.failed_cooldown_s == 7.0
+    # What the node has no parameter for keeps the worker's default.
+    default = WorkerSettings()
+    assert settings.heartbeat_timeout_s == default.heartbeat_timeout_s
+    assert settings.engine_factory == default.engine_factory
 
 
 def test_every_default_is_read_from_the_config_classes() -> None:
     """The table types no default: each one is its NodeConfig / EngineConfig field's."""
-    node, engine = params.NodeConfig(), EngineConfig()
-    for spec in params.PARAMETERS:
+    node, engine = NodeConfig(), EngineConfig()
+    for spec in param_table.PARAMETERS:
         group, _, name = spec.field.rpartition(".")
         expected = getattr(engine if group == "engine" else node, name)
         assert spec.default == (list(expected) if isinstance(expected, tuple) else expected)
-    fields = {s.field for s in params.PARAMETERS}
+    fields = {s.field for s in param_table.PARAMETERS}
     assert {f"engine.{f}" for f in EngineConfig.__dataclass_fields__} <= fields
-    assert set(params.NodeConfig.__dataclass_fields__) - {"engine"} <= fields
+    assert set(NodeConfig.__dataclass_fields__) - {"engine"} <= fields
 
 
 def test_an_integer_is_taken_for_a_floating_point_parameter() -> None:
-    cfg = params.config_from_values({"worker.restart_window_s": 300, "detector.iou": 1})
+    cfg = param_table.config_from_values({"worker.restart_window_s": 300, "detector.iou": 1})
     assert cfg.restart_window_s == 300.0 and type(cfg.restart_window_s) is float
     assert cfg.engine.iou == 1.0 and type(cfg.engine.iou) is float
 
 
 def test_values_are_frozen_into_the_engine_config() -> None:
-    cfg = params.config_from_values(
+    cfg = param_table.config_from_values(
         {
             "device": "cuda:1",
             "precision": "fp32",
@@ -110,25 +132,25 @@ def test_values_are_frozen_into_the_engine_config() -> None:
 )
 def test_invalid_values_name_the_parameter_and_range(name: str, value: object, message: str):
     with pytest.raises(ConfigError) as err:
-        params.config_from_values({name: value})
+        param_table.config_from_values({name: value})
     assert message in str(err.value)
 
 
 def test_trust_pickle_is_off_by_default_read_only_and_reaches_the_engine() -> None:
-    spec = params.SPECS["detector.trust_pickle"]
+    spec = param_table.SPECS["detector.trust_pickle"]
     assert spec.default is False and spec.read_only
     assert "arbitrary code" in spec.description
-    cfg = params.config_from_values({"detector.trust_pickle": True})
+    cfg = param_table.config_from_values({"detector.trust_pickle": True})
     assert cfg.engine.detector_trust_pickle is True
     with pytest.raises(ConfigError, match="detector.trust_pickle must be true or false"):
-        params.config_from_values({"detector.trust_pickle": "yes"})
+        param_table.config_from_values({"detector.trust_pickle": "yes"})
 
 
 def test_nothing_enabled_and_unknown_names_are_refused() -> None:
     with pytest.raises(ConfigError, match="both false"):
-        params.config_from_values({"depth.enabled": False, "detector.enabled": False})
+        param_table.config_from_values({"depth.enabled": False, "detector.enabled": False})
     with pytest.raises(ConfigError, match=r"unknown parameter\(s\): detector.confidense$"):
-        params.config_from_values({"detector.confidense": 0.3})
+        param_table.config_from_values({"detector.confidense": 0.3})
 
 
 def test_class_names_are_checked_against_the_model() -> None:
@@ -139,17 +161,18 @@ def test_class_names_are_checked_against_the_model() -> None:
 
 
 def test_descriptors() -> None:
-    desc = params.descriptor(params.SPECS["detector.confidence"])
+    desc = params.descriptor(param_table.SPECS["detector.confidence"])
     assert not desc.read_only
     [rng] = desc.floating_point_range
     assert (rng.from_value, rng.to_value) == (0.0, 1.0)
-    desc = params.descriptor(params.SPECS["input.rotation"])
+    desc = params.descriptor(param_table.SPECS["input.rotation"])
     assert desc.read_only
     [rng] = desc.integer_range
     assert (rng.from_value, rng.to_value, rng.step) == (0, 270, 90)
-    desc = params.descriptor(params.SPECS["detector.classes"])
+    desc = params.descriptor(param_table.SPECS["detector.classes"])
     assert desc.type == ParameterType.PARAMETER_STRING_ARRAY and not desc.read_only
-    assert {s.name for s in params.PARAMETERS if not s.read_only} == params.RUNTIME_PARAMETERS
+    runtime = {s.name for s in param_table.PARAMETERS if not s.read_only}
+    assert runtime == param_table.RUNTIME_PARAMETERS
 
 
 def test_config_yaml_holds_every_parameter_with_its_default() -> None:
@@ -168,8 +191,8 @@ def test_config_yaml_holds_every_parameter_with_its_default() -> None:
                 flat[name] = v
 
     walk("", values)
-    assert set(flat) == set(params.SPECS)
-    for name, spec in params.SPECS.items():
+    assert set(flat) == set(param_table.SPECS)
+    for name, spec in param_table.SPECS.items():
         assert flat[name] == spec.default, name
         assert type(flat[name]) is type(spec.default), f"{name}: YAML type must match"
 
@@ -193,7 +216,7 @@ def test_node_declares_everything_with_descriptors(ros_context: object) -> None:
     node = _node(ros_context, **{"detector.confidence": 0.6, "input.rotation": 90})
     try:
         assert node.config.engine.confidence == 0.6 and node.config.engine.rotation == 90
-        for spec in params.PARAMETERS:
+        for spec in param_table.PARAMETERS:
             assert node.has_parameter(spec.name), spec.name
             [desc] = node.describe_parameters([spec.name])
             assert desc.read_only == spec.read_only, spec.name

@@ -39,7 +39,7 @@ def test_jobs_go_to_the_worker_until_it_is_full_then_the_newest_waits() -> None:
     assert [s for _, s in sent] == [True] * MAX_IN_WORKER + [False, False]
     c = book.counts()
     # The 4th frame was pending; the 5th took its slot: dropped, newest wins.
-    assert (c.submitted, c.in_worker, c.pending, c.dropped) == (5, MAX_IN_WORKER, 1, 1)
+    assert (c.submitted, c.in_flight, c.pending, c.dropped) == (5, MAX_IN_WORKER, 1, 1)
     assert c.accounted and book.free_slots == 0
     assert [j.generation for j, s in sent if s] == [1] * MAX_IN_WORKER
     # Every job holds its own slot; the replaced one's slot went to the newest.
@@ -59,7 +59,7 @@ def test_answers_free_slots_in_order_and_let_the_pending_job_in() -> None:
     assert book.rejected(3, 1, 3.0) is jobs[2]
     assert book.processed(4, 1, 4.0) is jobs[3]
     c = book.counts()
-    assert (c.processed, c.dropped, c.rejected, c.in_worker, c.pending) == (2, 1, 1, 0, 0)
+    assert (c.processed, c.dropped, c.rejected, c.in_flight, c.pending) == (2, 1, 1, 0, 0)
     assert c.accounted and book.free_slots == INPUT_SLOTS and book.front is None
 
 
@@ -74,7 +74,7 @@ def test_answers_for_anything_but_the_front_job_are_stale_and_never_matched() ->
     assert book.rejected(99, 2, 1.0) is None
     assert book.failed_fatally(10, 1, 1.0) is None
     c = book.counts()
-    assert (c.stale, c.processed, c.in_worker) == (4, 0, 2)
+    assert (c.stale, c.processed, c.in_flight) == (4, 0, 2)
     assert book.front is first
     assert book.processed(10, 2, 1.0) is first and book.processed(11, 2, 1.0) is second
     assert book.counts().accounted
@@ -93,7 +93,7 @@ def test_a_lost_worker_fails_its_current_job_and_drops_the_rest() -> None:
     jobs = [submit(book, i)[0] for i in range(1, 5)]
     assert book.worker_lost(died=False) == Loss(jobs[0], poison=False)
     c = book.counts()
-    assert (c.failed, c.dropped, c.in_worker, c.pending) == (1, 3, 0, 0)
+    assert (c.failed, c.dropped, c.in_flight, c.pending) == (1, 3, 0, 0)
     assert c.accounted and book.free_slots == INPUT_SLOTS
     assert book.worker_lost(died=True) == Loss(None, poison=False)  # nothing left to lose
 
@@ -103,7 +103,7 @@ def test_a_fatal_failure_drops_the_jobs_behind_it_and_keeps_the_pending_one() ->
     jobs = [submit(book, i)[0] for i in range(1, 5)]
     assert book.failed_fatally(1, 1, 1.0) is jobs[0]
     c = book.counts()
-    assert (c.failed, c.dropped, c.in_worker, c.pending) == (1, 2, 0, 1)
+    assert (c.failed, c.dropped, c.in_flight, c.pending) == (1, 2, 0, 1)
     assert book.worker_lost(died=True).job is None  # the pending job goes with the worker
     c = book.counts()
     assert (c.failed, c.dropped, c.pending) == (1, 3, 0) and c.accounted
@@ -127,7 +127,7 @@ def test_drop_all_and_reset() -> None:
         submit(book, i)
     book.drop_all()
     c = book.counts()
-    assert (c.dropped, c.in_worker, c.pending) == (4, 0, 0) and c.accounted
+    assert (c.dropped, c.in_flight, c.pending) == (4, 0, 0) and c.accounted
     assert book.free_slots == INPUT_SLOTS
     book.reset()
     assert book.free_slots == INPUT_SLOTS and book.counts().submitted == 4  # counters kept
@@ -243,3 +243,23 @@ def test_a_worker_killed_as_hung_fails_the_job_it_ran_not_poison() -> None:
     assert book.worker_lost(died=False) == Loss(j, poison=False)
     c = book.counts()
     assert (c.poison, c.rejected, c.failed) == (0, 0, 1) and c.accounted
+
+
+def test_counts_are_a_snapshot_the_ledger_does_not_change_later() -> None:
+    book = ledger()
+    submit(book, 1)
+    before = book.counts()
+    before.dropped += 10  # a caller's copy: the ledger's counters are its own
+    submit(book, 2)
+    after = book.counts()
+    assert (before.submitted, before.in_flight) == (1, 1)
+    assert (after.submitted, after.dropped, after.in_flight) == (2, 0, 2) and after.accounted
+
+
+def test_a_sent_job_asks_for_its_slot_shape_and_encoding_in_its_generation() -> None:
+    book = ledger(generation=4)
+    j, sent = submit(book, 7, shape=(5, 6), enc="mono8")
+    assert sent
+    request = j.request()
+    assert (request.frame_id, request.generation, request.in_slot) == (7, 4, j.in_slot)
+    assert (request.shape, request.encoding, request.want_depth) == ((5, 6), "mono8", True)
