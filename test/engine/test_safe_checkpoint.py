@@ -104,6 +104,7 @@ def test_the_engine_refuses_it_too(tmp_path: Path) -> None:
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_the_marker_is_written_when_the_file_is_unpickled_in_full(tmp_path: Path) -> None:
     """The hostile files do run code when trusted: the refusals above are not vacuous."""
     for kind in HOSTILE:

@@ -82,6 +82,7 @@ def test_only_the_frame_the_worker_runs_is_poison(
     check_counts(sup.stats())
 
 
+@pytest.mark.slow
 def test_failed_is_left_by_itself_after_the_cool_down(
     make: Make, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -145,6 +146,7 @@ def test_a_frame_stuck_inside_the_engine_is_killed_by_the_timeout_from_its_start
     check_counts(stats)
 
 
+@pytest.mark.slow
 def test_the_first_frame_of_a_shape_the_engine_runs_gets_the_first_frame_timeout(
     make: Make, gate: Gate, engine_log: EngineLog
 ) -> None:
