@@ -28,6 +28,10 @@ from aria_perception.worker.slots import INPUT_SLOTS
 MAX_IN_WORKER = INPUT_SLOTS - 1
 
 
+#: The fields of a request, each copied from the job attribute of the same name.
+_REQUEST_FIELDS = tuple(f.name for f in dataclasses.fields(FrameRequest))
+
+
 @dataclass
 class Job:
     """One submitted frame as the parent tracks it (the pixels are in input slot ``in_slot``).
@@ -76,9 +80,7 @@ class Job:
 
         Every field of the request is the job's attribute of the same name.
         """
-        return FrameRequest(
-            **{f.name: getattr(self, f.name) for f in dataclasses.fields(FrameRequest)}
-        )
+        return FrameRequest(**{name: getattr(self, name) for name in _REQUEST_FIELDS})
 
 
 class Loss(NamedTuple):

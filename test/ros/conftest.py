@@ -7,6 +7,7 @@ import zlib
 from collections.abc import Iterator
 
 import pytest
+from ros_harness import node_env
 
 
 @pytest.fixture(scope="module")
@@ -36,3 +37,9 @@ def ros_context(domain_id: int) -> Iterator[object]:
     rclpy.init(context=context, domain_id=domain_id)
     yield context
     context.try_shutdown()
+
+
+@pytest.fixture(scope="module")
+def env(domain_id: int) -> dict[str, str]:
+    """Environment of a node process of this module (its domain, the large-data profile)."""
+    return node_env(domain_id)

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState
-from ros_harness import FAST_CPU, Harness, NodeProcess, frame, node_env, ros_args, wait_for
+from ros_harness import FAST_CPU, Harness, NodeProcess, frame, ros_args, wait_for
 from ros_harness import running_node as _running_node
 from sensor_msgs.msg import Image
 from vision_msgs.msg import Detection2DArray
@@ -42,11 +42,6 @@ PARAMS = {
 #: The node's shortest time between two log lines of one kind of reason.
 LOG_PERIOD_S = 5.0
 _stamps = iter(range(1, 10**6))
-
-
-@pytest.fixture(scope="module")
-def env(domain_id: int) -> dict[str, str]:
-    return node_env(domain_id)
 
 
 @pytest.fixture(scope="module")

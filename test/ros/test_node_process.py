@@ -27,7 +27,7 @@ from lifecycle_msgs.srv import ChangeState, GetState
 from rcl_interfaces.msg import Parameter as ParameterMsg
 from rcl_interfaces.msg import ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
-from ros_harness import FAST_CPU, Harness, NodeProcess, frame, node_env, running_node, wait_for
+from ros_harness import FAST_CPU, Harness, NodeProcess, frame, running_node, wait_for
 from sensor_msgs.msg import CameraInfo, Image
 from vision_msgs.msg import Detection2DArray
 
@@ -47,11 +47,6 @@ OUTPUTS = {
     f"/{NAME}/depth/camera_info": CameraInfo,
 }
 DETS = f"/{NAME}/detections"
-
-
-@pytest.fixture(scope="module")
-def env(domain_id: int) -> dict[str, str]:
-    return node_env(domain_id)
 
 
 @pytest.fixture(scope="module")

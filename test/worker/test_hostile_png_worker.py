@@ -8,14 +8,12 @@ and a valid PNG is answered afterwards.
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
 import numpy as np
+import png_cases
 import pytest
-from worker_helpers import MODULE_SUPERVISORS, Collector, check_counts
+from worker_helpers import Collector, check_counts, module_worker
 from worker_real_engine import FACTORY
 
 from aria_perception.errors import FrameError
@@ -28,16 +26,6 @@ pytestmark = pytest.mark.slow
 REPEATS = 10
 
 
-def _png_cases() -> Any:
-    path = Path(__file__).resolve().parents[1] / "engine" / "png_cases.py"
-    spec = importlib.util.spec_from_file_location("png_cases", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-png_cases = _png_cases()
 VALID = png_cases.encode(png_cases.pixels(240, 320))
 HOSTILE = png_cases.hostile(VALID)
 
@@ -52,15 +40,8 @@ def worker() -> Iterator[tuple[Supervisor, Collector]]:
         max_detections=8,
     )
     settings = WorkerSettings(max_pixels=2048 * 2048, engine_factory=FACTORY, frame_timeout_s=60.0)
-    collector = Collector()
-    sup = Supervisor(config, settings, on_result=collector.on_result, on_error=collector.on_error)
-    MODULE_SUPERVISORS.append(sup)
-    try:
-        sup.start()
-        yield sup, collector
-    finally:
-        sup.stop()
-        MODULE_SUPERVISORS.remove(sup)
+    with module_worker(config, settings) as running:
+        yield running
 
 
 @pytest.mark.parametrize("case", sorted(HOSTILE))

@@ -17,11 +17,11 @@ from typing import Any
 import numpy as np
 import pytest
 from worker_helpers import (
-    MODULE_SUPERVISORS,
     Collector,
     alive,
     assert_same_result,
     check_counts,
+    module_worker,
     our_segments,
     wait_for,
 )
@@ -88,16 +88,8 @@ def engine() -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def worker() -> Iterator[tuple[Supervisor, Collector]]:
-    collector = Collector()
-    sup = Supervisor(CONFIG, SETTINGS, on_result=collector.on_result, on_error=collector.on_error)
-    MODULE_SUPERVISORS.append(sup)
-    try:
-        sup.start()
-        yield sup, collector
-    finally:
-        sup.stop()
-        MODULE_SUPERVISORS.remove(sup)
-    assert sup.state is WorkerState.STOPPED
+    with module_worker(CONFIG, SETTINGS) as running:
+        yield running
 
 
 def _reset(col: Collector) -> None:

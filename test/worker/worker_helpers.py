@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,8 +15,8 @@ import numpy as np
 from worker_toy_engine import FACTORY, ToyEngine
 
 from aria_perception.errors import AriaPerceptionError
-from aria_perception.records import Detections, EngineConfig, EngineResult
-from aria_perception.worker.settings import WorkerStats
+from aria_perception.records import Detections, EngineConfig, EngineResult, WorkerState
+from aria_perception.worker.settings import WorkerSettings, WorkerStats
 from aria_perception.worker.supervisor import FrameResult, FrameTiming, Supervisor
 
 #: Supervisors shared by the tests of a module: their workers outlive single tests.
@@ -193,3 +194,23 @@ class Gate:
     def open(self) -> None:
         """Let every waiting and later frame through."""
         self.path.touch()
+
+
+@contextlib.contextmanager
+def module_worker(
+    config: EngineConfig, settings: WorkerSettings
+) -> Iterator[tuple[Supervisor, Collector]]:
+    """A started supervisor that a whole test module shares (listed in ``MODULE_SUPERVISORS``).
+
+    Stopped at the end, and then must be ``STOPPED``.
+    """
+    collector = Collector()
+    sup = Supervisor(config, settings, on_result=collector.on_result, on_error=collector.on_error)
+    MODULE_SUPERVISORS.append(sup)
+    try:
+        sup.start()
+        yield sup, collector
+    finally:
+        sup.stop()
+        MODULE_SUPERVISORS.remove(sup)
+    assert sup.state is WorkerState.STOPPED
