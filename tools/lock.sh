@@ -2,6 +2,8 @@
 # Re-pin requirements/lock.txt: install requirements/top.txt into a scratch venv and record every
 # pip-installed distribution with its version.
 set -euo pipefail
+# requirements/no-deps.txt stays out of the lock: its packages are installed without their
+# declared dependencies, and pinning those here would install them.
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT

@@ -5,7 +5,7 @@
 #      from PyPI, torch/torchvision, timm, ultralytics, rosbags, pytest, ruff;
 #   2. the baked /opt/python/cp3XX include paths in the ROS wheels' CMake files rewritten to this
 #      Python's and numpy's include dirs (the wheels are built for another prefix);
-#   3. vision_msgs built with cmake from interfaces/vision_msgs into the venv prefix;
+#   3. vision_msgs and composition_interfaces built with cmake from interfaces/ into the venv prefix;
 #   4. this package installed (editable) so its console scripts and share/ files exist.
 #
 # A stamp of the inputs makes the second run a no-op in seconds. Any failure names the step,
@@ -26,8 +26,9 @@ fail() {
 
 inputs_hash() {
   cat "$root/requirements/lock.txt" "$root/tools/setup_env.sh" "$root/setup.py" \
-    "$root/setup.cfg" "$root/package.xml" "$root"/interfaces/vision_msgs/CMakeLists.txt \
-    "$root"/interfaces/vision_msgs/msg/*.msg | sha256sum | cut -d' ' -f1
+    "$root/setup.cfg" "$root/package.xml" "$root/requirements/no-deps.txt" \
+    "$root"/interfaces/*/CMakeLists.txt "$root"/interfaces/*/package.xml \
+    "$root"/interfaces/*/msg/*.msg "$root"/interfaces/*/srv/*.srv | sha256sum | cut -d' ' -f1
 }
 
 want=$(inputs_hash)
@@ -59,6 +60,13 @@ if ! "$vpy" -m pip install --disable-pip-version-check -q -r "$root/requirements
   fail "pip install -r requirements/lock.txt (full log: $log_dir/pip.log)"
 fi
 
+# Packages whose declared dependencies we do not want (requirements/no-deps.txt says why).
+if ! "$vpy" -m pip install --disable-pip-version-check -q --no-deps -r "$root/requirements/no-deps.txt" \
+  >>"$log_dir/pip.log" 2>&1; then
+  grep -v '^WARNING: Location' "$log_dir/pip.log" | tail -n 30 >&2
+  fail "pip install --no-deps -r requirements/no-deps.txt (full log: $log_dir/pip.log)"
+fi
+
 # --- 2. rewrite the wheels' baked build paths ----------------------------------------------------
 prefix=$("$vpy" -c 'import sys; print(sys.prefix)')
 pyinc=$("$vpy" -c "import sysconfig; print(sysconfig.get_paths()['include'])")
@@ -72,24 +80,29 @@ if [[ -n $baked_files ]]; then
     fail "rewriting baked include paths in $prefix/share"
 fi
 
-# --- 3. vision_msgs from interfaces/vision_msgs -------------------------------------------------
-build=$venv/build/vision_msgs
-rm -rf "$build"
-mkdir -p "$build"
-echo "setup_env: building vision_msgs (cmake)"
+# --- 3. interface packages from interfaces/ (not on PyPI) -----------------------------------------
+# vision_msgs (the messages we publish) and composition_interfaces (the container's services).
 export AMENT_PREFIX_PATH=$prefix CMAKE_PREFIX_PATH=$prefix PATH=$venv/bin:$PATH
-(
-  cd "$build"
-  cmake "$root/interfaces/vision_msgs" -DCMAKE_INSTALL_PREFIX="$prefix" \
-    -DPython3_EXECUTABLE="$vpy" -DBUILD_TESTING=OFF >"$log_dir/vision_msgs-configure.log" 2>&1 ||
-    { tail -n 30 "$log_dir/vision_msgs-configure.log" >&2; exit 11; }
-  cmake --build . -j"$(nproc)" >"$log_dir/vision_msgs-build.log" 2>&1 ||
-    { tail -n 30 "$log_dir/vision_msgs-build.log" >&2; exit 12; }
-  cmake --install . >"$log_dir/vision_msgs-install.log" 2>&1 ||
-    { tail -n 30 "$log_dir/vision_msgs-install.log" >&2; exit 13; }
-) || fail "vision_msgs cmake step (logs: $log_dir/vision_msgs-*.log)"
-"$vpy" -c 'from vision_msgs.msg import Detection2DArray; Detection2DArray()' ||
+for pkg in vision_msgs composition_interfaces; do
+  build=$venv/build/$pkg
+  rm -rf "$build"
+  mkdir -p "$build"
+  echo "setup_env: building $pkg (cmake)"
+  (
+    cd "$build"
+    cmake "$root/interfaces/$pkg" -DCMAKE_INSTALL_PREFIX="$prefix" \
+      -DPython3_EXECUTABLE="$vpy" -DBUILD_TESTING=OFF >"$log_dir/$pkg-configure.log" 2>&1 ||
+      { tail -n 30 "$log_dir/$pkg-configure.log" >&2; exit 11; }
+    cmake --build . -j"$(nproc)" >"$log_dir/$pkg-build.log" 2>&1 ||
+      { tail -n 30 "$log_dir/$pkg-build.log" >&2; exit 12; }
+    cmake --install . >"$log_dir/$pkg-install.log" 2>&1 ||
+      { tail -n 30 "$log_dir/$pkg-install.log" >&2; exit 13; }
+  ) || fail "$pkg cmake step (logs: $log_dir/$pkg-*.log)"
+done
+"$vpy" -c 'from vision_msgs.msg import Detection2DArray, LabelInfo; Detection2DArray(); LabelInfo()' ||
   fail "vision_msgs was built but does not import"
+"$vpy" -c 'from composition_interfaces.srv import ListNodes, LoadNode, UnloadNode; LoadNode.Request()' ||
+  fail "composition_interfaces was built but does not import"
 
 # --- 4. this package ---------------------------------------------------------------------------
 echo "setup_env: installing aria_perception (editable)"
