@@ -19,11 +19,19 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import rclpy
+from rclpy.executors import ExternalShutdownException
 from rclpy.utilities import remove_ros_args
 
 from aria_perception.errors import ConfigError
+from aria_perception.ros.component_manager import ComponentManager
+from aria_perception.ros.component_request import NodeSpec, forwarded_arguments
 from aria_perception.ros.node import PerceptionNode
-from aria_perception.ros.runner import run_nodes
+from aria_perception.ros.runner import SigtermInterrupt
+
+#: The package and plugin name of the perception node in the ament index (``rclpy_components``).
+PACKAGE = "aria_perception"
+PLUGIN = "aria_perception::PerceptionNode"
 
 
 def params_files(argv: list[str]) -> list[Path]:
@@ -67,26 +75,54 @@ def split_name(fqn: str) -> tuple[str, str]:
 
 
 def main(args: list[str] | None = None) -> int:
-    """Console script ``perception_container``."""
+    """Console script ``perception_container``.
+
+    Exits 0 on Ctrl-C or SIGTERM (at any moment); 1 when a node named at start cannot start
+    its worker; 2 when such a node refuses a parameter.
+    """
     argv = list(sys.argv if args is None else args)
-    return run_nodes(
-        "perception_container",
-        argv,
-        lambda: _nodes(argv),
-        no_nodes="no nodes: name them (e.g. central_perception /slam_left/perception) or give "
-        "a --params-file with a section per node",
-    )
+    with SigtermInterrupt() as sigterm:
+        rclpy.init(args=argv)
+        manager: ComponentManager | None = None
+        code = 0
+        try:
+            forwarded = forwarded_arguments(argv)
+            manager = ComponentManager(forwarded)
+            manager.start()
+            for spec in startup_specs(argv, forwarded, manager.full_name):
+                node = manager.construct(PerceptionNode, spec)
+                manager.add(node)
+                if node.start_error:
+                    code = 1  # already logged; the container does not run half its nodes
+                    break
+            if code == 0:
+                manager.serve_loads()
+        except (KeyboardInterrupt, ExternalShutdownException):
+            pass
+        except ConfigError as err:
+            print(f"perception_container: invalid parameter: {err}", file=sys.stderr)
+            code = 2
+        finally:
+            sigterm.shield()
+            if manager is not None:
+                manager.close()
+            rclpy.try_shutdown()
+    return code
 
 
-def _nodes(argv: list[str]) -> Iterator[PerceptionNode]:
-    """The nodes named on the command line, else in the ``--params-file`` sections."""
+def startup_specs(argv: list[str], forwarded: list[str], container: str) -> Iterator[NodeSpec]:
+    """The nodes named on the command line, else in the ``--params-file`` sections.
+
+    A section named after the container node itself is the container's, not a node's.
+    """
     names = remove_ros_args(argv)[1:]
     if not names:
         for path in params_files(argv):
-            names.extend(node_names_from_yaml(path))
+            names.extend(n for n in node_names_from_yaml(path) if n != container)
+    cli_args = ("--ros-args", *forwarded) if forwarded else ()
     for fqn in dict.fromkeys(names):  # keep order, drop duplicates
         name, namespace = split_name(fqn)
-        yield PerceptionNode(name, namespace=namespace or None)
+        yield NodeSpec(PACKAGE, PLUGIN, name, namespace, cli_args)
 
 
 if __name__ == "__main__":
