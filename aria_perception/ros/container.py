@@ -1,16 +1,25 @@
-"""``perception_container``: several perception nodes in one process under one executor.
+"""``perception_container``: perception nodes in one process, loaded at start or at run time.
 
-The nodes are named on the command line (``name`` or ``/namespace/name``) or, when none is
-given, taken from the section keys of the ``--params-file`` YAML (``/central_perception:``,
-``/slam_left/perception:``; wildcard sections such as ``/**`` apply to every node and name
-none), e.g. ``perception_container --ros-args --params-file config/container.yaml
+The container is a node of its own, ``perception_container`` (``-r __node:=NAME`` renames it),
+that serves the ``composition_interfaces`` services ``~/_container/load_node``,
+``~/_container/unload_node`` and ``~/_container/list_nodes``: ``ros2 component
+load/list/unload`` and launch_ros's ``ComposableNodeContainer`` / ``LoadComposableNodes``
+put ``aria_perception::PerceptionNode`` nodes into it while it runs
+(:mod:`aria_perception.ros.component_manager`). Nodes can also be named at start, on the
+command line (``name`` or ``/namespace/name``) or, when none is given, by the section keys of
+the ``--params-file`` YAML (``/central_perception:``, ``/slam_left/perception:``; wildcard
+sections such as ``/**`` apply to every node and name none), e.g. ``perception_container
+--ros-args --params-file config/container.yaml
 -r central_perception:image:=/camera_rgb/image_raw
--r slam_left_perception:image:=/camera_slam_left/image_raw``.
+-r slam_left_perception:image:=/camera_slam_left/image_raw``. Started with none, it waits for
+load requests.
 
-Node-specific remaps (``node:from:=to``) give each node its camera. Each node starts its own
-worker: the GPU is shared, and each worker holds its own models and CUDA memory. A node whose
-lifecycle ``shutdown`` transition completes is destroyed; the others go on, and the container
-exits 0 once none is left. Ctrl-C and SIGTERM (at any moment) stop them all and exit 0.
+Every node, loaded at start or later, gets the container's parameters (``--params-file``,
+``-p``) and its node-specific remaps (``node:from:=to``), but not the container's own name
+rules; what a load request gives wins. Each node starts its own worker: the GPU is shared, and
+each worker holds its own models and CUDA memory. A node whose lifecycle ``shutdown``
+transition completes is destroyed and leaves the list; the others go on. Ctrl-C and SIGTERM
+(at any moment) stop them all and exit 0.
 """
 
 from __future__ import annotations
