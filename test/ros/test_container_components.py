@@ -16,11 +16,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from composition_interfaces.srv import ListNodes, LoadNode, UnloadNode
 from lifecycle_msgs.srv import GetState
 from rcl_interfaces.msg import Parameter as ParameterMsg
 from rclpy.parameter import Parameter, get_parameter_value
-from ros_harness import CONTAINER_MAIN, FAST_CPU, Harness, NodeProcess, frame, wait_for
+from ros_harness import (
+    CONTAINER_MAIN,
+    FAST_CPU,
+    ROOT,
+    Harness,
+    NodeProcess,
+    frame,
+    wait_for,
+)
 from sensor_msgs.msg import Image
 from vision_msgs.msg import Detection2DArray
 
@@ -48,6 +57,22 @@ def _launch_params(params: dict[str, Any]) -> list[ParameterMsg]:
         Parameter(name, Parameter.Type.from_parameter_value(v), v).to_parameter_msg()
         for name, v in params.items()
     ]
+
+
+def _central_yaml() -> dict[str, Any]:
+    """config/central.yaml's ``/**`` values with dotted names (launch_ros's flattening)."""
+    doc = yaml.safe_load((ROOT / "config" / "central.yaml").read_text())
+
+    def flat(prefix: str, node: dict) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            if isinstance(value, dict):
+                out.update(flat(f"{prefix}{key}.", value))
+            else:
+                out[prefix + key] = value
+        return out
+
+    return flat("", doc["/**"]["ros__parameters"])
 
 
 def _request(**fields: Any) -> LoadNode.Request:
@@ -219,7 +244,11 @@ def test_an_empty_container_loads_lists_and_unloads_nodes(
 
         # Ids are never reused; a node that waits for lifecycle (autostart false) spawns no
         # worker and is listed all the same.
-        c = client.load(node_name="waiting", parameters=_cli_params({"autostart": False}))
+        # It gets config/central.yaml's every value, flattened as launch_ros sends a params file.
+        c = client.load(
+            node_name="waiting",
+            parameters=_launch_params({**_central_yaml(), "autostart": False}),
+        )
         assert (c.success, c.full_node_name, c.unique_id) == (True, "/waiting", 3)
         assert client.list() == [(1, A), (3, "/waiting")]
         assert len(container.workers()) == 1

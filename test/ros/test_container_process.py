@@ -12,9 +12,11 @@ import time
 from pathlib import Path
 
 import pytest
-from composition_interfaces.srv import ListNodes
+from composition_interfaces.srv import ListNodes, LoadNode, UnloadNode
 from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState
+from rcl_interfaces.srv import GetParameters
+from rclpy.parameter import Parameter
 from ros_harness import (
     CONTAINER_MAIN,
     FAST_CPU,
@@ -90,6 +92,33 @@ def test_two_nodes_in_one_process(domain_id: int, tmp_path: Path) -> None:
         assert wait_for(listed.done, 30)
         assert list(listed.result().unique_ids) == [1, 2]
         assert list(listed.result().full_node_names) == ["/cam_a", "/cams/cam_b"]
+        # A node loaded later gets the container's params file too; its own parameters win.
+        loader = harness.node.create_client(LoadNode, "/my_container/_container/load_node")
+        assert loader.wait_for_service(timeout_sec=30)
+        overrides = [("autostart", False), ("depth.input_size", 64)]
+        request = LoadNode.Request(
+            package_name="aria_perception",
+            plugin_name="aria_perception::PerceptionNode",
+            node_name="cam_c",
+            parameters=[
+                Parameter(k, Parameter.Type.from_parameter_value(v), v).to_parameter_msg()
+                for k, v in overrides
+            ],
+        )
+        loaded = loader.call_async(request)
+        assert wait_for(loaded.done, 60) and loaded.result().success, loaded.result()
+        getter = harness.node.create_client(GetParameters, "/cam_c/get_parameters")
+        assert getter.wait_for_service(timeout_sec=30)
+        got = getter.call_async(
+            GetParameters.Request(names=["depth.input_size", "detector.image_size"])
+        )
+        assert wait_for(got.done, 30)
+        values = [v.integer_value for v in got.result().values]
+        assert values == [64, FAST_CPU["detector.image_size"]]
+        unloader = harness.node.create_client(UnloadNode, "/my_container/_container/unload_node")
+        assert unloader.wait_for_service(timeout_sec=30)
+        unloaded = unloader.call_async(UnloadNode.Request(unique_id=loaded.result().unique_id))
+        assert wait_for(unloaded.done, 60) and unloaded.result().success
         pubs = {
             "a": harness.publisher("/camera_a/image", Image),
             "b": harness.publisher("/camera_b/image", Image),
