@@ -10,6 +10,11 @@ setup(
     packages=find_packages(include=[package_name, f"{package_name}.*"]),
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{package_name}"]),
+        # Node plugins for perception_container (ros2 component load; see README "Composition").
+        (
+            "share/ament_index/resource_index/rclpy_components",
+            [f"resource/rclpy_components/{package_name}"],
+        ),
         (f"share/{package_name}", ["package.xml"]),
         (f"share/{package_name}/launch", glob("launch/*.py")),
         (f"share/{package_name}/config", glob("config/*")),

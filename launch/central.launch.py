@@ -9,6 +9,14 @@ Runs ``perception_node`` as ``central_perception`` with ``config/central.yaml``;
 depth/camera_info}`` (what ``config/central.rviz`` shows). ``device`` and ``allow_random_weights``
 override the params file only when given.
 
+    ros2 launch aria_perception central.launch.py container:=/perception_container
+
+loads the same node, with the same parameters and remaps, into an already running container
+(``perception_container``, started by hand or by another launch file) through launch_ros's
+``LoadComposableNodes`` instead of starting a process, as image_proc's launch files do. The
+container's process keeps its own environment (the Fast DDS settings below do not reach it)
+and launch_ros does not pass ``log_level`` to a loaded node.
+
 Large frames and Fast DDS: unless you already set FASTDDS_BUILTIN_TRANSPORTS,
 FASTDDS_DEFAULT_PROFILES_FILE or FASTRTPS_DEFAULT_PROFILES_FILE, the node gets a large-data
 transport: the shipped ``config/fastdds_large_data.xml`` (shared memory with 64 MB segments) on
@@ -25,10 +33,13 @@ from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, LogInfo, OpaqueFunction, SetEnvironmentVariable
 from launch.substitutions import LaunchConfiguration
-from launch_ros.actions import Node
+from launch_ros.actions import LoadComposableNodes, Node
+from launch_ros.descriptions import ComposableNode
 
 PACKAGE = "aria_perception"
 NODE_NAME = "central_perception"
+#: The node's plugin in the ament index (``rclpy_components``), for ``container:=NAME``.
+PLUGIN = "aria_perception::PerceptionNode"
 # Aria's RGB stream is labelled "camera-rgb"; ROS 2 names cannot contain '-'.
 DEFAULT_IMAGE_TOPIC = "/camera_rgb/image_raw"
 DEFAULT_CAMERA_INFO_TOPIC = "/camera_rgb/camera_info"
@@ -85,7 +96,6 @@ def _launch_setup(context, *args, **kwargs):
     def arg(name: str) -> str:
         return LaunchConfiguration(name).perform(context).strip()
 
-    actions = _fastdds_actions(arg("fastdds_large_data"))
     overrides = {"use_sim_time": arg("use_sim_time").lower() in ("true", "1", "yes")}
     if arg("device"):
         overrides["device"] = arg("device")
@@ -97,19 +107,37 @@ def _launch_setup(context, *args, **kwargs):
         )
     image_topic = arg("image_topic")
     namespace = arg("namespace")
+    parameters = [arg("params_file"), overrides]
+    remappings = [
+        ("image", image_topic),
+        # image_transport convention: the compressed stream is <topic>/compressed.
+        ("image/compressed", image_topic.rstrip("/") + "/compressed"),
+        ("camera_info", arg("camera_info_topic")),
+    ]
     node_kwargs = {"namespace": namespace} if namespace else {}
+    container = arg("container")
+    if container:
+        # Into a running container: its process, environment and log level are its own.
+        node = ComposableNode(
+            package=PACKAGE,
+            plugin=PLUGIN,
+            name=NODE_NAME,
+            parameters=parameters,
+            remappings=remappings,
+            **node_kwargs,
+        )
+        return [
+            LogInfo(msg=f"loading {NODE_NAME} into the running container {container}"),
+            LoadComposableNodes(target_container=container, composable_node_descriptions=[node]),
+        ]
+    actions = _fastdds_actions(arg("fastdds_large_data"))
     actions.append(
         Node(
             package=PACKAGE,
             executable="perception_node",
             name=NODE_NAME,
-            parameters=[arg("params_file"), overrides],
-            remappings=[
-                ("image", image_topic),
-                # image_transport convention: the compressed stream is <topic>/compressed.
-                ("image/compressed", image_topic.rstrip("/") + "/compressed"),
-                ("camera_info", arg("camera_info_topic")),
-            ],
+            parameters=parameters,
+            remappings=remappings,
             arguments=["--ros-args", "--log-level", arg("log_level")],
             output="screen",
             emulate_tty=True,
@@ -167,6 +195,12 @@ def generate_launch_description() -> LaunchDescription:
                 choices=["auto", "profile", "builtin", "off"],
                 description="Large-frame Fast DDS transport for the node: auto, profile "
                 "(config/fastdds_large_data.xml), builtin (LARGE_DATA) or off.",
+            ),
+            DeclareLaunchArgument(
+                "container",
+                default_value="",
+                description="Load the node into this running container (e.g. "
+                "/perception_container) instead of starting perception_node.",
             ),
             OpaqueFunction(function=_launch_setup),
         ]

@@ -114,12 +114,14 @@ fi
 # An editable install skips setup.py's data_files: link them like `colcon build --symlink-install`
 # so ament_index finds share/aria_perception (launch/, config/, package.xml) in the venv prefix.
 share=$prefix/share/aria_perception
-mkdir -p "$share" "$prefix/share/ament_index/resource_index/packages"
+index=$prefix/share/ament_index/resource_index
+mkdir -p "$share" "$index/packages" "$index/rclpy_components"
 ln -sfn "$root/launch" "$share/launch"
 ln -sfn "$root/config" "$share/config"
 ln -sfn "$root/package.xml" "$share/package.xml"
-ln -sfn "$root/resource/aria_perception" \
-  "$prefix/share/ament_index/resource_index/packages/aria_perception"
+ln -sfn "$root/resource/aria_perception" "$index/packages/aria_perception"
+# The node plugins perception_container loads (aria_perception::PerceptionNode).
+ln -sfn "$root/resource/rclpy_components/aria_perception" "$index/rclpy_components/aria_perception"
 "$vpy" -c 'import rclpy, sensor_msgs.msg, vision_msgs.msg, aria_perception' ||
   fail "the environment does not import rclpy/sensor_msgs/vision_msgs/aria_perception"
 

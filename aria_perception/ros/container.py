@@ -1,16 +1,25 @@
-"""``perception_container``: several perception nodes in one process under one executor.
+"""``perception_container``: perception nodes in one process, loaded at start or at run time.
 
-The nodes are named on the command line (``name`` or ``/namespace/name``) or, when none is
-given, taken from the section keys of the ``--params-file`` YAML (``/central_perception:``,
-``/slam_left/perception:``; wildcard sections such as ``/**`` apply to every node and name
-none), e.g. ``perception_container --ros-args --params-file config/container.yaml
+The container is a node of its own, ``perception_container`` (``-r __node:=NAME`` renames it),
+that serves the ``composition_interfaces`` services ``~/_container/load_node``,
+``~/_container/unload_node`` and ``~/_container/list_nodes``: ``ros2 component
+load/list/unload`` and launch_ros's ``ComposableNodeContainer`` / ``LoadComposableNodes``
+put ``aria_perception::PerceptionNode`` nodes into it while it runs
+(:mod:`aria_perception.ros.component_manager`). Nodes can also be named at start, on the
+command line (``name`` or ``/namespace/name``) or, when none is given, by the section keys of
+the ``--params-file`` YAML (``/central_perception:``, ``/slam_left/perception:``; wildcard
+sections such as ``/**`` apply to every node and name none), e.g. ``perception_container
+--ros-args --params-file config/container.yaml
 -r central_perception:image:=/camera_rgb/image_raw
--r slam_left_perception:image:=/camera_slam_left/image_raw``.
+-r slam_left_perception:image:=/camera_slam_left/image_raw``. Started with none, it waits for
+load requests.
 
-Node-specific remaps (``node:from:=to``) give each node its camera. Each node starts its own
-worker: the GPU is shared, and each worker holds its own models and CUDA memory. A node whose
-lifecycle ``shutdown`` transition completes is destroyed; the others go on, and the container
-exits 0 once none is left. Ctrl-C and SIGTERM (at any moment) stop them all and exit 0.
+Every node, loaded at start or later, gets the container's parameters (``--params-file``,
+``-p``) and its node-specific remaps (``node:from:=to``), but not the container's own name
+rules; what a load request gives wins. Each node starts its own worker: the GPU is shared, and
+each worker holds its own models and CUDA memory. A node whose lifecycle ``shutdown``
+transition completes is destroyed and leaves the list; the others go on. Ctrl-C and SIGTERM
+(at any moment) stop them all and exit 0.
 """
 
 from __future__ import annotations
@@ -19,11 +28,19 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import rclpy
+from rclpy.executors import ExternalShutdownException
 from rclpy.utilities import remove_ros_args
 
 from aria_perception.errors import ConfigError
+from aria_perception.ros.component_manager import ComponentManager
+from aria_perception.ros.component_request import NodeSpec, forwarded_arguments
 from aria_perception.ros.node import PerceptionNode
-from aria_perception.ros.runner import run_nodes
+from aria_perception.ros.runner import SigtermInterrupt
+
+#: The package and plugin name of the perception node in the ament index (``rclpy_components``).
+PACKAGE = "aria_perception"
+PLUGIN = "aria_perception::PerceptionNode"
 
 
 def params_files(argv: list[str]) -> list[Path]:
@@ -67,26 +84,54 @@ def split_name(fqn: str) -> tuple[str, str]:
 
 
 def main(args: list[str] | None = None) -> int:
-    """Console script ``perception_container``."""
+    """Console script ``perception_container``.
+
+    Exits 0 on Ctrl-C or SIGTERM (at any moment); 1 when a node named at start cannot start
+    its worker; 2 when such a node refuses a parameter.
+    """
     argv = list(sys.argv if args is None else args)
-    return run_nodes(
-        "perception_container",
-        argv,
-        lambda: _nodes(argv),
-        no_nodes="no nodes: name them (e.g. central_perception /slam_left/perception) or give "
-        "a --params-file with a section per node",
-    )
+    with SigtermInterrupt() as sigterm:
+        rclpy.init(args=argv)
+        manager: ComponentManager | None = None
+        code = 0
+        try:
+            forwarded = forwarded_arguments(argv)
+            manager = ComponentManager(forwarded)
+            manager.start()
+            for spec in startup_specs(argv, forwarded, manager.full_name):
+                node = manager.construct(PerceptionNode, spec)
+                manager.add(node)
+                if node.start_error:
+                    code = 1  # already logged; the container does not run half its nodes
+                    break
+            if code == 0:
+                manager.serve_loads()
+        except (KeyboardInterrupt, ExternalShutdownException):
+            pass
+        except ConfigError as err:
+            print(f"perception_container: invalid parameter: {err}", file=sys.stderr)
+            code = 2
+        finally:
+            sigterm.shield()
+            if manager is not None:
+                manager.close()
+            rclpy.try_shutdown()
+    return code
 
 
-def _nodes(argv: list[str]) -> Iterator[PerceptionNode]:
-    """The nodes named on the command line, else in the ``--params-file`` sections."""
+def startup_specs(argv: list[str], forwarded: list[str], container: str) -> Iterator[NodeSpec]:
+    """The nodes named on the command line, else in the ``--params-file`` sections.
+
+    A section named after the container node itself is the container's, not a node's.
+    """
     names = remove_ros_args(argv)[1:]
     if not names:
         for path in params_files(argv):
-            names.extend(node_names_from_yaml(path))
+            names.extend(n for n in node_names_from_yaml(path) if n != container)
+    cli_args = ("--ros-args", *forwarded) if forwarded else ()
     for fqn in dict.fromkeys(names):  # keep order, drop duplicates
         name, namespace = split_name(fqn)
-        yield PerceptionNode(name, namespace=namespace or None)
+        yield NodeSpec(PACKAGE, PLUGIN, name, namespace, cli_args)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """How the console scripts run their nodes: one executor, SIGTERM as Ctrl-C, exit when done.
 
-``perception_node`` and ``perception_container`` run their nodes with :func:`run_nodes`: it
-installs :class:`SigtermInterrupt` before ``rclpy.init`` and spins the nodes with :func:`spin`
-until Ctrl-C, SIGTERM or the lifecycle ``shutdown`` transition of every node.
+``perception_node`` runs its node with :func:`run_nodes`: it installs :class:`SigtermInterrupt`
+before ``rclpy.init`` and spins the node with :func:`spin` until Ctrl-C, SIGTERM or the
+lifecycle ``shutdown`` transition. ``perception_container`` installs :class:`SigtermInterrupt`
+the same way and spins its nodes on a :class:`~aria_perception.ros.node_host.NodeHost`.
 """
 
 from __future__ import annotations

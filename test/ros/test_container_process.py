@@ -1,6 +1,7 @@
 """perception_container: two nodes from one params file in one process, each on its camera.
 
-The lifecycle ``shutdown`` of one node destroys that node only; SIGTERM ends the container.
+The lifecycle ``shutdown`` of one node destroys that node only (and takes it off the container's
+list); SIGTERM ends the container.
 """
 
 from __future__ import annotations
@@ -11,8 +12,11 @@ import time
 from pathlib import Path
 
 import pytest
+from composition_interfaces.srv import ListNodes, LoadNode, UnloadNode
 from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState
+from rcl_interfaces.srv import GetParameters
+from rclpy.parameter import Parameter
 from ros_harness import (
     CONTAINER_MAIN,
     FAST_CPU,
@@ -61,6 +65,10 @@ def test_two_nodes_in_one_process(domain_id: int, tmp_path: Path) -> None:
         "cam_a:image:=/camera_a/image",
         "-r",
         "cam_b:image:=/camera_b/image",
+        # The container's own name, as launch_ros's ComposableNodeContainer passes it: it
+        # renames the container node only, never the perception nodes.
+        "-r",
+        "__node:=my_container",
     ]
     container = NodeProcess(argv, env, tmp_path / "container.log", main=CONTAINER_MAIN)
     try:
@@ -77,6 +85,40 @@ def test_two_nodes_in_one_process(domain_id: int, tmp_path: Path) -> None:
         assert container.proc.poll() is None, container.log()
         assert len(container.workers()) == 2
         assert "libtorch" not in container.maps()
+        # The nodes named at start are components like loaded ones: ids from 1, in order.
+        lister = harness.node.create_client(ListNodes, "/my_container/_container/list_nodes")
+        assert lister.wait_for_service(timeout_sec=30), container.log()[-3000:]
+        listed = lister.call_async(ListNodes.Request())
+        assert wait_for(listed.done, 30)
+        assert list(listed.result().unique_ids) == [1, 2]
+        assert list(listed.result().full_node_names) == ["/cam_a", "/cams/cam_b"]
+        # A node loaded later gets the container's params file too; its own parameters win.
+        loader = harness.node.create_client(LoadNode, "/my_container/_container/load_node")
+        assert loader.wait_for_service(timeout_sec=30)
+        overrides = [("autostart", False), ("depth.input_size", 64)]
+        request = LoadNode.Request(
+            package_name="aria_perception",
+            plugin_name="aria_perception::PerceptionNode",
+            node_name="cam_c",
+            parameters=[
+                Parameter(k, Parameter.Type.from_parameter_value(v), v).to_parameter_msg()
+                for k, v in overrides
+            ],
+        )
+        loaded = loader.call_async(request)
+        assert wait_for(loaded.done, 60) and loaded.result().success, loaded.result()
+        getter = harness.node.create_client(GetParameters, "/cam_c/get_parameters")
+        assert getter.wait_for_service(timeout_sec=30)
+        got = getter.call_async(
+            GetParameters.Request(names=["depth.input_size", "detector.image_size"])
+        )
+        assert wait_for(got.done, 30)
+        values = [v.integer_value for v in got.result().values]
+        assert values == [64, FAST_CPU["detector.image_size"]]
+        unloader = harness.node.create_client(UnloadNode, "/my_container/_container/unload_node")
+        assert unloader.wait_for_service(timeout_sec=30)
+        unloaded = unloader.call_async(UnloadNode.Request(unique_id=loaded.result().unique_id))
+        assert wait_for(unloaded.done, 60) and unloaded.result().success
         pubs = {
             "a": harness.publisher("/camera_a/image", Image),
             "b": harness.publisher("/camera_b/image", Image),
@@ -119,6 +161,9 @@ def test_two_nodes_in_one_process(domain_id: int, tmp_path: Path) -> None:
             container.log()[-4000:],
         )
         assert "/cams/cam_b/get_state" in services()
+        listed = lister.call_async(ListNodes.Request())
+        assert wait_for(listed.done, 30)
+        assert list(listed.result().full_node_names) == ["/cams/cam_b"], "cam_a is gone"
         after = time.monotonic()
 
         def b_answered() -> bool:

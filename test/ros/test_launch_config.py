@@ -1,5 +1,7 @@
 """launch/central.launch.py, config/central.rviz, config/container.yaml, the Fast DDS profile.
 
+Also the plugin registration (resource/rclpy_components) that ``container:=NAME`` relies on.
+
 `launch` and `launch_ros` are not on PyPI, so in the pip-only environment the launch file is
 checked by compiling and parsing it: the APIs it uses (all present in Humble), its arguments,
 the node it starts and the topics that come out of it, which the rviz config must show.
@@ -31,7 +33,8 @@ HUMBLE_API = {
         "SetEnvironmentVariable",
     },
     "launch.substitutions": {"LaunchConfiguration"},
-    "launch_ros.actions": {"Node"},
+    "launch_ros.actions": {"LoadComposableNodes", "Node"},
+    "launch_ros.descriptions": {"ComposableNode"},
     "ament_index_python.packages": {"get_package_share_directory"},
 }
 
@@ -122,7 +125,13 @@ def test_launch_starts_the_node_as_central_perception_with_remaps() -> None:
     setup = (ROOT / "setup.py").read_text()
     assert f"{executable} = aria_perception.ros.node:main" in setup
     assert ast.unparse(_kw(node, "name")) == "NODE_NAME"
-    remaps = ast.unparse(_kw(node, "remappings"))
+    assert ast.unparse(_kw(node, "remappings")) == "remappings"
+    [remappings] = [
+        n.value
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Assign) and ast.unparse(n.targets[0]) == "remappings"
+    ]
+    remaps = ast.unparse(remappings)
     for topic in ("'image'", "'image/compressed'", "'camera_info'"):
         assert topic in remaps
     image_topic = _constant(tree, "DEFAULT_IMAGE_TOPIC")
@@ -130,6 +139,31 @@ def test_launch_starts_the_node_as_central_perception_with_remaps() -> None:
     assert re.fullmatch(
         r"(/[A-Za-z_][A-Za-z0-9_]*)+", _constant(tree, "DEFAULT_CAMERA_INFO_TOPIC")
     )
+
+
+def test_launch_loads_into_a_running_container_when_given_one() -> None:
+    """``container:=NAME``: the same node, parameters and remaps, as a ComposableNode."""
+    tree = _tree()
+    [load] = _calls(tree, "LoadComposableNodes")
+    assert ast.unparse(_kw(load, "target_container")) == "container"
+    assert ast.unparse(_kw(load, "composable_node_descriptions")) == "[node]"
+    [composable] = _calls(tree, "ComposableNode")
+    [node] = _calls(tree, "Node")
+    for key in ("package", "name", "parameters", "remappings"):
+        assert ast.unparse(_kw(composable, key)) == ast.unparse(_kw(node, key)), key
+    assert ast.unparse(_kw(composable, "plugin")) == "PLUGIN"
+    # The plugin is registered in the ament index resource that setup.py installs.
+    plugin = _constant(tree, "PLUGIN")
+    resource = ROOT / "resource" / "rclpy_components" / "aria_perception"
+    lines = [line.split("=", 1) for line in resource.read_text().splitlines() if line.strip()]
+    registered = {name.strip(): target.strip() for name, target in lines}
+    assert registered[plugin] == "aria_perception.ros.node:PerceptionNode"
+    setup = (ROOT / "setup.py").read_text()
+    assert '"share/ament_index/resource_index/rclpy_components"' in setup
+    assert 'f"resource/rclpy_components/{package_name}"' in setup
+    # Without the argument the node is started as before (the Node branch comes after it).
+    source = ast.unparse(tree)
+    assert "container = arg('container')" in source and "if container:" in source
 
 
 def test_launch_sets_a_large_data_transport_unless_the_user_did() -> None:

@@ -40,12 +40,6 @@ def test_invalid_parameter_exits_2_naming_it(domain_id: int) -> None:
     assert "detector.iou" in out and "between 0 and 1" in out
 
 
-def test_a_container_without_nodes_exits_2_saying_how_to_name_them(domain_id: int) -> None:
-    code, out, _ = _run([], node_env(domain_id), 60, main=CONTAINER_MAIN)
-    assert code == 2, out
-    assert "perception_container: no nodes: name them" in out
-
-
 def test_a_container_with_an_invalid_parameter_exits_2_naming_it(domain_id: int) -> None:
     argv = ["cam_a", *ros_args({"detector.iou": 3.0})]
     code, out, _ = _run(argv, node_env(domain_id), 60, main=CONTAINER_MAIN)
