@@ -67,7 +67,12 @@ def _tracker_class(tracker_type: str) -> Any:
     # install of a missing requirement (its matching code would install `lap`).
     os.environ.setdefault("YOLO_OFFLINE", "1")
     os.environ.setdefault("YOLO_AUTOINSTALL", "false")
-    from ultralytics.trackers.track import TRACKER_MAP
+    try:
+        from ultralytics.trackers.track import TRACKER_MAP
+    except ImportError as err:
+        raise ConfigError(
+            f"tracker.type {tracker_type!r} needs Ultralytics, which cannot be imported: {err}"
+        ) from err
 
     try:
         return TRACKER_MAP[tracker_type]
