@@ -4,7 +4,8 @@ Each layer's modules are imported in a fresh interpreter, one after another, and
 is checked after each import, so a failure names the first module that pulled a forbidden one
 in. Modules are found on disk (``pkgutil``), so new modules are covered without editing this
 file. What a module imports lazily inside a function is not seen here; the node and container
-process tests check a running process's memory map for libtorch.
+process tests check a running process's memory map for libtorch. The tracking package may
+import Ultralytics (and torch), but only when a tracker is built, never at import.
 """
 
 from __future__ import annotations
@@ -68,13 +69,16 @@ def _import_in_fresh_interpreter(
         timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return set(json.loads(proc.stdout))
+    # The last line: Ultralytics prints a note when it creates its settings file.
+    return set(json.loads(proc.stdout.splitlines()[-1]))
 
 
 def test_every_module_belongs_to_a_layer() -> None:
     """A new top-level module or package needs a rule here before it can be merged."""
     found = {f"aria_perception.{m.name}" for m in pkgutil.iter_modules([str(PACKAGE)])}
-    layers = {f"aria_perception.{layer}" for layer in ("bench", "engine", "ros", "worker")}
+    layers = {
+        f"aria_perception.{layer}" for layer in ("bench", "engine", "ros", "tracking", "worker")
+    }
     assert found == layers | (set(SHARED) - {"aria_perception"})
 
 
@@ -103,6 +107,20 @@ def test_ros_adapter_imports_no_torch() -> None:
     assert "rclpy" in loaded and "aria_perception.ros.node" in loaded
 
 
+def test_tracking_imports_no_ros_and_torch_only_for_a_tracker() -> None:
+    """The tracking package is ROS-free; Ultralytics (and torch) come with the first tracker."""
+    upper = tuple(f"aria_perception.{m}" for m in ("bench", "engine", "ros", "worker"))
+    off = (
+        "from aria_perception.tracking import ObjectTracker, load_tracker_config; "
+        "import numpy as np; ObjectTracker(load_tracker_config('none'))"
+        ".update(np.zeros((1, 4)), np.ones(1), np.zeros(1))"
+    )
+    _import_in_fresh_interpreter(layer_modules("tracking"), (*TORCH, "rclpy", *upper), then=off)
+    on = off.replace("'none'", "'bytetrack'")
+    loaded = _import_in_fresh_interpreter(["aria_perception.tracking"], ("rclpy", *upper), on)
+    assert "ultralytics.trackers" in loaded and "torch" in loaded
+
+
 def test_bench_imports_no_torch() -> None:
     """Benchmarks of the engine import torch inside the functions that need it, never at import."""
     _import_in_fresh_interpreter(
@@ -112,7 +130,7 @@ def test_bench_imports_no_torch() -> None:
     )
 
 
-@pytest.mark.parametrize("layer", ["bench", "engine", "ros", "worker"])
+@pytest.mark.parametrize("layer", ["bench", "engine", "ros", "tracking", "worker"])
 def test_layer_modules_are_every_file_of_the_layer(layer: str) -> None:
     files = {
         ".".join(("aria_perception", *p.relative_to(PACKAGE).with_suffix("").parts))

@@ -105,13 +105,15 @@ class NodePathTimes(JsonRecord):
     """Mean times (ms) of a frame's path outside the GPU, as the node reports them.
 
     The fields are the node's diagnostics keys of the same names (``PATH_KEYS`` of
-    :mod:`aria_perception.ros.diagnostics`); ``transport_ms`` excludes ``copy_in_ms``.
+    :mod:`aria_perception.ros.diagnostics`); ``transport_ms`` excludes ``copy_in_ms``, and
+    ``track_ms`` (the tracker's time) is not part of ``publish_ms``.
     """
 
     copy_in_ms: float | None = None
     queue_ms: float | None = None
     engine_ms: float | None = None
     transport_ms: float | None = None
+    track_ms: float | None = None
     publish_ms: float | None = None
 
 

@@ -19,7 +19,14 @@ from aria_perception.records import StageTimes
 from aria_perception.stats import percentile, percentiles
 
 #: Where a frame's time goes outside the GPU (:class:`PathTimes`), reported beside the stages.
-PATH_KEYS: tuple[str, ...] = ("copy_in_ms", "queue_ms", "engine_ms", "transport_ms", "publish_ms")
+PATH_KEYS: tuple[str, ...] = (
+    "copy_in_ms",
+    "queue_ms",
+    "engine_ms",
+    "transport_ms",
+    "track_ms",
+    "publish_ms",
+)
 
 #: Every key of the status (the contract's keys plus :data:`PATH_KEYS`), in publishing order.
 KEYS: tuple[str, ...] = (
@@ -102,6 +109,7 @@ class PathTimes:
         queue_ms: waiting for the worker to finish an earlier frame.
         engine_ms: ``Engine.process`` in the worker (wall clock, GPU work included).
         transport_ms: the process boundary: messages both ways and the worker's copy out.
+        track_ms: the tracker assigning track IDs to the detections (0 with tracking off).
         publish_ms: building and publishing the output messages.
     """
 
@@ -109,17 +117,22 @@ class PathTimes:
     queue_ms: float = 0.0
     engine_ms: float = 0.0
     transport_ms: float = 0.0
+    track_ms: float = 0.0
     publish_ms: float = 0.0
 
     @classmethod
-    def of(cls, timing: Any, before_publish_ms: float, publish_ms: float) -> PathTimes:
-        """One frame's path from the supervisor's timing and the node's own two clocks.
+    def of(
+        cls, timing: Any, before_publish_ms: float, publish_ms: float, track_ms: float = 0.0
+    ) -> PathTimes:
+        """One frame's path from the supervisor's timing and the node's own clocks.
 
         Args:
             timing: the supervisor's ``FrameTiming`` (``copy_in_ms``, ``wait_ms``,
                 ``engine_ms``, ``transport_ms`` without copy-in, ``roundtrip_ms``).
             before_publish_ms: from the image callback's start to the result callback's start.
-            publish_ms: building and publishing the output messages.
+            publish_ms: from the result callback's start to the last publish, tracking
+                included (``track_ms`` is taken out of it).
+            track_ms: the tracker's part of the result callback.
         """
         # Before submit: the callback's validation; from submit on, the supervisor's split.
         validate_ms = before_publish_ms - timing.roundtrip_ms
@@ -128,7 +141,8 @@ class PathTimes:
             queue_ms=timing.wait_ms,
             engine_ms=timing.engine_ms,
             transport_ms=timing.transport_ms,
-            publish_ms=publish_ms,
+            track_ms=track_ms,
+            publish_ms=publish_ms - track_ms,
         )
 
 

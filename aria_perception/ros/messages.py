@@ -1,4 +1,4 @@
-"""Engine results to ROS messages: Detection2DArray and the output CameraInfo."""
+"""Engine results to ROS messages: Detection2DArray, LabelInfo and the output CameraInfo."""
 
 from __future__ import annotations
 
@@ -16,13 +16,19 @@ def class_name(class_names: Sequence[str], class_id: int) -> str:
     return str(class_id)
 
 
-def detections_to_msg(detections: Detections, class_names: Sequence[str], header: Any) -> Any:
+def detections_to_msg(
+    detections: Detections,
+    class_names: Sequence[str],
+    header: Any,
+    track_ids: Sequence[str] = (),
+) -> Any:
     """Build a ``vision_msgs/Detection2DArray`` as "Topic contract" in docs/design.md defines it.
 
     Args:
         detections: boxes (xyxy, pixels of the image as received), scores, class ids, box depth.
         class_names: the detector's names; ``class_id`` in the message is the name.
         header: the input frame's header, attached unchanged to the array and every detection.
+        track_ids: each detection's track ID as text ("" = none); empty = no tracking.
     """
     from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose
 
@@ -33,10 +39,14 @@ def detections_to_msg(detections: Detections, class_names: Sequence[str], header
     scores = detections.scores.tolist()
     ids = detections.class_ids.tolist()
     depths = detections.depth.tolist()
+    tracks = list(track_ids) or [""] * len(scores)
     items = []
-    for (x1, y1, x2, y2), score, cid, depth in zip(boxes, scores, ids, depths, strict=True):
+    for (x1, y1, x2, y2), score, cid, depth, track in zip(
+        boxes, scores, ids, depths, tracks, strict=True
+    ):
         det = Detection2D()
         det.header = header
+        det.id = track
         det.bbox.center.position.x = (x1 + x2) * 0.5
         det.bbox.center.position.y = (y1 + y2) * 0.5
         det.bbox.center.theta = 0.0
@@ -51,6 +61,23 @@ def detections_to_msg(detections: Detections, class_names: Sequence[str], header
         items.append(det)
     out.detections = items
     return out
+
+
+def label_info_msg(class_names: Sequence[str], threshold: float, header: Any) -> Any:
+    """The ``vision_msgs/LabelInfo`` of a detector: class id -> name, and its score threshold.
+
+    Args:
+        class_names: the detector's class names (index = class id).
+        threshold: ``detector.confidence``, under which detections are not reported.
+        header: stamped when the class map was published (no frame).
+    """
+    from vision_msgs.msg import LabelInfo, VisionClass
+
+    msg = LabelInfo()
+    msg.header = header
+    msg.class_map = [VisionClass(class_id=i, class_name=n) for i, n in enumerate(class_names)]
+    msg.threshold = float(threshold)
+    return msg
 
 
 def camera_info_for_output(

@@ -34,6 +34,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from aria_perception.errors import AriaPerceptionError, ConfigError, FrameError, shorten
 from aria_perception.records import Thresholds
 from aria_perception.ros import diagnostics, params
+from aria_perception.ros.detection_tracking import DetectionTracking
 from aria_perception.ros.image_codec import compressed_to_frame, image_to_frame
 from aria_perception.ros.log_throttle import LogThrottle
 from aria_perception.ros.node_config import NodeConfig
@@ -90,6 +91,7 @@ class PerceptionNode(LifecycleNode):
         self._info_sub: Any = None
         try:
             self._config = params.declare(self)
+            self._tracking = DetectionTracking(self, self._config)
         except ConfigError:
             super().destroy_node()  # a refused node leaves nothing registered behind
             raise
@@ -195,6 +197,7 @@ class PerceptionNode(LifecycleNode):
         self._input_rate.reset()
         self._output_rate.reset()
         self._latency.reset()
+        self._tracking.activate(self._worker.class_names, self._thresholds)
         self._active = True
         return TransitionCallbackReturn.SUCCESS
 
@@ -207,6 +210,7 @@ class PerceptionNode(LifecycleNode):
         """Stop the worker and free the GPU; destroy the publishers."""
         self._worker.stop()
         self._outputs.destroy()
+        self._tracking.destroy()
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state: State) -> TransitionCallbackReturn:
@@ -224,6 +228,7 @@ class PerceptionNode(LifecycleNode):
         self._deactivate()
         self._worker.stop()
         self._outputs.destroy()
+        self._tracking.destroy()
         return TransitionCallbackReturn.SUCCESS
 
     def _deactivate(self) -> None:
@@ -301,9 +306,11 @@ class PerceptionNode(LifecycleNode):
         pending: PendingFrame = result.tag
         if not self._active:
             return
+        names = self._worker.class_names
+        tracked = self._tracking.track(result.result.detections, names, self._thresholds)
         try:
             published = self._outputs.publish(
-                pending, result.result, self._worker.class_names, self._camera_info
+                pending, result.result, names, self._camera_info, tracked.ids
             )
         except Exception as err:  # noqa: BLE001 - a bad result must not kill the thread
             self._logger.error(
@@ -316,7 +323,7 @@ class PerceptionNode(LifecycleNode):
         done = time.monotonic()
         self._output_rate.tick(done)
         path = diagnostics.PathTimes.of(
-            result.timing, (started - pending.received) * 1e3, (done - started) * 1e3
+            result.timing, (started - pending.received) * 1e3, (done - started) * 1e3, tracked.ms
         )
         self._latency.add((done - pending.received) * 1e3, result.result.times, path)
 
@@ -342,6 +349,10 @@ class PerceptionNode(LifecycleNode):
                 return params.set_result(False, str(err))
         if not changes:
             return params.set_result(True)
+        try:
+            use_tracker = self._tracking.prepare(changes)  # built now, in use once all is well
+        except ConfigError as err:
+            return params.set_result(False, str(err))
         thresholds = Thresholds(
             confidence=changes.get("detector.confidence", self._thresholds.confidence),
             iou=changes.get("detector.iou", self._thresholds.iou),
@@ -359,6 +370,7 @@ class PerceptionNode(LifecycleNode):
                 f"detector thresholds now confidence={thresholds.confidence:g} "
                 f"iou={thresholds.iou:g} classes={list(thresholds.classes) or 'all'}"
             )
+        use_tracker()
         self._expected_fps = changes.get("diagnostics.expected_fps", self._expected_fps)
         self._latency_budget_ms = changes.get(
             "diagnostics.latency_budget_ms", self._latency_budget_ms

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 
 from aria_perception.records import EngineConfig, Thresholds
+from aria_perception.tracking.tracker_config import DEFAULT_TRACKER
 from aria_perception.worker.settings import WorkerSettings
 
 __all__ = ["NodeConfig"]
@@ -36,6 +37,8 @@ class NodeConfig:
         diagnostics_period_s: diagnostics timer period.
         expected_fps: WARN below this output rate (0 = off).
         latency_budget_ms: WARN above this p95 latency (0 = off).
+        tracker_type: ``none`` or a tracker Ultralytics ships (track IDs in the detections).
+        tracker_config: a tracker YAML over that tracker's shipped settings ("" = none).
     """
 
     engine: EngineConfig = field(default_factory=EngineConfig)
@@ -51,6 +54,8 @@ class NodeConfig:
     diagnostics_period_s: float = 1.0
     expected_fps: float = 30.0
     latency_budget_ms: float = 30.0
+    tracker_type: str = DEFAULT_TRACKER
+    tracker_config: str = ""
 
     @property
     def thresholds(self) -> Thresholds:

@@ -124,6 +124,7 @@ class OutputPublishers:
         result: EngineResult,
         class_names: Sequence[str],
         camera_info: Any = None,
+        track_ids: Sequence[str] = (),
     ) -> bool:
         """Publish one frame's outputs, each stamped with the input's header.
 
@@ -132,6 +133,7 @@ class OutputPublishers:
             result: the engine's result for it.
             class_names: the detector's class names (index = class id).
             camera_info: the newest input CameraInfo, or None (no output CameraInfo then).
+            track_ids: each detection's track ID as text ("" = none); empty = no tracking.
 
         Returns:
             False when the publishers do not exist (nothing published), else True.
@@ -139,7 +141,7 @@ class OutputPublishers:
         with self._lock:
             if not self._pubs:
                 return False
-            self._publish(self._pubs, pending, result, class_names, camera_info)
+            self._publish(self._pubs, pending, result, class_names, camera_info, track_ids)
             return True
 
     @staticmethod
@@ -149,9 +151,11 @@ class OutputPublishers:
         result: EngineResult,
         class_names: Sequence[str],
         camera_info: Any,
+        track_ids: Sequence[str] = (),
     ) -> None:
         header, frame, depth = pending.header, pending.frame, result.depth
-        pubs["detections"].publish(detections_to_msg(result.detections, class_names, header))
+        dets = result.detections
+        pubs["detections"].publish(detections_to_msg(dets, class_names, header, track_ids))
         if depth is not None:
             if pubs["depth/raw"].get_subscription_count() > 0:
                 pubs["depth/raw"].publish(depth_to_image(depth, header))
@@ -165,7 +169,7 @@ class OutputPublishers:
                 pixels, encoding = decode_compressed_bgr(frame.data), "bgr8"
             if pixels is not None:
                 overlay.publish(
-                    overlay_image(pixels, encoding, result.detections, class_names, header)
+                    overlay_image(pixels, encoding, dets, class_names, header, track_ids)
                 )
         info_pub = pubs["depth/camera_info"]
         if camera_info is not None and info_pub.get_subscription_count() > 0:

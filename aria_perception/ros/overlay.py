@@ -1,4 +1,4 @@
-"""The ``detections/overlay`` image: the input frame with boxes, labels, scores and box depth.
+"""The ``detections/overlay`` image: the frame with boxes, labels, track IDs, scores, box depth.
 
 Drawn with OpenCV when it is importable (labels need it); without it the boxes are still drawn
 with numpy, so the node does not depend on OpenCV.
@@ -25,18 +25,24 @@ _PALETTE = (
 )  # fmt: skip
 
 
-def label_text(name: str, score: float, depth: float) -> str:
-    """The label drawn above a box: class, score and relative inverse depth when known."""
-    text = f"{name} {score:.2f}"
+def label_text(name: str, score: float, depth: float, track_id: str = "") -> str:
+    """The label drawn above a box: class, track ID, score and relative inverse depth if known."""
+    text = f"{name} #{track_id} {score:.2f}" if track_id else f"{name} {score:.2f}"
     if math.isfinite(depth):
         text += f" d={depth:.2f}"
     return text
 
 
 def draw_detections(
-    canvas: np.ndarray, detections: Detections, class_names: Sequence[str]
+    canvas: np.ndarray,
+    detections: Detections,
+    class_names: Sequence[str],
+    track_ids: Sequence[str] = (),
 ) -> None:
-    """Draw boxes and labels of ``detections`` into ``canvas`` (H, W, 3 uint8 BGR) in place."""
+    """Draw boxes and labels of ``detections`` into ``canvas`` (H, W, 3 uint8 BGR) in place.
+
+    ``track_ids`` holds each detection's track ID as text ("" = none; empty = no tracking).
+    """
     height, width = canvas.shape[:2]
     if len(detections) == 0:
         return
@@ -44,11 +50,12 @@ def draw_detections(
     thickness = max(1, round(min(height, width) / 400))
     font_scale = max(0.4, min(height, width) / 1200)
     boxes = np.clip(np.rint(detections.boxes), 0, [width - 1, height - 1, width - 1, height - 1])
-    for (x1, y1, x2, y2), score, cid, depth in zip(
+    for (x1, y1, x2, y2), score, cid, depth, track in zip(
         boxes.astype(int).tolist(),
         detections.scores.tolist(),
         detections.class_ids.tolist(),
         detections.depth.tolist(),
+        list(track_ids) or [""] * len(detections),
         strict=True,
     ):
         colour = _PALETTE[int(cid) % len(_PALETTE)]
@@ -56,7 +63,7 @@ def draw_detections(
             _rectangle(canvas, x1, y1, x2, y2, colour, thickness)
             continue
         cv2.rectangle(canvas, (x1, y1), (x2, y2), colour, thickness, cv2.LINE_8)
-        text = label_text(class_name(class_names, int(cid)), score, depth)
+        text = label_text(class_name(class_names, int(cid)), score, depth, track)
         (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, thickness)
         top = y1 - th - base - 2 if y1 - th - base - 2 >= 0 else y1  # inside when no room above
         cv2.rectangle(canvas, (x1, top), (x1 + tw + 2, top + th + base + 2), colour, -1)
@@ -89,6 +96,7 @@ def overlay_image(
     detections: Detections,
     class_names: Sequence[str],
     header: Any,
+    track_ids: Sequence[str] = (),
 ) -> Any:
     """Build the bgr8 overlay ``sensor_msgs/Image`` for one frame.
 
@@ -98,11 +106,12 @@ def overlay_image(
         detections: what to draw (boxes in the received image's pixels).
         class_names: the detector's class names.
         header: the input frame's header, attached unchanged.
+        track_ids: each detection's track ID as text ("" = none; empty = no tracking).
     """
     height, width = pixels.shape[:2]
     msg, canvas = bgr8_image(height, width, header)
     to_bgr(pixels, encoding, canvas)
-    draw_detections(canvas, detections, class_names)
+    draw_detections(canvas, detections, class_names, track_ids)
     return msg
 
 

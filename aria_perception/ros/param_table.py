@@ -26,6 +26,7 @@ from aria_perception.records import (
     validate_engine_config,
 )
 from aria_perception.ros.node_config import NodeConfig
+from aria_perception.tracking.tracker_config import NO_TRACKER, shipped_trackers
 
 __all__ = [
     "INPUT_QOS",
@@ -48,6 +49,8 @@ RUNTIME_PARAMETERS = frozenset(
         "detector.classes",
         "diagnostics.expected_fps",
         "diagnostics.latency_budget_ms",
+        "tracker.type",
+        "tracker.config",
     }
 )
 _DEVICE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
@@ -190,6 +193,12 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     _P("diagnostics.latency_budget_ms", "latency_budget_ms",
        "WARN when p95 latency (received -> published) exceeds this (0 = no check).",
        low=0.0, high=60000.0),
+    _P("tracker.type", "tracker_type",
+       "Track IDs in Detection2D.id: none, or a tracker Ultralytics ships (a change resets "
+       "the tracks).", (NO_TRACKER, *shipped_trackers())),
+    _P("tracker.config", "tracker_config",
+       "Tracker YAML whose keys override the shipped settings of tracker.type; empty = the "
+       "shipped settings."),
 )  # fmt: skip
 
 SPECS: dict[str, ParamSpec] = {spec.name: spec for spec in PARAMETERS}
