@@ -38,7 +38,9 @@ pytestmark = pytest.mark.slow
 
 NAME = "perception"
 W, H = 640, 480
-PARAMS = {**FAST_CPU, "input.rotation": 90, "input.max_pixels": W * H}
+# Tracking off: this module also proves that the node process itself never loads torch (the
+# tracker, when on, brings torch in through Ultralytics).
+PARAMS = {**FAST_CPU, "input.rotation": 90, "input.max_pixels": W * H, "tracker.type": "none"}
 OUTPUTS = {
     f"/{NAME}/detections": Detection2DArray,
     f"/{NAME}/depth/raw": Image,
@@ -243,7 +245,7 @@ def test_outputs_carry_the_input_header_with_rotation_90(harness: Harness, node)
         assert list(ci.k) == list(info.k)
 
 
-def test_the_node_process_never_loads_torch(node: NodeProcess) -> None:
+def test_without_tracking_the_node_process_never_loads_torch(node: NodeProcess) -> None:
     maps = node.maps()
     assert "libtorch" not in maps and "libc10" not in maps
     assert len(node.workers()) == 1
