@@ -36,6 +36,8 @@ from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import LoadComposableNodes, Node
 from launch_ros.descriptions import ComposableNode
 
+from aria_perception.ros.launch_support import fastdds_environment
+
 PACKAGE = "aria_perception"
 NODE_NAME = "central_perception"
 #: The node's plugin in the ament index (``rclpy_components``), for ``container:=NAME``.
@@ -43,13 +45,6 @@ PLUGIN = "aria_perception::PerceptionNode"
 # Aria's RGB stream is labelled "camera-rgb"; ROS 2 names cannot contain '-'.
 DEFAULT_IMAGE_TOPIC = "/camera_rgb/image_raw"
 DEFAULT_CAMERA_INFO_TOPIC = "/camera_rgb/camera_info"
-FASTDDS_VARIABLES = (
-    "FASTDDS_BUILTIN_TRANSPORTS",
-    "FASTDDS_DEFAULT_PROFILES_FILE",
-    "FASTRTPS_DEFAULT_PROFILES_FILE",
-)
-# Fast DDS 2.x distros read FASTRTPS_DEFAULT_PROFILES_FILE; Fast DDS 3 (Kilted on) the new name.
-FASTDDS_2_DISTROS = ("humble", "iron", "jazzy")
 
 
 def _share() -> str:
@@ -58,38 +53,9 @@ def _share() -> str:
 
 def _fastdds_actions(mode: str) -> list:
     """Environment actions for the large-data transport (``fastdds_large_data`` argument)."""
-    if mode == "off":
-        return []
-    user = [name for name in FASTDDS_VARIABLES if os.environ.get(name)]
-    if mode == "auto" and user:
-        return [LogInfo(msg=f"Fast DDS: keeping your {', '.join(user)}")]
-    distro = os.environ.get("ROS_DISTRO", "").lower()
-    local_only = (
-        os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE", "").upper()
-        in (
-            "LOCALHOST",
-            "OFF",
-        )
-        or os.environ.get("ROS_LOCALHOST_ONLY") == "1"
-    )
-    if mode == "auto":
-        mode = "profile" if distro in ("", "humble") or local_only else "builtin"
-    if mode == "builtin":
-        return [
-            SetEnvironmentVariable("FASTDDS_BUILTIN_TRANSPORTS", "LARGE_DATA"),
-            LogInfo(msg="Fast DDS: FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA (set it for the "
-                    "camera publisher too)"),
-        ]  # fmt: skip
-    profile = os.path.join(_share(), "config", "fastdds_large_data.xml")
-    variable = (
-        "FASTRTPS_DEFAULT_PROFILES_FILE"
-        if distro in FASTDDS_2_DISTROS
-        else "FASTDDS_DEFAULT_PROFILES_FILE"
-    )
-    return [
-        SetEnvironmentVariable(variable, profile),
-        LogInfo(msg=f"Fast DDS: {variable}={profile} (set it for the camera publisher too)"),
-    ]
+    choice = fastdds_environment(mode, os.environ, _share())
+    actions = [SetEnvironmentVariable(name, value) for name, value in choice.variables.items()]
+    return actions + ([LogInfo(msg=choice.message)] if choice.message else [])
 
 
 def _launch_setup(context, *args, **kwargs):

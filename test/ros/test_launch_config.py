@@ -2,9 +2,11 @@
 
 Also the plugin registration (resource/rclpy_components) that ``container:=NAME`` relies on.
 
-`launch` and `launch_ros` are not on PyPI, so in the pip-only environment the launch file is
-checked by compiling and parsing it: the APIs it uses (all present in Humble), its arguments,
-the node it starts and the topics that come out of it, which the rviz config must show.
+`launch` and `launch_ros` are not on PyPI, so in the pip-only environment the launch files are
+checked by compiling and parsing them (the APIs they use, all present in Humble, their
+arguments, the node and the topics that come out of it, which the rviz config must show) and
+by running them against stand-ins of the launch classes (``launch_stubs``).
+launch/aria.launch.py has its own tests in test_aria_launch.py.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import pytest
 import yaml
+from launch_stubs import LogInfo, Node, SetEnvironmentVariable, run_launch
 
 from aria_perception.ros import param_table
 from aria_perception.ros.container import node_names_from_yaml, split_name
@@ -22,6 +26,7 @@ from aria_perception.ros.node import OUTPUT_TOPICS
 
 ROOT = Path(__file__).resolve().parents[2]
 LAUNCH = ROOT / "launch" / "central.launch.py"
+LAUNCH_FILES = sorted((ROOT / "launch").glob("*.launch.py"))
 
 # launch / launch_ros names that exist in Humble (and later) with the arguments used.
 HUMBLE_API = {
@@ -33,15 +38,26 @@ HUMBLE_API = {
         "SetEnvironmentVariable",
     },
     "launch.substitutions": {"LaunchConfiguration"},
-    "launch_ros.actions": {"LoadComposableNodes", "Node"},
+    "launch_ros.actions": {"ComposableNodeContainer", "LoadComposableNodes", "Node"},
     "launch_ros.descriptions": {"ComposableNode"},
     "ament_index_python.packages": {"get_package_share_directory"},
+    # The launch files' shared choices: the installed package, not a sibling file (a launch
+    # file is loaded by path, so its directory is not on sys.path).
+    "aria_perception.ros.launch_support": {
+        "FASTDDS_MODES",
+        "camera_info_topic",
+        "compressed_topic",
+        "fastdds_environment",
+        "launch_bool",
+        "node_parameters",
+    },
+    "typing": {"NamedTuple"},
 }
 
 
-def _tree() -> ast.Module:
-    source = LAUNCH.read_text()
-    compile(source, str(LAUNCH), "exec")  # it at least compiles
+def _tree(path: Path = LAUNCH) -> ast.Module:
+    source = path.read_text()
+    compile(source, str(path), "exec")  # it at least compiles
     return ast.parse(source)
 
 
@@ -66,8 +82,9 @@ def _kw(call: ast.Call, name: str) -> ast.expr | None:
     return next((k.value for k in call.keywords if k.arg == name), None)
 
 
-def test_launch_file_uses_only_humble_apis() -> None:
-    tree = _tree()
+@pytest.mark.parametrize("path", LAUNCH_FILES, ids=lambda p: p.name)
+def test_launch_file_uses_only_humble_apis(path: Path) -> None:
+    tree = _tree(path)
     imported: dict[str, set[str]] = {}
     for node in tree.body:
         if isinstance(node, ast.ImportFrom):
@@ -166,17 +183,46 @@ def test_launch_loads_into_a_running_container_when_given_one() -> None:
     assert "container = arg('container')" in source and "if container:" in source
 
 
-def test_launch_sets_a_large_data_transport_unless_the_user_did() -> None:
-    tree = _tree()
-    source = ast.unparse(tree)
-    assert set(_constant(tree, "FASTDDS_VARIABLES")) == {
-        "FASTDDS_BUILTIN_TRANSPORTS",
-        "FASTDDS_DEFAULT_PROFILES_FILE",
-        "FASTRTPS_DEFAULT_PROFILES_FILE",
-    }
-    assert "SetEnvironmentVariable('FASTDDS_BUILTIN_TRANSPORTS', 'LARGE_DATA')" in source
-    assert "'fastdds_large_data.xml'" in source
+def test_launch_sets_a_large_data_transport_unless_the_user_did(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The choice itself is tested in test_launch_support.py; here, that the file applies it."""
+    for name in ("FASTDDS_BUILTIN_TRANSPORTS", "FASTDDS_DEFAULT_PROFILES_FILE",
+                 "FASTRTPS_DEFAULT_PROFILES_FILE", "ROS_AUTOMATIC_DISCOVERY_RANGE",
+                 "ROS_LOCALHOST_ONLY"):  # fmt: skip
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ROS_DISTRO", "jazzy")
+    run = run_launch(LAUNCH)
+    [env] = run.of(SetEnvironmentVariable)
+    assert (env["name"], env["value"]) == ("FASTDDS_BUILTIN_TRANSPORTS", "LARGE_DATA")
+    assert run.actions.index(env) < run.actions.index(run.of(Node)[0]), "set before the start"
+    profile = run_launch(LAUNCH, {"fastdds_large_data": "profile"}).of(SetEnvironmentVariable)
+    assert [(e["name"], e["value"]) for e in profile] == [
+        ("FASTRTPS_DEFAULT_PROFILES_FILE", str(ROOT / "config" / "fastdds_large_data.xml"))
+    ]
     assert (ROOT / "config" / "fastdds_large_data.xml").is_file()
+    assert not run_launch(LAUNCH, {"fastdds_large_data": "off"}).of(SetEnvironmentVariable)
+    monkeypatch.setenv("FASTDDS_BUILTIN_TRANSPORTS", "UDPv4")
+    kept = run_launch(LAUNCH)
+    assert not kept.of(SetEnvironmentVariable)
+    assert any("keeping your" in a["msg"] for a in kept.of(LogInfo))
+
+
+def test_central_launch_runs_with_its_defaults() -> None:
+    """Run against the launch stand-ins: every argument is read and the node gets them."""
+    run = run_launch(LAUNCH, {"device": "cpu", "namespace": "aria"})
+    assert run.read == set(run.declared)
+    [node] = run.of(Node)
+    assert node["name"] == "central_perception" and node["namespace"] == "aria"
+    assert dict(node["remappings"]) == {
+        "image": "/camera_rgb/image_raw",
+        "image/compressed": "/camera_rgb/image_raw/compressed",
+        "camera_info": "/camera_rgb/camera_info",
+    }
+    assert node["parameters"] == [
+        str(ROOT / "config" / "central.yaml"),
+        {"use_sim_time": False, "device": "cpu"},
+    ]
 
 
 def _rviz_image_topics() -> dict[str, str]:
