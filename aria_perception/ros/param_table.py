@@ -155,6 +155,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     _P("input.transport", "transport",
        "raw: sensor_msgs/Image on 'image'; compressed: CompressedImage on 'image/compressed'.",
        INPUT_TRANSPORTS),
+    _P("input.raw_intake", "raw_intake",
+       "Take sensor_msgs/Image frames serialized and read the pixels in place (one copy, into "
+       "shared memory); false: deserialise each message first (one more copy)."),
     _P("input.qos", "qos",
        "Input QoS: auto (best available, re-matched to publishers), sensor_data, reliable, "
        "best_effort.", INPUT_QOS),
