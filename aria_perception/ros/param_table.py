@@ -156,8 +156,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
        "raw: sensor_msgs/Image on 'image'; compressed: CompressedImage on 'image/compressed'.",
        INPUT_TRANSPORTS),
     _P("input.raw_intake", "raw_intake",
-       "Take sensor_msgs/Image frames serialized and read the pixels in place (one copy, into "
-       "shared memory); false: deserialise each message first (one more copy)."),
+       "Take sensor_msgs/Image frames serialized and read their fields in place, the pixels "
+       "copied once, into shared memory; false: rclpy deserialises each frame into a message."),
     _P("input.qos", "qos",
        "Input QoS: auto (best available, re-matched to publishers), sensor_data, reliable, "
        "best_effort.", INPUT_QOS),
