@@ -6,10 +6,12 @@ size, ``input.max_pixels``, compressed bytes, the structure of PNG data) are the
 :mod:`aria_perception.records`.
 
 Incoming frames become zero-copy numpy views of the message buffer (``step`` padding is honoured
-through strides); the supervisor copies them once into shared memory. Outgoing images are built on
-an ``array.array('B')``, which the generated setter keeps or copies with one memcpy and rclpy
-serialises from its buffer: no per-element Python conversion (assigning ``bytes`` or a list to
-``msg.data`` walks every element).
+through strides); the supervisor copies them once into shared memory. With a raw subscription
+(``input.raw_intake``) the buffer is the serialized message itself: :class:`SerializedImage`,
+its fields read by :mod:`aria_perception.ros.raw_image`, then checked like a message's.
+Outgoing images are built on an ``array.array('B')``, which the generated setter keeps or copies
+with one memcpy and rclpy serialises from its buffer: no per-element Python conversion
+(assigning ``bytes`` or a list to ``msg.data`` walks every element).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from aria_perception.records import (
     check_raw_frame,
     raw_channels,
 )
+from aria_perception.ros.raw_image import CdrImage, parse_header, parse_image
 
 # Encodings a camera driver may plausibly send that we name explicitly when refusing them.
 _SIXTEEN_BIT = ("mono16", "16uc1", "16sc1", "rgb16", "bgr16", "rgba16", "bgra16")
@@ -83,18 +86,37 @@ class CompressedFrame:
 
 
 def image_to_frame(msg: Any, max_pixels: int) -> RawFrame:
-    """Validate a ``sensor_msgs/Image`` and return a zero-copy view of its pixels.
+    """Validate a received ``sensor_msgs/Image`` and return a zero-copy view of its pixels.
+
+    One set of rules for both intakes: a deserialised message and a :class:`SerializedImage`
+    (``input.raw_intake``) are checked by the same code once their fields are read.
 
     Args:
-        msg: the received message.
+        msg: the received message, or the :class:`SerializedImage` of its serialized bytes.
         max_pixels: frames with more pixels (``input.max_pixels``) are refused.
 
     Raises:
-        FrameError: unknown or unsupported encoding, zero size, too many pixels, a ``step``
-            smaller than a row, or a data size that is not ``step * height``.
+        FrameError: serialized bytes that could not be parsed; an unknown or unsupported
+            encoding, zero size, too many pixels, a ``step`` smaller than a row, or a data size
+            that is not ``step * height``.
     """
-    height, width, step = int(msg.height), int(msg.width), int(msg.step)
-    encoding = str(msg.encoding)
+    if isinstance(msg, SerializedImage):
+        image = msg.image
+        if image is None:
+            assert msg.error is not None
+            raise msg.error
+        return _raw_frame(
+            image.height, image.width, image.encoding, image.step, image.data, max_pixels
+        )
+    return _raw_frame(
+        int(msg.height), int(msg.width), str(msg.encoding), int(msg.step), msg.data, max_pixels
+    )
+
+
+def _raw_frame(
+    height: int, width: int, encoding: str, step: int, data: Any, max_pixels: int
+) -> RawFrame:
+    """The checks of :func:`image_to_frame` on the fields of either intake."""
     if encoding not in RAW_CHANNELS:
         lowered = encoding.lower()
         if lowered in _SIXTEEN_BIT:
@@ -114,19 +136,68 @@ def image_to_frame(msg: Any, max_pixels: int) -> RawFrame:
             f"step {step} is smaller than a row of {width} {encoding} pixels ({row_bytes} bytes)"
         )
     # is_bigendian only matters for multi-byte channels; every accepted encoding is 8-bit.
-    data = msg.data
     size = len(data)
     if size != step * height:
         what = "truncated" if size < step * height else "size mismatch"
         raise FrameError(
             f"{what}: data holds {size} bytes, step*height = {step}*{height} = {step * height}"
         )
-    buffer = np.frombuffer(data, dtype=np.uint8)
+    buffer = data if isinstance(data, np.ndarray) else np.frombuffer(data, dtype=np.uint8)
     if channels == 1:
         pixels = np.ndarray((height, width), np.uint8, buffer, 0, (step, 1))
     else:
         pixels = np.ndarray((height, width, channels), np.uint8, buffer, 0, (step, channels, 1))
     return RawFrame(pixels=pixels, encoding=encoding)
+
+
+@dataclass(frozen=True)
+class SerializedImage:
+    """A ``sensor_msgs/Image`` received as serialized bytes (``input.raw_intake``), read in place.
+
+    It stands in for the message wherever the node keeps one: ``header`` is what the outputs
+    and the log lines of a rejected frame carry, and ``buffer`` keeps the pixel view alive.
+    Build it with :func:`serialized_image`, which never raises: bytes that cannot be parsed are
+    refused by :func:`image_to_frame`, with the header as far as it could be read.
+
+    Attributes:
+        header: a ``std_msgs/Header`` with the parsed stamp and ``frame_id`` (an empty one when
+            not even the header could be read).
+        image: the parsed fields, or None when the bytes could not be parsed.
+        error: why they could not (None when they could).
+        buffer: the serialized bytes the pixel view points into.
+    """
+
+    header: Any
+    image: CdrImage | None
+    error: FrameError | None
+    buffer: Any
+
+
+def serialized_image(buffer: Any) -> SerializedImage:
+    """Parse the serialized bytes of a ``sensor_msgs/Image`` (a raw subscription's message).
+
+    Only the fields are read (:func:`~aria_perception.ros.raw_image.parse_image`); the pixels
+    stay in ``buffer``, and one ``std_msgs/Header`` is built from the parsed stamp and frame id.
+    """
+    try:
+        image = parse_image(buffer)
+    except FrameError as err:
+        try:
+            head = parse_header(buffer)
+        except FrameError:
+            return SerializedImage(_header(0, 0, ""), None, err, buffer)
+        return SerializedImage(_header(head.sec, head.nanosec, head.frame_id), None, err, buffer)
+    return SerializedImage(_header(image.sec, image.nanosec, image.frame_id), image, None, buffer)
+
+
+def _header(sec: int, nanosec: int, frame_id: str) -> Any:
+    from std_msgs.msg import Header
+
+    header = Header()
+    header.stamp.sec = sec
+    header.stamp.nanosec = nanosec
+    header.frame_id = frame_id
+    return header
 
 
 def compressed_to_frame(

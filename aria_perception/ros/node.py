@@ -35,7 +35,7 @@ from aria_perception.errors import AriaPerceptionError, ConfigError, FrameError,
 from aria_perception.records import Thresholds
 from aria_perception.ros import diagnostics, params
 from aria_perception.ros.detection_tracking import DetectionTracking
-from aria_perception.ros.image_codec import compressed_to_frame, image_to_frame
+from aria_perception.ros.image_codec import compressed_to_frame, image_to_frame, serialized_image
 from aria_perception.ros.log_throttle import LogThrottle
 from aria_perception.ros.node_config import NodeConfig
 from aria_perception.ros.outputs import OUTPUT_TOPICS, OutputPublishers, PendingFrame
@@ -184,6 +184,7 @@ class PerceptionNode(LifecycleNode):
             self._on_compressed if compressed else self._on_image,
             self._config.qos,
             self._input_group,
+            raw=not compressed and self._config.raw_intake,
         )
         self._input.create()
         # CameraInfo is small: best effort matches every publisher and loses nothing in practice.
@@ -242,9 +243,11 @@ class PerceptionNode(LifecycleNode):
 
     # ------------------------------------------------------------------ input
 
-    def _on_image(self, msg: Image) -> None:
+    def _on_image(self, msg: Image | bytes) -> None:
         received = time.monotonic()
         self._input_rate.tick(received)
+        if isinstance(msg, bytes):  # input.raw_intake: read in place, not deserialised
+            msg = serialized_image(msg)
         try:
             frame = image_to_frame(msg, self._config.max_pixels)
         except FrameError as err:

@@ -27,6 +27,7 @@ class NodeConfig:
         engine: what the worker builds (device, models, thresholds, rotation, streams, graphs).
         autostart: configure and activate at construction.
         transport: ``raw`` or ``compressed`` input.
+        raw_intake: take ``sensor_msgs/Image`` frames as serialized bytes, read in place.
         qos: input QoS policy name.
         max_pixels: largest accepted frame in pixels.
         startup_timeout_s: worker start-up limit.
@@ -44,6 +45,7 @@ class NodeConfig:
     engine: EngineConfig = field(default_factory=EngineConfig)
     autostart: bool = True
     transport: str = "raw"
+    raw_intake: bool = True
     qos: str = "auto"
     max_pixels: int = _WORKER.max_pixels
     startup_timeout_s: float = _WORKER.startup_timeout_s

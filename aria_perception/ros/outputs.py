@@ -59,8 +59,9 @@ class PendingFrame:
         header: the input message's header, copied onto every output.
         received: ``time.monotonic()`` when the image callback started.
         frame: the validated frame (raw pixels or compressed bytes).
-        message: the input message; keeps the buffer behind ``frame`` alive until the result
-            is published.
+        message: the input message (a ``SerializedImage`` with ``input.raw_intake``: its
+            ``header`` and serialized bytes); keeps the buffer behind ``frame`` alive until the
+            result is published.
     """
 
     header: Any

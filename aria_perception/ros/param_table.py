@@ -158,6 +158,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     _P("input.transport", "transport",
        "raw: sensor_msgs/Image on 'image'; compressed: CompressedImage on 'image/compressed'.",
        INPUT_TRANSPORTS),
+    _P("input.raw_intake", "raw_intake",
+       "Take sensor_msgs/Image frames serialized and read their fields in place, the pixels "
+       "copied once, into shared memory; false: rclpy deserialises each frame into a message."),
     _P("input.qos", "qos",
        "Input QoS: auto (best available, re-matched to publishers), sensor_data, reliable, "
        "best_effort.", INPUT_QOS),

@@ -111,6 +111,8 @@ class InputSubscription:
         callback: the message callback.
         policy: ``input.qos`` policy name.
         callback_group: group of the subscription and its events.
+        raw: hand ``callback`` the serialized message (``bytes``) instead of a deserialised
+            one (``input.raw_intake``); QoS, re-matching and loss accounting are the same.
     """
 
     def __init__(
@@ -121,6 +123,7 @@ class InputSubscription:
         callback: Callable[[Any], None],
         policy: str,
         callback_group: Any = None,
+        raw: bool = False,
     ) -> None:
         self._node = node
         self._msg_type = msg_type
@@ -128,6 +131,7 @@ class InputSubscription:
         self._callback = callback
         self._policy = policy
         self._group = callback_group
+        self._raw = raw
         self._logger = node.get_logger()
         self._sub: Any = None
         self._profile = input_profile(policy)
@@ -159,7 +163,8 @@ class InputSubscription:
             return
         self._sub = self._subscribe(self._profile)
         self._logger.info(
-            f"subscribed to {self._sub.topic_name} ({self._msg_type.__name__}, input.qos "
+            f"subscribed to {self._sub.topic_name} ({self._msg_type.__name__}"
+            f"{', serialized' if self._raw else ''}, input.qos "
             f"{self._policy}: {describe(self._profile)})"
         )
 
@@ -194,6 +199,7 @@ class InputSubscription:
             profile,
             callback_group=self._group,
             event_callbacks=callbacks,
+            raw=self._raw,
         )
 
     def _on_message_lost(self, info: Any) -> None:

@@ -14,6 +14,15 @@ from aria_perception.errors import FrameError
 from aria_perception.ros import image_codec as codec
 
 MAX = 1408 * 1408 * 2
+#: The two intakes of a raw frame: the deserialised message, and its serialized bytes read in
+#: place (input.raw_intake). Each gets the same checks and must give the same answer.
+INTAKES = ("message", "serialized")
+
+
+def _intake(msg: Image, intake: str):
+    if intake == "message":
+        return msg
+    return codec.serialized_image(serialize_message(msg))
 
 
 def _header() -> Header:
@@ -42,8 +51,9 @@ def test_every_encoding_is_a_zero_copy_view(encoding: str) -> None:
     assert np.shares_memory(frame.pixels, np.frombuffer(msg.data, np.uint8))
 
 
+@pytest.mark.parametrize("intake", INTAKES)
 @pytest.mark.parametrize("encoding", ["rgb8", "mono8", "bgra8"])
-def test_step_padding_is_honoured_through_strides(encoding: str) -> None:
+def test_step_padding_is_honoured_through_strides(encoding: str, intake: str) -> None:
     c = codec.RAW_CHANNELS[encoding]
     h, w, pad = 4, 6, 5
     pixels = _pixels(h, w, c, seed=1)
@@ -51,17 +61,20 @@ def test_step_padding_is_honoured_through_strides(encoding: str) -> None:
     padded = np.concatenate([rows, np.full((h, pad), 0xEE, np.uint8)], axis=1)
     msg = Image(height=h, width=w, encoding=encoding, step=w * c + pad)
     msg.data = array.array("B", padded.tobytes())
-    frame = codec.image_to_frame(msg, MAX)
+    received = _intake(msg, intake)
+    frame = codec.image_to_frame(received, MAX)
     np.testing.assert_array_equal(frame.pixels, pixels)
     assert not frame.pixels.flags.c_contiguous
-    assert np.shares_memory(frame.pixels, np.frombuffer(msg.data, np.uint8))
+    buffer = msg.data if intake == "message" else received.buffer
+    assert np.shares_memory(frame.pixels, np.frombuffer(buffer, np.uint8))
 
 
-def test_bigendian_flag_does_not_matter_for_8_bit_encodings() -> None:
+@pytest.mark.parametrize("intake", INTAKES)
+def test_bigendian_flag_does_not_matter_for_8_bit_encodings(intake: str) -> None:
     pixels = _pixels(3, 3, 3)
     msg = codec.image_from_array(pixels, "rgb8")
     msg.is_bigendian = 1
-    np.testing.assert_array_equal(codec.image_to_frame(msg, MAX).pixels, pixels)
+    np.testing.assert_array_equal(codec.image_to_frame(_intake(msg, intake), MAX).pixels, pixels)
 
 
 def test_after_serialisation_the_view_still_matches() -> None:
@@ -94,23 +107,37 @@ def _raw(h: int, w: int, encoding: str, step: int, size: int) -> Image:
         (_raw(4, 4, "rgb8", 12, 60), "size mismatch: data holds 60 bytes"),
     ],
 )
-def test_bad_raw_frames_are_refused_with_the_reason(msg: Image, reason: str) -> None:
+@pytest.mark.parametrize("intake", INTAKES)
+def test_bad_raw_frames_are_refused_with_the_reason(msg: Image, reason: str, intake: str) -> None:
     with pytest.raises(FrameError) as err:
-        codec.image_to_frame(msg, MAX)
+        codec.image_to_frame(_intake(msg, intake), MAX)
     assert reason in str(err.value)
 
 
-def test_frames_over_max_pixels_are_refused() -> None:
-    msg = _raw(10, 10, "mono8", 10, 100)
+@pytest.mark.parametrize("intake", INTAKES)
+def test_frames_over_max_pixels_are_refused(intake: str) -> None:
+    msg = _intake(_raw(10, 10, "mono8", 10, 100), intake)
     assert codec.image_to_frame(msg, 100).width == 10
     with pytest.raises(FrameError, match=r"10x10 has 100 pixels, more than input.max_pixels=99"):
         codec.image_to_frame(msg, 99)
 
 
-def test_upper_case_encoding_is_accepted() -> None:
+@pytest.mark.parametrize("intake", INTAKES)
+def test_upper_case_encoding_is_accepted(intake: str) -> None:
     msg = codec.image_from_array(_pixels(2, 2, 3), "rgb8")
     msg.encoding = "RGB8"
-    assert codec.image_to_frame(msg, MAX).encoding == "rgb8"
+    assert codec.image_to_frame(_intake(msg, intake), MAX).encoding == "rgb8"
+
+
+def test_a_serialized_image_carries_the_header_and_keeps_its_buffer() -> None:
+    pixels = _pixels(4, 5, 3, seed=2)
+    buf = serialize_message(codec.image_from_array(pixels, "rgb8", _header()))
+    received = codec.serialized_image(buf)
+    assert received.header == _header() and received.error is None
+    assert received.buffer is buf
+    frame = codec.image_to_frame(received, MAX)
+    np.testing.assert_array_equal(frame.pixels, pixels)
+    assert np.shares_memory(frame.pixels, np.frombuffer(buf, np.uint8))
 
 
 # ----------------------------------------------------------------------------- compressed

@@ -40,8 +40,16 @@ def test_matching_profile() -> None:
     assert "BEST_EFFORT" in qos.describe(be)
 
 
-def _exchange(ros_context, policy: str, publisher_reliability, until: Callable[[list], bool]):
+def _exchange(
+    ros_context,
+    policy: str,
+    publisher_reliability,
+    until: Callable[[list], bool],
+    raw: bool = False,
+):
     """Subscribe with ``policy``, then start a publisher and publish until ``until(received)``.
+
+    ``raw`` subscribes to the serialized messages (``input.raw_intake``).
 
     Returns:
         What was received, and the subscription.
@@ -52,8 +60,8 @@ def _exchange(ros_context, policy: str, publisher_reliability, until: Callable[[
     executor.add_node(sub_node)
     executor.add_node(pub_node)
     received: list[Image] = []
-    topic = f"/qos_test_{policy}/image"
-    sub = qos.InputSubscription(sub_node, Image, topic, received.append, policy)
+    topic = f"/qos_test_{policy}{'_raw' if raw else ''}/image"
+    sub = qos.InputSubscription(sub_node, Image, topic, received.append, policy, raw=raw)
     try:
         sub.create()
         pub = pub_node.create_publisher(
@@ -78,14 +86,19 @@ def _three(received: list) -> bool:
 
 
 @pytest.mark.skipif(qos.BEST_AVAILABLE is None, reason="best-available QoS needs Iron or later")
-def test_auto_rematches_a_best_effort_publisher_started_later(ros_context, capfd) -> None:
-    received, sub = _exchange(ros_context, "auto", ReliabilityPolicy.BEST_EFFORT, _three)
+@pytest.mark.parametrize("raw", [False, True])
+def test_auto_rematches_a_best_effort_publisher_started_later(ros_context, capfd, raw) -> None:
+    received, sub = _exchange(ros_context, "auto", ReliabilityPolicy.BEST_EFFORT, _three, raw)
     assert len(received) >= 3
+    # The re-created subscription keeps the intake: serialized bytes stay serialized bytes.
+    assert all(isinstance(m, bytes if raw else Image) for m in received)
     assert sub.rematches == 1
     assert sub.profile.reliability == ReliabilityPolicy.BEST_EFFORT
     log = capfd.readouterr().err
-    assert "input.qos auto: publisher(s) on /qos_test_auto/image offer" in log
+    topic = f"/qos_test_auto{'_raw' if raw else ''}/image"
+    assert f"input.qos auto: publisher(s) on {topic} offer" in log
     assert "re-subscribed with BEST_EFFORT" in log
+    assert ("(Image, serialized, input.qos auto" in log) == raw
 
 
 def test_auto_with_a_reliable_publisher_started_later(ros_context) -> None:
