@@ -10,6 +10,16 @@ def join_topic(*parts: str) -> str:
     return "/" + "/".join(p.strip("/") for p in parts if p.strip("/"))
 
 
+def camera_info_topic(image_topic: str) -> str:
+    """The CameraInfo topic beside an image topic, as ROS cameras name them.
+
+    ``/camera_rgb/image_raw`` (or ``.../image_raw/compressed``) goes with
+    ``/camera_rgb/camera_info``, and the node's input ``/ns/image`` with ``/ns/camera_info``.
+    """
+    base = image_topic.removesuffix("/compressed").rstrip("/")
+    return join_topic(base.rsplit("/", 1)[0], "camera_info")
+
+
 @dataclass(frozen=True)
 class Topics:
     """Fully resolved topics of one target.
