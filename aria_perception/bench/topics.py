@@ -31,6 +31,8 @@ class Topics:
         diagnostics: Where the target publishes its DiagnosticArray.
         overlay: ``detections/overlay`` (captured for a few frames when set).
         depth_normalized: ``depth/normalized`` (captured for a few frames when set).
+        camera_info: Where the frames' CameraInfo goes, beside ``image`` (when the frames have
+            one).
     """
 
     image: str
@@ -39,6 +41,7 @@ class Topics:
     diagnostics: str = "/diagnostics"
     overlay: str | None = None
     depth_normalized: str | None = None
+    camera_info: str | None = None
 
 
 @dataclass(frozen=True)
