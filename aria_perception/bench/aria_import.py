@@ -289,9 +289,10 @@ def import_recording(spec: ImportSpec) -> ImportResult:
         result.others = [s.name for s in recording.streams if s not in streams]
         plan = _plan(recording, streams, spec)
         if not plan:
+            end = "the end" if spec.duration_s is None else f"{spec.start_s + spec.duration_s:g} s"
             raise RecordingError(
-                f"no image records of {', '.join(s.name for s in streams)} between "
-                f"{spec.start_s:g} s and the end of the window"
+                f"no image records of {', '.join(s.name for s in streams)} from "
+                f"{spec.start_s:g} s to {end} after the first image"
             )
         wanted = {s.stream_id for s in streams if s.name == RGB} if spec.compressed else set()
         jpegs = JpegRecords(recording.path, wanted)
