@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from aria_perception.bench.camera_info import CameraInfoFields
 from aria_perception.bench.errors import BagError, FrameDataError, TopicError
 from aria_perception.bench.frame import (
     COMPRESSED_TYPE,
@@ -25,6 +26,7 @@ from aria_perception.bench.frame import (
     as_byte_array,
     pixels,
 )
+from aria_perception.bench.topics import camera_info_topic
 
 if TYPE_CHECKING:
     from rosbags.rosbag2 import Reader, Writer
@@ -32,20 +34,58 @@ if TYPE_CHECKING:
 STORAGES = ("sqlite3", "mcap")
 TYPESTORES = ("humble", "jazzy", "kilted")
 DEFAULT_IMAGE_TOPIC = "/camera/image_raw"
+CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
+#: The topic replayed from a bag of several image topics when none is chosen: Aria's RGB camera.
+PREFERRED_IMAGE_TOPICS = ("/camera_rgb/image_raw", "/camera_rgb/image_raw/compressed")
 
 
-def _typestore(distro: str = "kilted"):
+def typestore_for(distro: str = "kilted") -> Any:
+    """The rosbags typestore of a ROS 2 distribution (``humble``, ``jazzy``, ``kilted``)."""
     from rosbags.typesys import Stores, get_typestore
 
     stores = {"humble": Stores.ROS2_HUMBLE, "jazzy": Stores.ROS2_JAZZY}
     return get_typestore(stores.get(distro, Stores.ROS2_KILTED))
 
 
-def _header(typestore, stamp_ns: int, frame_id: str):
+def header_msg(typestore: Any, stamp_ns: int, frame_id: str) -> Any:
+    """A rosbags ``std_msgs/Header`` of ``typestore`` stamped ``stamp_ns``."""
     time_t = typestore.types["builtin_interfaces/msg/Time"]
     header_t = typestore.types["std_msgs/msg/Header"]
     sec, nanosec = divmod(int(stamp_ns), 1_000_000_000)
     return header_t(stamp=time_t(sec=sec, nanosec=nanosec), frame_id=frame_id)
+
+
+def camera_info_msg(typestore: Any, header: Any, fields: CameraInfoFields) -> Any:
+    """A rosbags ``sensor_msgs/CameraInfo`` of ``typestore`` with these calibration fields."""
+    roi = typestore.types["sensor_msgs/msg/RegionOfInterest"](
+        x_offset=0, y_offset=0, height=0, width=0, do_rectify=False
+    )
+    return typestore.types[CAMERA_INFO_TYPE](
+        header=header,
+        height=fields.height,
+        width=fields.width,
+        distortion_model=fields.distortion_model,
+        d=np.array(fields.d, np.float64),
+        k=np.array(fields.k, np.float64),
+        r=np.array(fields.r, np.float64),
+        p=np.array(fields.p, np.float64),
+        binning_x=0,
+        binning_y=0,
+        roi=roi,
+    )
+
+
+def camera_info_fields_of(msg: Any) -> CameraInfoFields:
+    """The calibration fields of a deserialised CameraInfo (rosbags or rclpy message)."""
+    return CameraInfoFields(
+        width=int(msg.width),
+        height=int(msg.height),
+        distortion_model=str(msg.distortion_model),
+        d=tuple(float(v) for v in msg.d),
+        k=tuple(float(v) for v in msg.k),
+        r=tuple(float(v) for v in msg.r),
+        p=tuple(float(v) for v in msg.p),
+    )
 
 
 def write_bag(
@@ -71,20 +111,37 @@ def write_bag(
     Raises:
         BagError: Bad arguments, an existing path, or mixed raw/compressed frames.
     """
-    from rosbags.rosbag2 import StoragePlugin, Writer, WriterError
-    from rosbags.serde import SerdeError
+    path = Path(path)
+    writer = bag_writer(path, storage)
+    try:
+        return _write(writer, frames, topic, typestore_for(distro))
+    except write_errors() as err:
+        raise BagError(f"cannot write bag {path}: {err}") from err
+
+
+def bag_writer(path: str | Path, storage: str) -> Writer:
+    """A rosbags writer (not yet opened) of a new bag.
+
+    Raises:
+        BagError: An unknown storage, or ``path`` exists.
+    """
+    from rosbags.rosbag2 import StoragePlugin, Writer
 
     if storage not in STORAGES:
         raise BagError(f"storage must be one of {STORAGES}, got {storage!r}")
     path = Path(path)
     if path.exists():
         raise BagError(f"{path} exists; rosbag2 writes a new directory")
-    typestore = _typestore(distro)
     plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
-    try:
-        return _write(Writer(path, version=9, storage_plugin=plugin), frames, topic, typestore)
-    except (WriterError, SerdeError, OSError) as err:
-        raise BagError(f"cannot write bag {path}: {err}") from err
+    return Writer(path, version=9, storage_plugin=plugin)
+
+
+def write_errors() -> tuple[type[BaseException], ...]:
+    """What writing a bag with rosbags raises (its types, imported on first use)."""
+    from rosbags.rosbag2 import WriterError
+    from rosbags.serde import SerdeError
+
+    return (WriterError, SerdeError, OSError)
 
 
 def _write(writer: Writer, frames: Iterable[Frame], topic: str | None, typestore: Any) -> int:
@@ -101,7 +158,7 @@ def _write(writer: Writer, frames: Iterable[Frame], topic: str | None, typestore
             elif frame.compressed != compressed:
                 raise BagError("cannot mix raw and compressed frames on one topic")
             data = np.frombuffer(frame.data, np.uint8)
-            header = _header(typestore, frame.stamp_ns, frame.frame_id)
+            header = header_msg(typestore, frame.stamp_ns, frame.frame_id)
             if frame.compressed:
                 msg = typestore.types[COMPRESSED_TYPE](
                     header=header, format=frame.encoding, data=data
@@ -151,8 +208,11 @@ def _reading(path: str | Path) -> Iterator[Reader]:
 
 
 def _choose_topic(images: dict[str, str], topic: str | None, path: str | Path) -> str:
-    """The image topic to read: the one asked for, or the bag's only one."""
+    """The image topic to read: the one asked for, the bag's only one, or Aria's RGB camera."""
     if topic is None:
+        preferred = [t for t in PREFERRED_IMAGE_TOPICS if t in images]
+        if len(images) > 1 and preferred:
+            return preferred[0]
         if len(images) != 1:
             listing = ", ".join(f"{t} ({m})" for t, m in sorted(images.items())) or "none"
             raise TopicError(
@@ -213,7 +273,7 @@ def read_bag(
     from rosbags.rosbag2 import ReaderError
     from rosbags.serde import SerdeError
 
-    typestore = _typestore(distro)
+    typestore = typestore_for(distro)
     with _reading(path) as reader:
         images = {
             c.topic: c.msgtype
@@ -242,8 +302,40 @@ def read_bag(
             raise BagError(f"bag {path}, topic {topic}: {err}") from err
         except (ReaderError, SerdeError, OSError, ValueError, KeyError, struct.error) as err:
             raise BagError(f"cannot read topic {topic} of bag {path}: {err}") from err
+        info_topic = camera_info_topic(topic)
+        infos = _camera_infos(reader, typestore, info_topic, {f.stamp_ns for f in frames}, path)
     if not frames:
         raise TopicError(f"topic {topic} in bag {path} holds no messages")
     return FrameSet(
-        frames=frames, source=str(path), topic=topic, msgtype=msgtype, frames_available=total
+        frames=frames,
+        source=str(path),
+        topic=topic,
+        msgtype=msgtype,
+        frames_available=total,
+        camera_infos=tuple(infos.get(f.stamp_ns) for f in frames) if infos else (),
+        camera_info_topic=info_topic if infos else "",
     )
+
+
+def _camera_infos(
+    reader: Reader, typestore: Any, topic: str, stamps: set[int], path: str | Path
+) -> dict[int, CameraInfoFields]:
+    """The bag's CameraInfo messages on ``topic`` stamped like one of the frames, by stamp."""
+    from rosbags.rosbag2 import ReaderError
+    from rosbags.serde import SerdeError
+
+    connections = [
+        c for c in reader.connections if c.topic == topic and c.msgtype == CAMERA_INFO_TYPE
+    ]
+    if not connections:
+        return {}
+    infos: dict[int, CameraInfoFields] = {}
+    try:
+        for connection, _, raw in reader.messages(connections=connections):
+            msg = typestore.deserialize_cdr(raw, connection.msgtype)
+            stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+            if stamp in stamps:
+                infos[stamp] = camera_info_fields_of(msg)
+    except (ReaderError, SerdeError, OSError, ValueError, KeyError, struct.error) as err:
+        raise BagError(f"cannot read topic {topic} of bag {path}: {err}") from err
+    return infos

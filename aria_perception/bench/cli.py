@@ -8,6 +8,7 @@ Usage (``bench --help`` lists every option)::
     bench --preset smoke -P worker.parallel_streams:=false   # compare two configurations
     bench sample --out sample_bag --width 1408 --height 1408 --count 60 --storage mcap
     bench echo --ros-args -r __node:=perception   # the echo reference alone
+    bench import recording.vrs --out aria_bag     # a Project Aria VRS recording to a bag
 """
 
 from __future__ import annotations
@@ -100,7 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Replay frames through the perception node (and the echo reference) over "
         "real DDS; report latency, throughput, drops, CPU, memory and the node's diagnostics. "
         "Subcommands: 'bench sample ...' writes a sample bag, 'bench echo --ros-args ...' runs "
-        "the echo reference alone.",
+        "the echo reference alone, 'bench import RECORDING.vrs --out DIR' turns a Project Aria "
+        "recording into a bag.",
     )
     g = p.add_argument_group("what to run")
     g.add_argument(
@@ -406,6 +408,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "sample":
         return sample_main(argv[1:])
+    if argv and argv[0] == "import":
+        from aria_perception.bench.aria_import import import_main
+
+        return import_main(argv[1:])
     if argv and argv[0] == "echo":
         from aria_perception.bench import echo
 

@@ -37,6 +37,10 @@ class FrameDataError(BenchError, ValueError):
     """A frame cannot be decoded or converted (unsupported encoding, corrupt or short data)."""
 
 
+class RecordingError(BenchError):
+    """A VRS recording cannot be read or imported (missing, not VRS, truncated, no images)."""
+
+
 class SampleError(BenchError):
     """No sample photograph could be found or decoded."""
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from aria_perception.bench.camera_info import CameraInfoFields
 from aria_perception.bench.errors import FrameDataError
 from aria_perception.records import RAW_CHANNELS
 
@@ -69,6 +70,9 @@ class FrameSet:
         topic: Topic they were recorded on (empty for a generated sample).
         msgtype: Message type of the frames.
         frames_available: How many frames the source holds (the set may hold fewer).
+        camera_infos: The CameraInfo recorded with each frame (same stamp), None where there is
+            none; empty when the source has no CameraInfo topic for these frames.
+        camera_info_topic: The topic they were recorded on.
     """
 
     frames: Sequence[Frame]
@@ -76,6 +80,8 @@ class FrameSet:
     topic: str = ""
     msgtype: str = IMAGE_TYPE
     frames_available: int = 0
+    camera_infos: Sequence[CameraInfoFields | None] = ()
+    camera_info_topic: str = ""
 
     def __len__(self) -> int:
         return len(self.frames)

@@ -14,6 +14,7 @@ which lacks it, the callback's own clock reading).
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -29,23 +30,21 @@ from aria_perception.bench.errors import (
 from aria_perception.bench.frame import FrameSet
 from aria_perception.bench.observations import DiagSample, FrameRecord
 from aria_perception.bench.pacing import MAX, Schedule, check_pacing
+from aria_perception.bench.replay_messages import (
+    camera_info,
+    diag_sample,
+    image_array,
+    received_ns,
+    sent_ns,
+    stamp_ns,
+)
 from aria_perception.bench.replay_settings import (
     ReplaySettings,
     publisher_qos,
     result_qos,
     with_message_info,
 )
-from aria_perception.bench.topics import TopicPlan, Topics, join_topic
-
-
-def _stamp_ns(header) -> int:
-    return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
-
-
-def _image_array(msg, channels: int) -> np.ndarray:
-    rows = np.frombuffer(msg.data, np.uint8).reshape(msg.height, msg.step)
-    img = rows[:, : msg.width * channels].reshape(msg.height, msg.width, channels)
-    return img.copy() if channels > 1 else img[..., 0].copy()
+from aria_perception.bench.topics import TopicPlan, Topics, camera_info_topic, join_topic
 
 
 class Replayer:
@@ -85,6 +84,9 @@ class Replayer:
         self._capture: set[int] = set()
         self.captured: dict[int, dict[str, np.ndarray]] = {}
         self.publisher = None
+        # The frames' CameraInfo, published with each frame under the frame's header.
+        self._infos = [None if f is None else camera_info(f) for f in frames.camera_infos]
+        self._info_publisher = None
 
         self.node = rclpy.create_node(name, start_parameter_services=False)
         self._with_info = with_message_info()
@@ -146,6 +148,13 @@ class Replayer:
                 )
             time.sleep(0.05)
         topics = self.plan.resolve(image, prefix)
+        if any(info is not None for info in self._infos):
+            from sensor_msgs.msg import CameraInfo
+
+            topics = dataclasses.replace(topics, camera_info=camera_info_topic(topics.image))
+            self._info_publisher = self.node.create_publisher(
+                CameraInfo, topics.camera_info, publisher_qos(self.settings)
+            )
         self.topics = topics
         self.publisher = self.node.create_publisher(
             self._msg_t, topics.image, publisher_qos(self.settings)
@@ -159,15 +168,20 @@ class Replayer:
             self._subscribe(
                 Image, topics.depth_normalized, lambda m, i: self._on_capture(m, "depth", 1)
             )
-        while self.publisher.get_subscription_count() == 0:
-            if not alive():
-                raise TargetExitedError("the target exited before it subscribed to its input")
-            if time.monotonic() > deadline:
-                raise TargetTimeoutError(
-                    f"the subscriber(s) on {topics.image} did not match the bench's publisher "
-                    f"QoS ({self.settings.qos}); try --qos reliable or check the node's input.qos"
-                )
-            time.sleep(0.05)
+        # A target that reads camera_info (rectification needs it) gets it from the first frame.
+        waits = [(self.publisher, topics.image)]
+        if self._info_publisher is not None and self.node.count_subscribers(topics.camera_info):
+            waits.append((self._info_publisher, topics.camera_info))
+        for publisher, topic in waits:
+            while publisher.get_subscription_count() == 0:
+                if not alive():
+                    raise TargetExitedError("the target exited before it subscribed to its input")
+                if time.monotonic() > deadline:
+                    raise TargetTimeoutError(
+                        f"the subscriber(s) on {topic} did not match the bench's publisher QoS "
+                        f"({self.settings.qos}); try --qos reliable or check the node's input.qos"
+                    )
+                time.sleep(0.05)
         return topics
 
     # -- callbacks (executor thread)
@@ -180,22 +194,9 @@ class Replayer:
         except (ExternalShutdownException, KeyboardInterrupt):
             pass
 
-    @staticmethod
-    def _recv_time(info) -> int:
-        if info:
-            stamp = info.get("received_timestamp") if isinstance(info, dict) else None
-            if stamp:
-                return int(stamp)
-        return time.time_ns()
-
-    @staticmethod
-    def _sent_time(info) -> int | None:
-        stamp = info.get("source_timestamp") if isinstance(info, dict) else None
-        return int(stamp) if stamp else None
-
     def _on_detections(self, msg, info) -> None:
-        recv = self._recv_time(info)
-        stamp = _stamp_ns(msg.header)
+        recv = received_ns(info)
+        stamp = stamp_ns(msg.header)
         with self._lock:
             rec = self._by_stamp.get(stamp)
             if rec is None:
@@ -205,7 +206,7 @@ class Replayer:
                 rec.recv_ns = recv
                 rec.detections = len(msg.detections)
                 rec.header_ok = msg.header.frame_id == rec.frame_id
-                rec.sent_ns = self._sent_time(info)
+                rec.sent_ns = sent_ns(info)
             # Answers come in frame order: frames before this one that are still unanswered
             # were dropped by the target, so they no longer hold a place in the window. (A late
             # answer of one is still recorded: records are looked up by stamp.)
@@ -215,8 +216,8 @@ class Replayer:
             self._lock.notify_all()
 
     def _on_depth(self, msg, info) -> None:
-        recv = self._recv_time(info)
-        stamp = _stamp_ns(msg.header)
+        recv = received_ns(info)
+        stamp = stamp_ns(msg.header)
         with self._lock:
             rec = self._by_stamp.get(stamp)
             if rec is None:
@@ -232,31 +233,22 @@ class Replayer:
             )
 
     def _on_capture(self, msg, kind: str, channels: int) -> None:
-        stamp = _stamp_ns(msg.header)
+        stamp = stamp_ns(msg.header)
         if stamp not in self._capture:
             return
         try:
-            img = _image_array(msg, channels)
+            img = image_array(msg, channels)
         except ValueError:
             return  # a wrongly sized image is not worth a crash of the bench; it shows as missing
         self.captured.setdefault(stamp, {})[kind] = img
 
     def _on_diagnostics(self, msg, info) -> None:
-        recv = self._recv_time(info)
+        recv = received_ns(info)
         want = self.settings.status_node
         for status in msg.status:
             tail = status.name.split(": ", 1)[-1]
             if tail == want or tail.endswith("/" + want):
-                sample = DiagSample(
-                    t_ns=recv,
-                    level=int.from_bytes(status.level, "little")
-                    if isinstance(status.level, bytes)
-                    else int(status.level),
-                    name=status.name,
-                    message=status.message,
-                    hardware_id=status.hardware_id,
-                    values={kv.key: kv.value for kv in status.values},
-                )
+                sample = diag_sample(status, recv)
                 with self._lock:
                     self._diag.append(sample)
 
@@ -281,6 +273,10 @@ class Replayer:
             self._by_stamp[stamp] = rec
             self._open[stamp] = rec
         msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp, 1_000_000_000)
+        info = self._infos[source_index] if self._infos else None
+        if info is not None and self._info_publisher is not None:
+            info.header = msg.header  # just before the frame it describes
+            self._info_publisher.publish(info)
         t0 = time.perf_counter_ns()
         self.publisher.publish(msg)
         rec.publish_call_ns = time.perf_counter_ns() - t0
@@ -438,6 +434,12 @@ class Replayer:
 
     def close(self) -> None:
         """Stop spinning and destroy the bench node."""
+        if self._info_publisher is not None:
+            # The last frames' CameraInfo may still be on its way (the answers came on the
+            # images' own path); the target gets it before the publisher goes.
+            from rclpy.duration import Duration
+
+            self._info_publisher.wait_for_all_acked(Duration(seconds=2.0))
         self._executor.shutdown(timeout_sec=2.0)
         self._spinner.join(timeout=5.0)
         self.node.destroy_node()

@@ -277,6 +277,11 @@ class Bench:
         except OSError as err:
             raise BenchError(f"cannot create the output directory {self.out}: {err}") from err
         self.frames = load_frames(c)
+        if any(info is not None for info in self.frames.camera_infos):
+            self.notes.append(
+                f"the bag's {self.frames.camera_info_topic} is published with each frame, same "
+                "header, on the target's camera_info input"
+            )
         self.env, notes = dds_environment(c)
         self.notes += notes
         # Our own participant must use the same domain and transport as the children: Fast DDS

@@ -10,6 +10,16 @@ def join_topic(*parts: str) -> str:
     return "/" + "/".join(p.strip("/") for p in parts if p.strip("/"))
 
 
+def camera_info_topic(image_topic: str) -> str:
+    """The CameraInfo topic beside an image topic, as ROS cameras name them.
+
+    ``/camera_rgb/image_raw`` (or ``.../image_raw/compressed``) goes with
+    ``/camera_rgb/camera_info``, and the node's input ``/ns/image`` with ``/ns/camera_info``.
+    """
+    base = image_topic.removesuffix("/compressed").rstrip("/")
+    return join_topic(base.rsplit("/", 1)[0], "camera_info")
+
+
 @dataclass(frozen=True)
 class Topics:
     """Fully resolved topics of one target.
@@ -21,6 +31,8 @@ class Topics:
         diagnostics: Where the target publishes its DiagnosticArray.
         overlay: ``detections/overlay`` (captured for a few frames when set).
         depth_normalized: ``depth/normalized`` (captured for a few frames when set).
+        camera_info: Where the frames' CameraInfo goes, beside ``image`` (when the frames have
+            one).
     """
 
     image: str
@@ -29,6 +41,7 @@ class Topics:
     diagnostics: str = "/diagnostics"
     overlay: str | None = None
     depth_normalized: str | None = None
+    camera_info: str | None = None
 
 
 @dataclass(frozen=True)

@@ -87,3 +87,14 @@ def test_bench_echo_imports_no_torch(domain_id: int) -> None:
     proc = run_python(code, env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "HEAVY []" in proc.stdout
+
+
+def test_import_command_loads_projectaria_only_when_it_runs() -> None:
+    code = (
+        "import sys\n"
+        "import aria_perception.bench.aria_import, aria_perception.bench.vrs_source\n"
+        "import aria_perception.bench.replay, aria_perception.bench.runner\n"
+        "assert 'projectaria_tools' not in sys.modules, 'projectaria-tools imported early'\n"
+    )
+    proc = run_python(code)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
