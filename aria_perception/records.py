@@ -232,6 +232,9 @@ class EngineResult:
     depth: np.ndarray | None  # (H, W) float32 at the received resolution, or None
     times: StageTimes = field(default_factory=StageTimes)
     depth_fresh: bool = True  # False when depth.frame_skip reused an earlier map
+    # With input.rectify, when asked for: the rectified frame the networks saw, (H', W', C)
+    # uint8 (C = 1 for mono8 input, else 3 RGB); detections and depth are in its pixels.
+    rectified: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
