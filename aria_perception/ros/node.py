@@ -34,6 +34,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from aria_perception.errors import AriaPerceptionError, ConfigError, FrameError, shorten
 from aria_perception.records import Thresholds
 from aria_perception.ros import diagnostics, params
+from aria_perception.ros.camera_input import CameraInput
 from aria_perception.ros.image_codec import compressed_to_frame, image_to_frame
 from aria_perception.ros.log_throttle import LogThrottle
 from aria_perception.ros.node_config import NodeConfig
@@ -78,7 +79,6 @@ class PerceptionNode(LifecycleNode):
         self._counter_lock = threading.Lock()
         self._throttle = LogThrottle(_LOG_PERIOD_S)
         self._worker = WorkerLink(self._logger, self._on_result, self._on_worker_error)
-        self._outputs = OutputPublishers(self)
 
         self._input_rate = diagnostics.RateTracker()
         self._output_rate = diagnostics.RateTracker()
@@ -94,6 +94,15 @@ class PerceptionNode(LifecycleNode):
             super().destroy_node()  # a refused node leaves nothing registered behind
             raise
         self._warn_unknown_overrides()
+        rectify = self._config.engine.rectify
+        self._outputs = OutputPublishers(self, rectify=rectify)
+        self._camera = (
+            CameraInput(
+                self._config.engine, self._logger, self._throttle, self._worker.set_rectification
+            )
+            if rectify
+            else None
+        )
         self._thresholds = self._config.thresholds
         self._expected_fps = self._config.expected_fps
         self._latency_budget_ms = self._config.latency_budget_ms
@@ -269,8 +278,17 @@ class PerceptionNode(LifecycleNode):
     ) -> None:
         if not self._active:
             return
+        if self._camera is not None:  # rectify: no frame without a calibration of its size
+            try:
+                self._camera.check_frame(pending.frame.width, pending.frame.height)
+            except FrameError as err:
+                self._reject(pending.message, err)
+                return
+        outputs = self._outputs
         try:
-            self._worker.submit(pixels, encoding, pending, self._outputs.depth_wanted(), size)
+            self._worker.submit(
+                pixels, encoding, pending, outputs.depth_wanted(), size, outputs.rect_wanted()
+            )
         except FrameError as err:  # the supervisor counts it in its ``rejected``
             self._reject(pending.message, err, count=False)
         except AriaPerceptionError as err:
@@ -292,6 +310,8 @@ class PerceptionNode(LifecycleNode):
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
         self._camera_info = msg
+        if self._camera is not None:
+            self._camera.update(msg)
 
     # ------------------------------------------------------------------ results
 
@@ -302,8 +322,9 @@ class PerceptionNode(LifecycleNode):
         if not self._active:
             return
         try:
+            info = self._camera_info if self._camera is None else self._camera.output_info()
             published = self._outputs.publish(
-                pending, result.result, self._worker.class_names, self._camera_info
+                pending, result.result, self._worker.class_names, info
             )
         except Exception as err:  # noqa: BLE001 - a bad result must not kill the thread
             self._logger.error(
