@@ -74,14 +74,15 @@ class CameraGrid:
         """
         host = torch.from_numpy(normalised_grid(rectification))
         kept = self.grid is not None and tuple(self.grid.shape) == tuple(host.shape)
-        if kept:
-            assert self.grid is not None
-            with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
+        # On the prepare step's stream, waited for: no frame reads a half-written grid.
+        with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
+            if kept:
+                assert self.grid is not None
                 self.grid.copy_(host)
-            if stream is not None:
-                stream.synchronize()
-        else:
-            self.grid = host.to(self.device)
+            else:
+                self.grid = host.to(self.device)
+        if stream is not None:
+            stream.synchronize()
         self.rectification = rectification
         self.version += 1
         width, height = rectification.output_size
