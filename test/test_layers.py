@@ -23,7 +23,10 @@ PACKAGE = ROOT / "aria_perception"
 #: The inference stack: only the worker's child process and the benchmarks may import it.
 TORCH = ("torch", "torchvision", "ultralytics", "timm")
 SHARED = ("aria_perception", "aria_perception._lazy", "aria_perception.errors",
-          "aria_perception.records", "aria_perception.stats")  # fmt: skip
+          "aria_perception.frame_checks", "aria_perception.records",
+          "aria_perception.stats")  # fmt: skip
+#: Shared packages (numpy and the standard library only, like the shared modules).
+SHARED_PACKAGES = ("optics",)
 
 CHECK = """
 import importlib, json, sys
@@ -79,11 +82,13 @@ def test_every_module_belongs_to_a_layer() -> None:
     layers = {
         f"aria_perception.{layer}" for layer in ("bench", "engine", "ros", "tracking", "worker")
     }
-    assert found == layers | (set(SHARED) - {"aria_perception"})
+    shared = {f"aria_perception.{package}" for package in SHARED_PACKAGES}
+    assert found == layers | shared | (set(SHARED) - {"aria_perception"})
 
 
 def test_shared_modules_import_neither_torch_nor_rclpy() -> None:
-    _import_in_fresh_interpreter(list(SHARED), (*TORCH, "rclpy"))
+    packages = [m for package in SHARED_PACKAGES for m in layer_modules(package)]
+    _import_in_fresh_interpreter([*SHARED, *packages], (*TORCH, "rclpy", "cv2"))
 
 
 def test_engine_imports_no_ros_and_no_upper_layer() -> None:
@@ -130,7 +135,7 @@ def test_bench_imports_no_torch() -> None:
     )
 
 
-@pytest.mark.parametrize("layer", ["bench", "engine", "ros", "tracking", "worker"])
+@pytest.mark.parametrize("layer", ["bench", "engine", "optics", "ros", "tracking", "worker"])
 def test_layer_modules_are_every_file_of_the_layer(layer: str) -> None:
     files = {
         ".".join(("aria_perception", *p.relative_to(PACKAGE).with_suffix("").parts))

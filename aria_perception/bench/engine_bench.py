@@ -28,6 +28,53 @@ from aria_perception.stats import Summary, percentile
 
 STAGE_KEYS = ("preprocess_ms", "depth_ms", "detect_ms", "transfer_ms", "total_ms")
 
+#: The ``rectify`` ablation: Aria RGB frames rectified on the device to the default pinhole.
+RECTIFY = Ablation(
+    "rectify",
+    "Fisheye624 frames rectified and turned upright (one bilinear sample in the prepare graph) "
+    "to the rectify.* pinhole, 1024x1024 by default",
+    {"rectify": True, "rotation": 90},
+)
+#: The factory calibration of a Project Aria Gen1 RGB camera (1408x1408, the
+#: ``gen1_adt_sample.vrs`` sample of projectaria-tools): f, cx, cy, k0..k5, p0, p1, s0..s3.
+ARIA_RGB_FISHEYE624 = (
+    610.9410078676575, 715.1148341104505, 716.7147122529825, 0.4060356696288849,
+    -0.489948419647729, 0.1745652818132035, 1.132983686620576, -1.701635218233742,
+    0.6511555293441647, 0.0006211469747214578, 1.932200015697112e-05, -1.485525650871087e-05,
+    0.0002601225712292815, -0.0006582109778598294, 3.761395141407565e-05,
+)  # fmt: skip
+_ARIA_RGB_SIZE = 1408
+
+
+def bench_rectification(size: Size, config: EngineConfig) -> Any:
+    """The Aria RGB calibration scaled to ``size``, rectified to ``config``'s pinhole.
+
+    Scaling keeps a pixel centre's position: ``c' = (c + 0.5) s - 0.5``.
+    """
+    from aria_perception.optics import Calibration, Pinhole, Rectification
+
+    f, cx, cy, *d = ARIA_RGB_FISHEYE624
+    sx, sy = size.width / _ARIA_RGB_SIZE, size.height / _ARIA_RGB_SIZE
+    k = (f * sx, 0.0, (cx + 0.5) * sx - 0.5, 0.0, f * sy, (cy + 0.5) * sy - 0.5, 0.0, 0.0, 1.0)
+    calibration = Calibration.from_camera_info("fisheye624", k, d, size.width, size.height)
+    pinhole = Pinhole(config.rectify_width, config.rectify_height, config.rectify_focal_px)
+    return Rectification(calibration, pinhole, config.rotation)
+
+
+def choose_ablations(spec: str) -> list[Ablation]:
+    """``select_ablations`` with the ``rectify`` ablation added (``all`` includes it).
+
+    Raises:
+        UsageError: A name that is not an ablation.
+    """
+    if spec in ("all", "none"):
+        return select_ablations(spec) + ([RECTIFY] if spec == "all" else [])
+    names = [n.strip() for n in spec.split(",") if n.strip()]
+    others = [n for n in names if n != RECTIFY.name]
+    chosen = {a.name: a for a in select_ablations(",".join(others))} if others else {}
+    chosen[RECTIFY.name] = RECTIFY
+    return [chosen[n] for n in names]
+
 
 @dataclass(frozen=True)
 class EngineRun:
@@ -129,6 +176,10 @@ def run_config(
         raise UsageError(f"{ablation.name}: {err}") from err
     except AriaPerceptionError as err:
         raise TargetError(f"{ablation.name}: cannot build the engine: {err}") from err
+    if config.rectify:
+        rectification = bench_rectification(output_size, config)
+        engine.set_rectification(rectification)
+        output_size = Size(*rectification.output_size)
     depth_out = np.empty(output_size.shape, np.float32) if want_depth else None
     if register:
         engine.register_host_buffer(frame)
@@ -250,7 +301,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--ablations",
         default="all",
-        help="'all', 'none', or comma-separated names: " + ", ".join(ablation_names()),
+        help="'all', 'none', or comma-separated names: "
+        + ", ".join([*ablation_names(), RECTIFY.name]),
     )
     parser.add_argument(
         "--io",
@@ -286,7 +338,7 @@ def run(args: argparse.Namespace) -> list[EngineRun]:
     size: Size = args.size
     if args.iterations < 1 or args.warmup < 0:
         raise UsageError("--iterations must be >= 1 and --warmup >= 0")
-    ablations = select_ablations(args.ablations)
+    ablations = choose_ablations(args.ablations)
     frame, source = bench_frame(size)
     encoding = args.encoding
     frame = _encode(frame, encoding)

@@ -1,15 +1,17 @@
 """The inference engine: MiDaS small and YOLO on one uploaded frame, two CUDA streams, graphs.
 
 Per frame on CUDA: one H2D copy of the frame as received (pinned host memory), the encoding
-conversion, ``input.rotation`` and both networks' preprocessing in a *prepare* step on the
-upload stream; MiDaS on the depth stream and YOLO on the detect stream, in parallel, joined
-with CUDA events (no device-wide synchronisation); NMS, box depth (fusion) and box un-rotation
-on the detect stream once the depth network's event has fired; D2H copies into pinned memory;
-the host waits for one final event. Each fixed-shape step (prepare, MiDaS, upsampling, YOLO
-forward with the fixed-shape NMS, fusion) is captured as a CUDA graph per input shape and
-replayed; when capture fails the engine runs it eagerly. The buffers and graphs of an input
-shape form its plan; at most :data:`~aria_perception.engine.plan_cache.ENGINE_MAX_PLANS` plans
-are kept, least recently used out (:mod:`.plan_cache`).
+conversion, ``input.rotation`` (or, with ``input.rectify``, one bilinear sample through the
+camera's remap grid that rectifies and rotates: :mod:`.rectifier`) and both networks'
+preprocessing in a *prepare* step on the upload stream; MiDaS on the depth stream and YOLO on
+the detect stream, in parallel, joined with CUDA events (no device-wide synchronisation); NMS,
+box depth (fusion) and box un-rotation on the detect stream once the depth network's event has
+fired; D2H copies into pinned memory; the host waits for one final event. Each fixed-shape
+step (prepare, MiDaS, upsampling, YOLO forward with the fixed-shape NMS, fusion) is captured as
+a CUDA graph per input shape and replayed; when capture fails the engine runs it eagerly. The
+buffers and graphs of an input shape form its plan; at most
+:data:`~aria_perception.engine.plan_cache.ENGINE_MAX_PLANS` plans are kept, least recently
+used out (:mod:`.plan_cache`).
 
 On the CPU the same steps run eagerly in fp32, in order, with wall-clock stage times: the
 streams and events are :class:`~aria_perception.engine.lanes.Lane` objects that do nothing
@@ -28,15 +30,16 @@ from aria_perception.engine.detector import YoloDetector
 from aria_perception.engine.host_memory import HostMemory
 from aria_perception.engine.lanes import make_lanes
 from aria_perception.engine.midas import MidasSmall
-from aria_perception.engine.networks import ROW_FLOATS, Networks
+from aria_perception.engine.networks import ROW_FLOATS, Networks, unpack_rows
 from aria_perception.engine.plan import GraphRunner, ShapePlan
 from aria_perception.engine.plan_cache import PlanCache
 from aria_perception.engine.preprocess import MidasPreprocess
+from aria_perception.engine.rectifier import CameraGrid
 from aria_perception.engine.runtime import Runtime, StageClock, resolve_runtime
 from aria_perception.errors import ConfigError, EngineError, FrameError
+from aria_perception.optics import Rectification
 from aria_perception.records import (
     COMPRESSED_FORMATS,
-    Detections,
     EngineConfig,
     EngineInfo,
     EngineResult,
@@ -87,6 +90,7 @@ class Engine:
         self._graphs = GraphRunner(config.cuda_graphs and rt.is_cuda, rt.device)
         self._host = HostMemory(rt.is_cuda)
         self._plans = PlanCache(rt.device)
+        self._cameras: dict[str, CameraGrid] = {}  # with input.rectify: each camera's grid
         self.fixed_post_frames = 0
         self.exact_post_frames = 0
         self._frame_index = 0
@@ -148,6 +152,21 @@ class Engine:
         ids = detector.class_ids(thresholds.classes)
         detector.set_thresholds(confidence=thresholds.confidence, iou=thresholds.iou, classes=ids)
 
+    def set_rectification(self, rectification: Rectification, camera: str = "") -> None:
+        """Rectify ``camera``'s frames through ``rectification`` from the next frame on.
+
+        The grid is computed here, once per calibration; one of the same output size is copied
+        into the buffer the captured graphs read (no recapture).
+
+        Raises:
+            ConfigError: ``input.rectify`` is off.
+        """
+        if not self.config.rectify:
+            raise ConfigError("a camera calibration came, but input.rectify is off")
+        grid = self._cameras.setdefault(camera, CameraGrid(self.runtime.device))
+        with torch.inference_mode():
+            grid.update(rectification, self._lanes.upload.stream)
+
     def register_host_buffer(self, array: np.ndarray) -> bool:
         """Page-lock ``array``'s memory so frames and depth maps move by DMA, without staging.
 
@@ -196,6 +215,8 @@ class Engine:
         *,
         want_depth: bool = True,
         depth_out: np.ndarray | None = None,
+        rect_out: np.ndarray | None = None,
+        camera: str = "",
     ) -> EngineResult:
         """Run both networks on one frame as received.
 
@@ -208,9 +229,14 @@ class Engine:
             depth_out: optional (H, W) float32 array, or a flat float32 buffer of at least
                 H * W elements, to receive the depth map (e.g. a shared-memory slot), saving
                 a copy; the returned depth is then a view of it.
+            rect_out: with ``input.rectify``, a uint8 array (H', W', C) or a flat buffer of at
+                least as many bytes to receive the rectified frame the networks saw (C = 1 for
+                mono8 input, else 3 RGB); ``result.rectified`` is then a view of it.
+            camera: whose calibration rectifies the frame (:meth:`set_rectification`).
 
         Returns:
-            Detections in the received image's pixels, the depth map (or None) and stage times.
+            Detections in the received image's pixels (with ``input.rectify``: the rectified
+            image's), the depth map at that size (or None) and stage times.
 
         Raises:
             FrameError: the frame cannot be used; the engine stays usable.
@@ -220,7 +246,7 @@ class Engine:
             raise EngineError("the engine is closed")
         try:
             with torch.inference_mode():
-                return self._process(frame, encoding, want_depth, depth_out)
+                return self._process(frame, encoding, want_depth, depth_out, rect_out, camera)
         except (FrameError, ConfigError):
             raise
         except torch.cuda.OutOfMemoryError as err:
@@ -230,12 +256,18 @@ class Engine:
 
     # ------------------------------------------------------------------------------ per frame
     def _process(
-        self, frame: np.ndarray, encoding: str, want_depth: bool, depth_out: np.ndarray | None
+        self,
+        frame: np.ndarray,
+        encoding: str,
+        want_depth: bool,
+        depth_out: np.ndarray | None,
+        rect_out: np.ndarray | None,
+        camera: str,
     ) -> EngineResult:
         lanes = self._lanes
         self._frame_index += 1
         with lanes.upload:
-            plan = self._upload(frame, encoding)
+            plan = self._upload(frame, encoding, camera)
             self._prepare(plan)
         prepared = lanes.upload.mark()
         fresh = self._depth_due(plan)
@@ -248,12 +280,11 @@ class Engine:
             lanes.detect.wait(prepared)
             packed = self._detect(plan, depth_network_done)
             lanes.detect.wait(depth_done)  # the depth map, and the depth lane's timing events
-            rows, depth = self._download(plan, packed, depth_map, depth_out)
-        return EngineResult(
-            detections=_unpack(rows), depth=depth, times=self._clock.times(), depth_fresh=fresh
-        )
+            rows, depth, rect = self._download(plan, packed, depth_map, depth_out, rect_out)
+        times = self._clock.times()
+        return EngineResult(unpack_rows(rows), depth, times, fresh, rectified=rect)
 
-    def _upload(self, frame: np.ndarray, encoding: str) -> ShapePlan:
+    def _upload(self, frame: np.ndarray, encoding: str, camera: str) -> ShapePlan:
         """Check the frame and put it on the device in its plan's frame buffer (upload lane)."""
         stream = self._lanes.upload.stream
         self._clock.h2d.start(stream)
@@ -261,11 +292,11 @@ class Engine:
             check_encoded_frame(frame, encoding)
             # decode_jpeg on the GPU reads a CPU tensor: hand it a copy we own.
             rgb = frames.decode(torch.from_numpy(frame.copy()), encoding, self.runtime.device)
-            plan = self._plan(int(rgb.shape[0]), int(rgb.shape[1]), 3, "rgb8")
+            plan = self._plan(int(rgb.shape[0]), int(rgb.shape[1]), 3, "rgb8", camera)
             plan.frame.copy_(rgb)
         else:
             height, width, channels = check_raw_frame(frame, encoding)
-            plan = self._plan(height, width, channels, encoding)
+            plan = self._plan(height, width, channels, encoding, camera)
             self._host.upload(frame, plan.frame)
         self._clock.h2d.stop(stream)
         return plan
@@ -332,24 +363,25 @@ class Engine:
         packed: torch.Tensor | None,
         depth_map: bool,
         depth_out: np.ndarray | None,
-    ) -> tuple[np.ndarray, np.ndarray | None]:
+        rect_out: np.ndarray | None,
+    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
         """The D2H copies, the frame's one host wait, and the host results (detect lane).
 
         Returns:
-            (N, 7) detection rows, and the depth map (None when not wanted).
+            (N, 7) detection rows, the depth map (None when not wanted) and the rectified frame
+            (None unless ``rect_out`` asked for it).
         """
         lane, host = self._lanes.detect, self._host
         self._clock.d2h.start(lane.stream)
         depth_full = plan.depth_full if depth_map else None
-        direct = None
+        fetch_depth = fetch_rect = None
         if depth_full is not None and depth_out is not None:
-            depth_out = _depth_target(depth_out, tuple(depth_full.shape))
-            direct = host.registered_tensor(depth_out)
-        if direct is not None:  # straight into registered memory (a shared-memory slot)
-            direct.copy_(depth_full.view(-1), non_blocking=True)
-            fetch_depth = None
-        else:
-            fetch_depth = host.download(depth_full, host.depth_staging)
+            fetch_depth = host.fetch_into(depth_full, depth_out, "depth_out", host.depth_staging)
+        elif depth_full is not None:
+            staged, shape = host.download(depth_full, host.depth_staging), depth_full.shape
+            fetch_depth = lambda: staged().reshape(shape).copy()  # noqa: E731
+        if rect_out is not None and plan.rect is not None:
+            fetch_rect = host.fetch_into(plan.rect, rect_out, "rect_out", host.rect_staging)
         fetch_rows = host.download(packed, host.detections_staging)
         self._clock.d2h.stop(lane.stream)
         lane.finish()
@@ -358,14 +390,8 @@ class Engine:
             rows = self._fixed_rows(rows, plan)
         else:
             rows = rows.reshape(-1, ROW_FLOATS).copy()
-        if depth_full is None:
-            return rows, None
-        if fetch_depth is None:
-            return rows, depth_out
-        if depth_out is not None:
-            depth_out[...] = fetch_depth().reshape(depth_out.shape)
-            return rows, depth_out
-        return rows, fetch_depth().reshape(depth_full.shape).copy()
+        depth = fetch_depth() if fetch_depth is not None else None
+        return rows, depth, fetch_rect() if fetch_rect is not None else None
 
     def _fixed_rows(self, host_rows: np.ndarray, plan: ShapePlan) -> np.ndarray:
         """The real rows of the fixed-shape result, or the exact path's if it was not exact."""
@@ -379,13 +405,24 @@ class Engine:
         self._lanes.detect.finish()
         return fetch().reshape(-1, ROW_FLOATS).copy()
 
-    def _plan(self, height: int, width: int, channels: int, encoding: str) -> ShapePlan:
-        key = (height, width, channels, encoding)
+    def _plan(
+        self, height: int, width: int, channels: int, encoding: str, camera: str
+    ) -> ShapePlan:
+        grid = None
+        if self.config.rectify:
+            cam = self._cameras.get(camera) or CameraGrid(self.runtime.device)
+            out_w, out_h = cam.check_frame(height, width).output_size
+            grid, rotated, unrotate = cam.grid, (out_h, out_w), 0
+            # A camera's plans follow its grid buffer: one of another output size is new.
+            key: tuple = (height, width, channels, encoding, camera, rotated)
+        else:
+            rotation = unrotate = self.config.rotation
+            rotated = (height, width) if rotation in (0, 180) else (width, height)
+            key = (height, width, channels, encoding)
         plan = self._plans.get(key)
         if plan is not None:
             return plan
         shape = (height, width, channels) if channels > 1 else (height, width)
-        rotated = (height, width) if self.config.rotation in (0, 180) else (width, height)
         _LOG.info("new input shape %dx%d %s", width, height, encoding)
         return self._plans.add(
             key,
@@ -396,31 +433,7 @@ class Engine:
                 encoding=encoding,
                 frame=torch.empty(shape, dtype=torch.uint8, device=self.runtime.device),
                 rotated_hw=rotated,
+                unrotate=unrotate,
+                grid=grid,
             ),
         )
-
-
-def _depth_target(out: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """``out`` as the (H, W) float32 array to write the depth map into.
-
-    ``out`` is either that array or a flat float32 buffer of at least H * W elements (a
-    shared-memory slot, for compressed frames whose size is known only once decoded).
-    """
-    size = int(np.prod(shape))
-    if out.dtype == np.float32 and out.ndim == 1 and out.size >= size:
-        return out[:size].reshape(shape)
-    if out.dtype != np.float32 or out.shape != shape:
-        raise FrameError(
-            f"depth_out must be float32 {shape} (or a flat float32 buffer of at least "
-            f"{size} elements), got {out.dtype} {out.shape}"
-        )
-    return out
-
-
-def _unpack(rows: np.ndarray) -> Detections:
-    return Detections(
-        boxes=np.ascontiguousarray(rows[:, 0:4], dtype=np.float32),
-        scores=np.ascontiguousarray(rows[:, 4], dtype=np.float32),
-        class_ids=rows[:, 5].astype(np.int32),
-        depth=np.ascontiguousarray(rows[:, 6], dtype=np.float32),
-    )

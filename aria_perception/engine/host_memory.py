@@ -15,7 +15,9 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-__all__ = ["HostMemory", "PinnedBuffer"]
+from aria_perception.errors import FrameError
+
+__all__ = ["HostMemory", "PinnedBuffer", "output_target"]
 
 _LOG = logging.getLogger(__name__)
 
@@ -58,6 +60,7 @@ class HostMemory:
         self.depth_staging = PinnedBuffer(torch.float32)
         self.detections_staging = PinnedBuffer(torch.float32)
         self.exact_staging = PinnedBuffer(torch.float32)
+        self.rect_staging = PinnedBuffer(torch.uint8)
 
     def register(self, array: np.ndarray) -> bool:
         """Page-lock ``array``'s memory (until :meth:`close`); False on the CPU or on failure."""
@@ -122,6 +125,38 @@ class HostMemory:
         pinned.copy_(flat, non_blocking=True)
         return pinned.numpy
 
+    def fetch_into(
+        self, tensor: torch.Tensor, out: np.ndarray, what: str, staging: PinnedBuffer
+    ) -> Callable[[], np.ndarray]:
+        """Start copying ``tensor`` into ``out``; the returned function gives ``out`` once synced.
+
+        Straight into ``out`` by DMA when it lies in registered memory (a shared-memory slot),
+        else through ``staging`` and a host copy when the function is called.
+
+        Args:
+            tensor: the device tensor.
+            out: an array of ``tensor``'s shape and dtype, or a flat buffer of at least as many
+                elements (:func:`output_target`).
+            what: the argument's name, for the error.
+            staging: the pinned buffer for the staged path.
+
+        Raises:
+            FrameError: ``out`` does not fit.
+        """
+        dtype = np.dtype(str(tensor.dtype).removeprefix("torch."))
+        target = output_target(out, tuple(tensor.shape), dtype.type, what)
+        direct = self.registered_tensor(target)
+        if direct is not None:
+            direct.copy_(tensor.reshape(-1), non_blocking=True)
+            return lambda: target
+        fetch = self.download(tensor, staging)
+
+        def read() -> np.ndarray:
+            target[...] = fetch().reshape(target.shape)
+            return target
+
+        return read
+
     def close(self) -> None:
         """Unregister the page-locked memory and free the staging buffers (after a sync)."""
         for buffer in (
@@ -129,8 +164,29 @@ class HostMemory:
             self.depth_staging,
             self.detections_staging,
             self.exact_staging,
+            self.rect_staging,
         ):
             buffer.release()
         for address, _ in self._registered:
             torch.cuda.cudart().cudaHostUnregister(address)
         self._registered.clear()
+
+
+def output_target(out: np.ndarray, shape: tuple[int, ...], dtype: type, what: str) -> np.ndarray:
+    """``out`` as the array of ``shape`` to write an output into.
+
+    ``out`` is either that array or a flat buffer of at least as many elements (a shared-memory
+    slot, for outputs whose size is known only once the frame is decoded or rectified).
+
+    Raises:
+        FrameError: ``out`` is neither.
+    """
+    size = int(np.prod(shape))
+    if out.dtype == dtype and out.ndim == 1 and out.size >= size:
+        return out[:size].reshape(shape)
+    if out.dtype != dtype or out.shape != shape:
+        raise FrameError(
+            f"{what} must be {np.dtype(dtype).name} {shape} (or a flat buffer of at least "
+            f"{size} elements), got {out.dtype} {out.shape}"
+        )
+    return out

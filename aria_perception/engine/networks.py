@@ -9,6 +9,7 @@ engine can capture it as a CUDA graph (:class:`~aria_perception.engine.plan.Grap
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from aria_perception.engine import frames
@@ -19,10 +20,11 @@ from aria_perception.engine.midas import MidasSmall
 from aria_perception.engine.midas_weights import create_midas_small
 from aria_perception.engine.plan import ShapePlan, into
 from aria_perception.engine.preprocess import MidasPreprocess, upsample_depth
+from aria_perception.engine.rectifier import remap
 from aria_perception.engine.runtime import Runtime
-from aria_perception.records import EngineConfig
+from aria_perception.records import Detections, EngineConfig
 
-__all__ = ["ROW_FLOATS", "Networks"]
+__all__ = ["ROW_FLOATS", "Networks", "unpack_rows"]
 
 #: Floats per packed detection row: x1, y1, x2, y2, score, class, box depth.
 ROW_FLOATS = 7
@@ -85,9 +87,18 @@ class Networks:
 
     # Each step below writes its outputs into the plan's static buffers.
     def prepare(self, plan: ShapePlan) -> None:
-        """Encoding to RGB, ``input.rotation`` and both networks' inputs."""
-        rgb = frames.to_rgb(plan.frame, plan.encoding)
-        rotated = frames.rotate_image(rgb, self.rotation)
+        """Encoding to RGB, ``input.rotation`` or rectification, and both networks' inputs."""
+        if plan.grid is not None:
+            # One bilinear sample through the grid undistorts and turns the frame upright;
+            # mono8 is sampled as one channel (the rectified output is mono8 too).
+            mono = plan.encoding == "mono8"
+            source = plan.frame if mono else frames.to_rgb(plan.frame, plan.encoding)
+            source = source.unsqueeze(-1) if source.dim() == 2 else source
+            plan.rect = into(plan.rect, remap(source, plan.grid))
+            rotated = plan.rect.expand(-1, -1, 3) if mono else plan.rect
+        else:
+            rgb = frames.to_rgb(plan.frame, plan.encoding)
+            rotated = frames.rotate_image(rgb, self.rotation)
         if self.midas_preprocess is not None:
             plan.midas_in = into(plan.midas_in, self.midas_preprocess(rotated))
         if self.detector is not None:
@@ -101,9 +112,9 @@ class Networks:
         plan.depth_low = into(plan.depth_low, self.midas(plan.midas_in)[0])
 
     def upsample(self, plan: ShapePlan) -> None:
-        """The depth map at the received size and orientation, float32."""
+        """The depth map at the received size and orientation (rectified: its own), float32."""
         full = upsample_depth(plan.depth_low[None], plan.rotated_hw, torch.float32)[0]
-        unrotated = frames.unrotate_image(full, self.rotation).contiguous()
+        unrotated = frames.unrotate_image(full, plan.unrotate).contiguous()
         plan.depth_full = into(plan.depth_full, unrotated)
 
     def detect(self, plan: ShapePlan) -> None:
@@ -134,12 +145,12 @@ class Networks:
     def _pack(
         self, plan: ShapePlan, boxes: torch.Tensor, scores: torch.Tensor, classes: torch.Tensor
     ) -> torch.Tensor:
-        """(N, 7) float32 rows: boxes in received pixels, score, class, box depth."""
+        """(N, 7) float32 rows: boxes in output pixels, score, class, box depth."""
         if self.midas is not None:
             box_depth = box_depth_median_lowres(plan.depth_low, plan.rotated_hw, boxes)
         else:
             box_depth = torch.full_like(scores, float("nan"))
-        boxes = frames.unrotate_boxes(boxes, self.rotation, plan.height, plan.width)
+        boxes = frames.unrotate_boxes(boxes, plan.unrotate, plan.height, plan.width)
         return torch.cat(
             (
                 boxes.float(),
@@ -149,3 +160,13 @@ class Networks:
             ),
             1,
         )
+
+
+def unpack_rows(rows: np.ndarray) -> Detections:
+    """(N, 7) packed rows (see :meth:`Networks.fuse`) as :class:`Detections`."""
+    return Detections(
+        boxes=np.ascontiguousarray(rows[:, 0:4], dtype=np.float32),
+        scores=np.ascontiguousarray(rows[:, 4], dtype=np.float32),
+        class_ids=rows[:, 5].astype(np.int32),
+        depth=np.ascontiguousarray(rows[:, 6], dtype=np.float32),
+    )

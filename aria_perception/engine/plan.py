@@ -33,7 +33,14 @@ class ShapePlan:
         channels: channels of the received encoding.
         encoding: the raw encoding the frame is uploaded in (``rgb8`` after decoding).
         frame: (H, W, C) or (H, W) uint8 on the device: the upload target.
-        rotated_hw: (height, width) after ``input.rotation``.
+        rotated_hw: (height, width) of the image the networks see: after ``input.rotation``,
+            or the rectified image's with ``input.rectify``.
+        unrotate: the clockwise rotation that outputs undo to return to received pixels
+            (``input.rotation``; 0 with ``input.rectify``, whose outputs stay rectified).
+        grid: the camera's remap grid with ``input.rectify`` (its storage is the camera's, kept
+            when a new calibration comes), else None.
+        rect: (H', W', C) uint8 rectified frame (C = 1 for mono8 input, else 3 RGB), the
+            networks' input and the source of the rectified image output.
         midas_in: MiDaS input.
         yolo_in: YOLO input.
         depth_low: (h, w) MiDaS output, kept between frames for ``depth.frame_skip``.
@@ -56,6 +63,9 @@ class ShapePlan:
     encoding: str
     frame: torch.Tensor
     rotated_hw: tuple[int, int]
+    unrotate: int = 0
+    grid: torch.Tensor | None = None
+    rect: torch.Tensor | None = None
     midas_in: torch.Tensor | None = None
     yolo_in: torch.Tensor | None = None
     depth_low: torch.Tensor | None = None

@@ -34,8 +34,9 @@ ENGINE_MAX_PLANS = 8
 #: Most bytes of buffers the plans kept beside a new one may hold (the newest plan comes on top).
 ENGINE_MAX_PLAN_BYTES = 256 * 2**20
 
-#: (height, width, channels, encoding) of the frames a plan serves.
-PlanKey = tuple[int, int, int, str]
+#: (height, width, channels, encoding) of the frames a plan serves; with ``input.rectify`` also
+#: the camera and the rectified (height, width).
+PlanKey = tuple
 
 
 class PlanCache:

@@ -121,3 +121,24 @@ def camera_info_for_output(
     out.binning_x = out.binning_y = 0
     out.roi = type(info.roi)()
     return out
+
+
+def rectified_camera_info(fields: Any, header: Any) -> Any:
+    """The ``sensor_msgs/CameraInfo`` of the rectified image (``input.rectify``).
+
+    Args:
+        fields: the :class:`~aria_perception.optics.CameraInfoFields` of the rectified pinhole
+            after rotation (K, P, R, no distortion, its size).
+        header: the input frame's header, attached unchanged.
+    """
+    from sensor_msgs.msg import CameraInfo
+
+    out = CameraInfo()
+    out.header = header
+    out.width, out.height = int(fields.width), int(fields.height)
+    out.distortion_model = fields.distortion_model
+    out.d = [float(v) for v in fields.d]
+    out.k = [float(v) for v in fields.k]
+    out.r = [float(v) for v in fields.r]
+    out.p = [float(v) for v in fields.p]
+    return out

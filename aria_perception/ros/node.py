@@ -20,7 +20,6 @@ worker's start, stop and health in :mod:`aria_perception.ros.worker_link`.
 from __future__ import annotations
 
 import sys
-import threading
 import time
 from typing import Any
 
@@ -34,13 +33,14 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from aria_perception.errors import AriaPerceptionError, ConfigError, FrameError, shorten
 from aria_perception.records import Thresholds
 from aria_perception.ros import diagnostics, params
+from aria_perception.ros.camera_input import CameraInput
 from aria_perception.ros.detection_tracking import DetectionTracking
 from aria_perception.ros.image_codec import compressed_to_frame, image_to_frame, serialized_image
-from aria_perception.ros.log_throttle import LogThrottle
 from aria_perception.ros.node_config import NodeConfig
 from aria_perception.ros.outputs import OUTPUT_TOPICS, OutputPublishers, PendingFrame
 from aria_perception.ros.param_table import SPECS, validate
 from aria_perception.ros.qos import InputSubscription
+from aria_perception.ros.rejections import Rejections
 from aria_perception.ros.runner import run_nodes, spin
 from aria_perception.ros.worker_link import WorkerLink
 
@@ -51,8 +51,6 @@ DEFAULT_NAME = "perception"
 #: Inputs are relative names (remapped by the launch file to the camera's topics).
 INPUT_TOPICS = {"image": "image", "image/compressed": "image/compressed",
                 "camera_info": "camera_info"}  # fmt: skip
-#: Shortest time between two log lines of one reason for a rejected or lost frame.
-_LOG_PERIOD_S = 5.0
 
 
 class PerceptionNode(LifecycleNode):
@@ -75,11 +73,8 @@ class PerceptionNode(LifecycleNode):
         self._finalized = False
         self._destroyed = False
         self._camera_info: Any = None
-        self._rejected = 0  # frames refused by the codec (the worker counts its own)
-        self._counter_lock = threading.Lock()
-        self._throttle = LogThrottle(_LOG_PERIOD_S)
+        self._rejections = Rejections(self._logger)
         self._worker = WorkerLink(self._logger, self._on_result, self._on_worker_error)
-        self._outputs = OutputPublishers(self)
 
         self._input_rate = diagnostics.RateTracker()
         self._output_rate = diagnostics.RateTracker()
@@ -96,6 +91,18 @@ class PerceptionNode(LifecycleNode):
             super().destroy_node()  # a refused node leaves nothing registered behind
             raise
         self._warn_unknown_overrides()
+        rectify = self._config.engine.rectify
+        self._outputs = OutputPublishers(self, rectify=rectify)
+        self._camera = (
+            CameraInput(
+                self._config.engine,
+                self._logger,
+                self._rejections.throttle,
+                self._worker.set_rectification,
+            )
+            if rectify
+            else None
+        )
         self._thresholds = self._config.thresholds
         self._expected_fps = self._config.expected_fps
         self._latency_budget_ms = self._config.latency_budget_ms
@@ -277,29 +284,29 @@ class PerceptionNode(LifecycleNode):
     ) -> None:
         if not self._active:
             return
+        if self._camera is not None:  # rectify: no frame without a calibration of its size
+            try:
+                self._camera.check_frame(pending.frame.width, pending.frame.height)
+            except FrameError as err:
+                self._reject(pending.message, err)
+                return
+        outputs = self._outputs
         try:
-            self._worker.submit(pixels, encoding, pending, self._outputs.depth_wanted(), size)
+            self._worker.submit(
+                pixels, encoding, pending, outputs.depth_wanted(), size, outputs.rect_wanted()
+            )
         except FrameError as err:  # the supervisor counts it in its ``rejected``
             self._reject(pending.message, err, count=False)
         except AriaPerceptionError as err:
             self._logger.error(f"could not submit a frame: {err}", throttle_duration_sec=5.0)
 
     def _reject(self, msg: Any, err: Exception, count: bool = True) -> None:
-        if count:
-            with self._counter_lock:
-                self._rejected += 1
-        if self._throttle.allow(err):
-            stamp = msg.header.stamp
-            # The frame id and the reason may quote anything the sender chose: both are cut.
-            self._logger.warning(
-                f"rejected frame {stamp.sec}.{stamp.nanosec:09d} "
-                f"({shorten(repr(msg.header.frame_id), 80)}): {shorten(str(err))} "
-                f"(rejected_frames counts them; this kind of reason is logged every "
-                f"{_LOG_PERIOD_S:g} s at most)"
-            )
+        self._rejections.reject(msg.header, err, count)
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
         self._camera_info = msg
+        if self._camera is not None:
+            self._camera.update(msg)
 
     # ------------------------------------------------------------------ results
 
@@ -312,9 +319,8 @@ class PerceptionNode(LifecycleNode):
         names = self._worker.class_names
         tracked = self._tracking.track(result.result.detections, names, self._thresholds)
         try:
-            published = self._outputs.publish(
-                pending, result.result, names, self._camera_info, tracked.ids
-            )
+            info = self._camera_info if self._camera is None else self._camera.output_info()
+            published = self._outputs.publish(pending, result.result, names, info, tracked.ids)
         except Exception as err:  # noqa: BLE001 - a bad result must not kill the thread
             self._logger.error(
                 f"publishing results failed: {type(err).__name__}: {err}",
@@ -334,7 +340,7 @@ class PerceptionNode(LifecycleNode):
         """A frame failed in the worker (supervisor thread): bad frames are counted there."""
         if isinstance(err, FrameError) and isinstance(tag, PendingFrame):
             self._reject(tag.message, err, count=False)
-        elif self._throttle.allow(err):
+        elif self._rejections.throttle.allow(err):
             what = "worker error" if frame_id < 0 else f"frame {frame_id} lost"
             self._logger.error(f"{what}: {type(err).__name__}: {shorten(str(err))}")
 
@@ -407,8 +413,7 @@ class PerceptionNode(LifecycleNode):
         snap.latency_ms_p50, snap.latency_ms_p95, snap.latency_ms_p99 = self._latency.percentiles(
             50, 95, 99
         )
-        with self._counter_lock:
-            snap.rejected_frames = self._rejected
+        snap.rejected_frames = self._rejections.count
         if self._input is not None:
             snap.lost_samples = self._input.lost_samples
         self._worker.report(snap, self._active)

@@ -1,8 +1,9 @@
-"""The node's outputs: its five publishers and the messages of one frame's result.
+"""The node's outputs: its publishers and the messages of one frame's result.
 
 Outputs are private names, ``<namespace>/<node name>/...``: several nodes in one container or
 namespace never collide, and each camera's results sit under its node. Dense outputs (depth,
-overlay, output CameraInfo) are built only while someone subscribes to them.
+overlay, output CameraInfo, the rectified image) are built only while someone subscribes to
+them. ``image/rect`` exists only with ``input.rectify``: the frame the networks saw.
 """
 
 from __future__ import annotations
@@ -16,14 +17,20 @@ from rclpy.qos import QoSProfile
 from sensor_msgs.msg import CameraInfo, Image
 from vision_msgs.msg import Detection2DArray
 
+from aria_perception.optics import CameraInfoFields
 from aria_perception.records import EngineResult
 from aria_perception.ros.image_codec import (
     CompressedFrame,
     RawFrame,
     depth_to_image,
+    image_from_array,
     normalized_depth_to_image,
 )
-from aria_perception.ros.messages import camera_info_for_output, detections_to_msg
+from aria_perception.ros.messages import (
+    camera_info_for_output,
+    detections_to_msg,
+    rectified_camera_info,
+)
 from aria_perception.ros.overlay import decode_compressed_bgr, overlay_image
 
 __all__ = ["OUTPUT_QOS", "OUTPUT_TOPICS", "OutputPublishers", "PendingFrame"]
@@ -37,6 +44,7 @@ OUTPUT_TOPICS: dict[str, str] = {
         "depth/normalized",
         "detections/overlay",
         "depth/camera_info",
+        "image/rect",
     )
 }
 #: Reliable, keep last 2: a slow subscriber gets the newest results, not a backlog.
@@ -47,6 +55,7 @@ _TYPES: dict[str, Any] = {
     "depth/normalized": Image,
     "detections/overlay": Image,
     "depth/camera_info": CameraInfo,
+    "image/rect": Image,
 }
 _DEPTH_KEYS = ("depth/raw", "depth/normalized")
 
@@ -80,11 +89,14 @@ class OutputPublishers:
     Args:
         node: the node that owns the publishers.
         qos: profile of every output.
+        rectify: ``input.rectify`` is on: results are in the rectified image, which
+            ``image/rect`` publishes and the overlay draws on.
     """
 
-    def __init__(self, node: Any, qos: QoSProfile = OUTPUT_QOS) -> None:
+    def __init__(self, node: Any, qos: QoSProfile = OUTPUT_QOS, rectify: bool = False) -> None:
         self._node = node
         self._qos = qos
+        self._rectify = rectify
         self._pubs: dict[str, Any] = {}
         self._lock = threading.Lock()
 
@@ -106,6 +118,7 @@ class OutputPublishers:
             self._pubs = {
                 key: self._node.create_publisher(msg_type, OUTPUT_TOPICS[key], self._qos)
                 for key, msg_type in _TYPES.items()
+                if key != "image/rect" or self._rectify
             }
 
     def destroy(self) -> None:
@@ -118,6 +131,12 @@ class OutputPublishers:
     def depth_wanted(self) -> bool:
         """Whether the dense map must come back (box depth is computed in the worker anyway)."""
         return any(self.subscription_count(key) > 0 for key in _DEPTH_KEYS)
+
+    def rect_wanted(self) -> bool:
+        """Whether the rectified frame must come back: for ``image/rect`` or the overlay."""
+        if not self._rectify:
+            return False
+        return any(self.subscription_count(k) > 0 for k in ("image/rect", "detections/overlay"))
 
     def publish(
         self,
@@ -133,7 +152,9 @@ class OutputPublishers:
             pending: the frame the result belongs to.
             result: the engine's result for it.
             class_names: the detector's class names (index = class id).
-            camera_info: the newest input CameraInfo, or None (no output CameraInfo then).
+            camera_info: the newest input CameraInfo, or with ``input.rectify`` the rectified
+                pinhole's :class:`~aria_perception.optics.CameraInfoFields`; None: no output
+                CameraInfo.
             track_ids: each detection's track ID as text ("" = none); empty = no tracking.
 
         Returns:
@@ -162,9 +183,15 @@ class OutputPublishers:
                 pubs["depth/raw"].publish(depth_to_image(depth, header))
             if pubs["depth/normalized"].get_subscription_count() > 0:
                 pubs["depth/normalized"].publish(normalized_depth_to_image(depth, header))
+        rect = result.rectified
+        rect_pub = pubs.get("image/rect")
+        if rect is not None and rect_pub is not None and rect_pub.get_subscription_count() > 0:
+            rect_pub.publish(image_from_array(rect, _rect_encoding(rect), header))
         overlay = pubs["detections/overlay"]
         if overlay.get_subscription_count() > 0:
-            if isinstance(frame, RawFrame):
+            if rect_pub is not None:  # rectified: boxes are in the rectified image
+                pixels, encoding = rect, "rgb8" if rect is None else _rect_encoding(rect)
+            elif isinstance(frame, RawFrame):
                 pixels, encoding = frame.pixels, frame.encoding
             else:
                 pixels, encoding = decode_compressed_bgr(frame.data), "bgr8"
@@ -173,7 +200,15 @@ class OutputPublishers:
                     overlay_image(pixels, encoding, dets, class_names, header, track_ids)
                 )
         info_pub = pubs["depth/camera_info"]
-        if camera_info is not None and info_pub.get_subscription_count() > 0:
+        if isinstance(camera_info, CameraInfoFields):
+            if info_pub.get_subscription_count() > 0:
+                info_pub.publish(rectified_camera_info(camera_info, header))
+        elif camera_info is not None and info_pub.get_subscription_count() > 0:
             size = (frame.width, frame.height)
             out_size = (depth.shape[1], depth.shape[0]) if depth is not None else size
             info_pub.publish(camera_info_for_output(camera_info, header, size, out_size))
+
+
+def _rect_encoding(image: Any) -> str:
+    """rgb8 for a colour rectified frame, mono8 for a mono one."""
+    return "mono8" if image.ndim == 2 or image.shape[2] == 1 else "rgb8"

@@ -168,6 +168,22 @@ PARAMETERS: tuple[ParamSpec, ...] = (
        "Rotate frames clockwise before inference (Aria RGB: 90); outputs stay in received "
        "pixels.", low=ROTATIONS[0], high=ROTATIONS[-1], step=ROTATIONS[1] - ROTATIONS[0],
        constraints=", ".join(map(str, ROTATIONS[:-1])) + f" or {ROTATIONS[-1]}"),
+    _P("input.rectify", "engine.rectify",
+       "Resample each frame through its camera_info calibration (plumb_bob, "
+       "rational_polynomial, equidistant, fisheye624) into the upright pinhole camera of "
+       "rectify.*, on the GPU; input.rotation is applied by the same sample and every output is "
+       "in the rectified image. Frames are refused until a valid camera_info arrives."),
+    _P("rectify.width", "engine.rectify_width",
+       "Rectified image width before input.rotation (Aria RGB: 1024).", low=32, high=4096,
+       step=1),
+    _P("rectify.height", "engine.rectify_height",
+       "Rectified image height before input.rotation (Aria RGB: 1024).", low=32, high=4096,
+       step=1),
+    _P("rectify.focal_px", "engine.rectify_focal_px",
+       "Focal length of the rectified pinhole in pixels, principal point at the image centre. "
+       "Aria RGB: 500 at 1024x1024 spans 91 degrees across and 111 on the diagonal, inside the "
+       "110-degree fisheye's image circle; smaller sees more, with black corners.",
+       low=1.0, high=100000.0),
     _P("input.max_pixels", "max_pixels",
        "Refuse frames with more pixels (sizes the shared-memory slots).",
        low=1, high=MAX_FRAME_PIXELS, step=1),
@@ -278,4 +294,10 @@ def config_from_values(values: Mapping[str, Any]) -> NodeConfig:
             node[spec.field] = value
     config = NodeConfig(engine=EngineConfig(**engine), **node)
     validate_engine_config(config.engine)  # the rules across parameters ("nothing enabled")
+    rect_pixels = config.engine.rectify_width * config.engine.rectify_height
+    if config.engine.rectify and rect_pixels > config.max_pixels:
+        raise ConfigError(
+            f"rectify.width x rectify.height = {rect_pixels} pixels is over input.max_pixels="
+            f"{config.max_pixels} (the output slots hold the rectified depth map)"
+        )
     return config

@@ -45,6 +45,7 @@ class WorkerLink:
         self._info: EngineInfo | None = None
         self._start_error = ""
         self._seen = (WorkerState.STOPPED.name, 0)
+        self._rectification: Any = None  # the camera's latest, for every supervisor started
 
     @property
     def info(self) -> EngineInfo | None:
@@ -91,6 +92,8 @@ class WorkerLink:
             )
             info = self._supervisor.start()
             thresholds.check_classes(info.class_names)
+            if self._rectification is not None:
+                self._supervisor.set_rectification(self._rectification)
         except AriaPerceptionError as err:
             self._start_error = str(err)
             self.stop()
@@ -125,6 +128,7 @@ class WorkerLink:
         tag: Any,
         want_depth: bool,
         size: tuple[int, int] | None = None,
+        want_rect: bool = False,
     ) -> bool:
         """Hand a frame to the worker; False when no worker runs (the frame is ignored).
 
@@ -138,8 +142,20 @@ class WorkerLink:
         supervisor = self._supervisor
         if supervisor is None:
             return False
-        supervisor.submit(pixels, encoding, tag, want_depth=want_depth, size=size)
+        supervisor.submit(
+            pixels, encoding, tag, want_depth=want_depth, size=size, want_rect=want_rect
+        )
         return True
+
+    def set_rectification(self, rectification: Any) -> None:
+        """Rectify frames through ``rectification`` (a new camera calibration) from now on.
+
+        Kept for the workers started later; the supervisor re-sends it to a restarted worker.
+        """
+        self._rectification = rectification
+        supervisor = self._supervisor
+        if supervisor is not None:
+            supervisor.set_rectification(rectification)
 
     def set_thresholds(self, thresholds: Thresholds) -> None:
         """Apply new detector thresholds in the running worker (kept across restarts).

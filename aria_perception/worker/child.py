@@ -179,6 +179,8 @@ class _Worker:
         elif isinstance(message, msg.Release):
             if message.out_slot not in self.free_outputs:
                 self.free_outputs.append(message.out_slot)
+        elif isinstance(message, msg.SetRectification):
+            self.set_rectification(engine, message)
         elif isinstance(message, msg.SetThresholds):
             try:
                 engine.set_thresholds(message.thresholds)
@@ -206,20 +208,29 @@ class _Worker:
             pixels = self.slots.input(message.in_slot)[:size].reshape(message.shape)
             out = self.slots.output(out_slot)
             depth_out: np.ndarray | None = None
+            extra: dict[str, Any] = {}
+            if message.want_rect and out.rect.size:  # optional: only rectifying engines get it
+                extra["rect_out"] = out.rect
             if message.want_depth:
                 # The engine writes the depth map straight into the output slot: an (H, W) view
-                # for raw frames, the flat slot for compressed ones (size known once decoded).
-                if len(message.shape) >= 2:
+                # for raw frames, the flat slot for compressed ones (size known once decoded)
+                # and rectified ones (the rectified size).
+                if len(message.shape) >= 2 and not self.start.config.rectify:
                     h, w = message.shape[:2]
                     depth_out = out.depth[: h * w].reshape(h, w)
                 else:
                     depth_out = out.depth
             t0 = time.monotonic()
             result = engine.process(
-                pixels, message.encoding, want_depth=message.want_depth, depth_out=depth_out
+                pixels,
+                message.encoding,
+                want_depth=message.want_depth,
+                depth_out=depth_out,
+                **extra,
             )
             t1 = time.monotonic()
             n, depth_shape = out.write(result)
+            rect_shape = out.write_rectified(result)
             t2 = time.monotonic()
         except FrameError as exc:
             self.free_outputs.append(out_slot)  # nothing in it for the parent to read
@@ -253,9 +264,22 @@ class _Worker:
                 sent_at=time.monotonic(),
                 gpu_mem_mb=current,
                 gpu_mem_peak_mb=peak,
+                rect_shape=rect_shape,
             )
         )
         return True
+
+    def set_rectification(self, engine: InferenceEngine, message: msg.SetRectification) -> None:
+        """Hand a camera's calibration to the engine; a refusal is reported, the worker goes on."""
+        setter = getattr(engine, "set_rectification", None)
+        try:
+            if setter is None:
+                raise ConfigError(
+                    f"engine {self.start.engine_factory!r} cannot rectify (no set_rectification)"
+                )
+            setter(message.rectification, message.camera)
+        except Exception as exc:  # reported; the engine keeps its earlier calibration
+            self.send(msg.Failure(self.gen, msg.ErrorInfo.from_exception(exc)))
 
     def debug(self, message: msg.Debug) -> None:
         action = message.action

@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 import time
 
+from aria_perception.optics import Rectification
 from aria_perception.records import Thresholds
 from aria_perception.worker import protocol as msg
 from aria_perception.worker.ledger import Job, Ledger, LedgerCounts, Loss
@@ -30,6 +31,7 @@ class Dispatcher:
         self._lock = threading.Lock()
         self._worker: WorkerProcess | None = None
         self._thresholds: Thresholds | None = None
+        self._rectifications: dict[str, Rectification] = {}
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -82,6 +84,9 @@ class Dispatcher:
             self._ledger.worker_ready(worker.generation)
             if self._thresholds is not started_with:  # changed while it was starting
                 self._send(msg.SetThresholds(self._thresholds))  # type: ignore[arg-type]
+            # Before any frame can reach it (frames need an attached worker, under this lock).
+            for camera, rectification in self._rectifications.items():
+                self._send(msg.SetRectification(camera, rectification))
 
     def detach(self) -> WorkerProcess | None:
         """Stop sending to the current worker (it died or is being stopped); return it."""
@@ -121,6 +126,12 @@ class Dispatcher:
         with self._lock:
             self._thresholds = thresholds
             self._send(msg.SetThresholds(thresholds))
+
+    def set_rectification(self, camera: str, rectification: Rectification) -> None:
+        """Keep ``camera``'s rectification (for later workers too); send it to the current one."""
+        with self._lock:
+            self._rectifications[camera] = rectification
+            self._send(msg.SetRectification(camera, rectification))
 
     # -- a new frame (submit) -----------------------------------------------------------------
 

@@ -4,6 +4,12 @@ The worker builds its engine from ``WorkerSettings.engine_factory`` (``"module:N
 with the :class:`~aria_perception.records.EngineConfig`) and uses exactly these members.
 :class:`aria_perception.engine.engine.Engine` is the real implementation; test and benchmark
 engines implement the same members. This module imports no torch.
+
+With ``input.rectify`` the worker also uses two optional members, which other engines need not
+have: ``set_rectification(rectification, camera)`` (a
+:class:`~aria_perception.optics.Rectification` for the camera ``""``; sent once per calibration
+change) and the ``rect_out`` keyword of ``process`` (a flat uint8 buffer for the rectified frame,
+passed only when it is wanted; the engine returns a view of it in ``result.rectified``).
 """
 
 from __future__ import annotations

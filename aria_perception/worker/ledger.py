@@ -43,6 +43,7 @@ class Job:
         shape: Shape of the data in the slot ((H, W, C), (H, W) or (n_bytes,)).
         encoding: Raw encoding or compressed format.
         want_depth: Whether the depth map is wanted back.
+        want_rect: Whether the rectified frame is wanted back (``input.rectify``).
         submitted_at: ``time.monotonic()`` when ``submit`` was called.
         copy_in_ms: Time ``submit`` spent copying into the slot.
         size: (height, width) a compressed frame's header announces, if known: a size new to
@@ -64,6 +65,7 @@ class Job:
     submitted_at: float
     copy_in_ms: float
     size: tuple[int, int] | None = None
+    want_rect: bool = False
     generation: int = 0
     dispatched_at: float = 0.0
     started_at: float | None = None

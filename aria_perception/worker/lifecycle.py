@@ -67,6 +67,8 @@ class Lifecycle:
             input_bytes=settings.input_bytes,
             max_depth_pixels=settings.max_pixels,
             max_detections=config.max_detections,
+            # The rectified frame comes back in the output slot: rgb8 at the pinhole's size.
+            rect_bytes=config.rectify_width * config.rectify_height * 3 if config.rectify else 0,
         )
         self._dispatch = dispatch
         self._stopping = stopping

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from aria_perception import errors
 from aria_perception.errors import AriaPerceptionError, EngineError, shorten
+from aria_perception.optics import Rectification
 from aria_perception.records import EngineConfig, EngineInfo, StageTimes, Thresholds
 from aria_perception.worker.slots import SlotLayout
 
@@ -99,6 +100,7 @@ class FrameRequest:
     shape: tuple[int, ...]
     encoding: str
     want_depth: bool
+    want_rect: bool = False
 
 
 @dataclass(frozen=True)
@@ -113,6 +115,18 @@ class SetThresholds:
     """Apply new detector thresholds."""
 
     thresholds: Thresholds
+
+
+@dataclass(frozen=True)
+class SetRectification:
+    """Rectify ``camera``'s frames through ``rectification`` from the next frame on.
+
+    Sent once per calibration change (and again to each new worker), never per frame: the
+    worker builds the remap grid from it once.
+    """
+
+    camera: str
+    rectification: Rectification
 
 
 @dataclass(frozen=True)
@@ -179,6 +193,7 @@ class Result:
     sent_at: float
     gpu_mem_mb: float
     gpu_mem_peak_mb: float
+    rect_shape: tuple[int, int, int] | None = None  # the rectified frame in the slot, if any
 
 
 @dataclass(frozen=True)

@@ -121,14 +121,22 @@ class SlotLayout:
         input_bytes: Capacity of one input slot in bytes.
         max_depth_pixels: Capacity of one depth map in float32 values.
         max_detections: Capacity of the detection arrays of one output slot.
+        rect_bytes: Capacity of the rectified frame of one output slot (0 without
+            ``input.rectify``).
     """
 
     input_bytes: int
     max_depth_pixels: int
     max_detections: int
+    rect_bytes: int = 0
 
     def __post_init__(self) -> None:
-        if self.input_bytes < 1 or self.max_depth_pixels < 1 or self.max_detections < 0:
+        if (
+            self.input_bytes < 1
+            or self.max_depth_pixels < 1
+            or self.max_detections < 0
+            or self.rect_bytes < 0
+        ):
             raise ValueError(f"invalid slot layout {self}")
 
     @property
@@ -137,14 +145,14 @@ class SlotLayout:
         return _align(self.input_bytes, _PAGE)
 
     @property
-    def _det_offsets(self) -> tuple[int, int, int, int, int]:
-        """Offsets of boxes, scores, class ids, box depth and the end, within an output slot."""
+    def _det_offsets(self) -> tuple[int, int, int, int, int, int]:
+        """Offsets of boxes, scores, class ids, box depth, the rectified frame and the end."""
         boxes = _align(self.max_depth_pixels * 4, _LINE)
         scores = _align(boxes + self.max_detections * 16, _LINE)
         class_ids = _align(scores + self.max_detections * 4, _LINE)
         box_depth = _align(class_ids + self.max_detections * 4, _LINE)
-        end = box_depth + self.max_detections * 4
-        return boxes, scores, class_ids, box_depth, end
+        rect = _align(box_depth + self.max_detections * 4, _LINE)
+        return boxes, scores, class_ids, box_depth, rect, rect + self.rect_bytes
 
     @property
     def output_stride(self) -> int:
@@ -170,12 +178,13 @@ class OutputSlot:
 
     def __init__(self, buf: mmap.mmap, offset: int, layout: SlotLayout) -> None:
         cap = layout.max_detections
-        boxes, scores, class_ids, box_depth, _ = layout._det_offsets
+        boxes, scores, class_ids, box_depth, rect, _ = layout._det_offsets
         self.depth = np.ndarray((layout.max_depth_pixels,), np.float32, buf, offset)
         self.boxes = np.ndarray((cap, 4), np.float32, buf, offset + boxes)
         self.scores = np.ndarray((cap,), np.float32, buf, offset + scores)
         self.class_ids = np.ndarray((cap,), np.int32, buf, offset + class_ids)
         self.box_depth = np.ndarray((cap,), np.float32, buf, offset + box_depth)
+        self.rect = np.ndarray((layout.rect_bytes,), np.uint8, buf, offset + rect)
 
     def write(self, result: EngineResult) -> tuple[int, tuple[int, int] | None]:
         """Copy ``result`` into the slot (worker side).
@@ -213,17 +222,41 @@ class OutputSlot:
             np.copyto(target, depth, casting="same_kind")
         return n, (h, w)
 
+    def write_rectified(self, result: EngineResult) -> tuple[int, int, int] | None:
+        """Copy the result's rectified frame into the slot, unless written there in place.
+
+        Returns:
+            Its (H, W, C) shape, or ``None`` without one.
+
+        Raises:
+            FrameError: it is larger than the slot's rectified-frame capacity.
+        """
+        image = result.rectified
+        if image is None:
+            return None
+        if image.ndim != 3 or image.dtype != np.uint8 or image.size > self.rect.shape[0]:
+            raise FrameError(
+                f"rectified frame {image.dtype} {image.shape} does not fit the "
+                f"{self.rect.shape[0]} bytes of the output slot"
+            )
+        target = self.rect[: image.size].reshape(image.shape)
+        if not _same_memory(image, target):
+            np.copyto(target, image)
+        h, w, c = image.shape
+        return h, w, c
+
     def read(
         self,
         n: int,
         depth_shape: tuple[int, int] | None,
         times: StageTimes,
         depth_fresh: bool,
+        rect_shape: tuple[int, int, int] | None = None,
     ) -> EngineResult:
         """The result in the slot (parent side).
 
-        Detections are copied (they are small); the depth map is a read-only view of the slot,
-        valid until the slot is used again.
+        Detections are copied (they are small); the depth map and the rectified frame are
+        read-only views of the slot, valid until the slot is used again.
         """
         dets = Detections(
             boxes=self.boxes[:n].copy(),
@@ -236,7 +269,11 @@ class OutputSlot:
             h, w = depth_shape
             depth = self.depth[: h * w].reshape(h, w)
             depth.flags.writeable = False
-        return EngineResult(detections=dets, depth=depth, times=times, depth_fresh=depth_fresh)
+        rect = None
+        if rect_shape is not None:
+            rect = self.rect[: int(np.prod(rect_shape))].reshape(rect_shape)
+            rect.flags.writeable = False
+        return EngineResult(dets, depth, times, depth_fresh, rectified=rect)
 
 
 def _same_memory(a: np.ndarray, b: np.ndarray) -> bool:

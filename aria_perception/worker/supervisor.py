@@ -39,6 +39,7 @@ from aria_perception.errors import (
     WorkerError,
     WorkerStartError,
 )
+from aria_perception.optics import Rectification
 from aria_perception.records import EngineConfig, EngineInfo, Thresholds, WorkerState
 from aria_perception.worker import protocol as msg
 from aria_perception.worker.dispatch import Dispatcher
@@ -183,6 +184,7 @@ class Supervisor:
         *,
         want_depth: bool = True,
         size: tuple[int, int] | None = None,
+        want_rect: bool = False,
     ) -> int | None:
         """Hand a frame to the worker; its result comes to ``on_result`` with ``tag``.
 
@@ -198,6 +200,7 @@ class Supervisor:
             want_depth: Whether the depth map is wanted back.
             size: (height, width) a compressed frame's header announces, if known: the first
                 frame of a size gets ``first_frame_timeout_s``, like a new raw shape.
+            want_rect: Whether the rectified frame is wanted back (``input.rectify``).
 
         Returns:
             The frame id, or ``None`` when no worker is ready (the frame counts as dropped).
@@ -233,6 +236,7 @@ class Supervisor:
                 submitted_at=submitted_at,
                 copy_in_ms=(time.monotonic() - submitted_at) * 1e3,
                 size=size,
+                want_rect=want_rect,
             )
             return job.frame_id if dispatch.admit(job) else None
 
@@ -248,6 +252,13 @@ class Supervisor:
         if info is not None:
             thresholds.check_classes(info.class_names)
         self._dispatch.set_thresholds(thresholds)
+
+    def set_rectification(self, rectification: Rectification, camera: str = "") -> None:
+        """Rectify ``camera``'s frames from the next one on (kept across worker restarts).
+
+        Sent once; the worker builds the grid. An engine's refusal goes to ``on_error`` (id -1).
+        """
+        self._dispatch.set_rectification(camera, rectification)
 
     def stats(self) -> WorkerStats:
         """A snapshot of the counters."""
@@ -409,9 +420,9 @@ class Supervisor:
     def _deliver(self, message: msg.Result, job: Job, slots: SharedSlots) -> None:
         """Read the result from its output slot and hand it to ``on_result``."""
         delivered_at = time.monotonic()
-        result = slots.output(message.out_slot).read(
-            message.n_detections, message.depth_shape, message.times, message.depth_fresh
-        )
+        m = message
+        shapes = (m.n_detections, m.depth_shape, m.times, m.depth_fresh, m.rect_shape)
+        result = slots.output(m.out_slot).read(*shapes)
         timing = FrameTiming.of(job, message, delivered_at)
         frame_result = FrameResult(job.tag, job.frame_id, message.generation, result, timing)
         del result

@@ -1,0 +1,126 @@
+"""Rectification: the remap grid from a calibrated camera to an upright pinhole; its CameraInfo.
+
+The output image is the :class:`~aria_perception.optics.pinhole.Pinhole` camera turned
+``rotation`` degrees clockwise. For each output pixel the grid holds the source pixel to sample,
+so one bilinear sample both undistorts and rotates. The output camera's frame is the input
+camera's optical frame turned about its z axis: a point X in the input camera's frame is
+``R @ X`` in the output camera's frame, and ``R`` is what the output CameraInfo carries.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+
+from aria_perception.errors import ConfigError
+from aria_perception.optics.calibration import Calibration
+from aria_perception.optics.pinhole import Pinhole
+
+__all__ = ["CameraInfoFields", "Rectification", "rotation_matrix"]
+
+#: Clockwise image rotation -> R: input camera frame -> output camera frame (x right, y down).
+_ROTATION_MATRICES: dict[int, tuple[float, ...]] = {
+    0: (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0),
+    90: (0.0, -1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0),
+    180: (-1.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0, 1.0),
+    270: (0.0, 1.0, 0.0, -1.0, 0.0, 0.0, 0.0, 0.0, 1.0),
+}
+
+
+def rotation_matrix(rotation: int) -> np.ndarray:
+    """The 3x3 ``R`` of an image turned ``rotation`` degrees clockwise (see the module docstring).
+
+    Raises:
+        ConfigError: ``rotation`` is not 0, 90, 180 or 270.
+    """
+    matrix = _ROTATION_MATRICES.get(rotation)
+    if matrix is None:
+        raise ConfigError(f"input.rotation must be one of (0, 90, 180, 270), got {rotation!r}")
+    return np.asarray(matrix, np.float64).reshape(3, 3)
+
+
+class CameraInfoFields(NamedTuple):
+    """The fields of the output ``sensor_msgs/CameraInfo`` (no distortion: ``D`` all zeros).
+
+    Attributes:
+        width: output image width (after rotation).
+        height: output image height.
+        distortion_model: ``plumb_bob``.
+        d: five zeros.
+        k: the 3x3 camera matrix, row major.
+        r: the rotation from the input camera's frame to the output camera's, row major.
+        p: the 3x4 projection matrix, row major (``K`` and a zero column).
+    """
+
+    width: int
+    height: int
+    distortion_model: str
+    d: tuple[float, ...]
+    k: tuple[float, ...]
+    r: tuple[float, ...]
+    p: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class Rectification:
+    """A calibrated camera rectified to ``pinhole`` and turned ``rotation`` degrees clockwise.
+
+    Attributes:
+        calibration: the source camera.
+        pinhole: the output camera before rotation.
+        rotation: clockwise degrees (``input.rotation``).
+
+    Raises:
+        ConfigError: ``rotation`` is not 0, 90, 180 or 270.
+    """
+
+    calibration: Calibration
+    pinhole: Pinhole
+    rotation: int = 0
+
+    def __post_init__(self) -> None:
+        rotation_matrix(self.rotation)
+
+    @property
+    def output(self) -> Pinhole:
+        """The output camera, after rotation."""
+        return self.pinhole.rotated(self.rotation)
+
+    @property
+    def output_size(self) -> tuple[int, int]:
+        """(width, height) of the output image."""
+        out = self.output
+        return out.width, out.height
+
+    def grid(self) -> np.ndarray:
+        """For every output pixel, the source pixel to sample.
+
+        Returns:
+            (height, width, 2) float32 source (x, y) in pixels (centres at integers) of the
+            output image; NaN where the ray misses the sensor or the calibrated lens. A point
+            in the outer half of a border pixel is moved to that pixel's centre, so that it
+            samples the pixel rather than a blend with the black outside.
+        """
+        rays = self.output.rays() @ rotation_matrix(self.rotation)  # R^T: back to the source
+        pixels, valid = self.calibration.project(rays)
+        calib = self.calibration
+        np.clip(pixels[..., 0], 0, calib.width - 1, out=pixels[..., 0])
+        np.clip(pixels[..., 1], 0, calib.height - 1, out=pixels[..., 1])
+        pixels[~valid] = np.nan
+        return pixels.astype(np.float32)
+
+    def camera_info(self) -> CameraInfoFields:
+        """The output CameraInfo fields: the rotated pinhole, no distortion."""
+        out = self.output
+        f = out.focal_px
+        return CameraInfoFields(
+            width=out.width,
+            height=out.height,
+            distortion_model="plumb_bob",
+            d=(0.0,) * 5,
+            k=out.k,
+            r=tuple(float(v) for v in rotation_matrix(self.rotation).reshape(-1)),
+            p=(f, 0.0, out.cx, 0.0, 0.0, f, out.cy, 0.0, 0.0, 0.0, 1.0, 0.0),
+        )
