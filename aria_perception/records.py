@@ -28,6 +28,7 @@ from aria_perception.frame_checks import (
 from aria_perception.optics.pinhole import Pinhole
 
 __all__ = [
+    "COMPILE_MODES",
     "COMPRESSED_FORMATS",
     "MAX_FRAME_PIXELS",
     "PNG_SIGNATURE",
@@ -53,6 +54,8 @@ __all__ = [
 
 ROTATIONS = (0, 90, 180, 270)
 PRECISIONS = ("auto", "fp16", "fp32")
+#: ``worker.compile``: torch.compile both networks (auto: on CUDA only).
+COMPILE_MODES = ("auto", "on", "off")
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,9 @@ class EngineConfig:
     rectify_focal_px: float = 500.0
     parallel_streams: bool = True
     cuda_graphs: bool = True
+    compile: str = "auto"
+    #: Where inductor keeps compiled kernels between starts ("" = the user's cache).
+    compile_cache_dir: str = ""
 
     def replace(self, **changes: object) -> EngineConfig:
         """Return a copy with ``changes`` applied."""
@@ -183,6 +189,8 @@ def validate_engine_config(config: EngineConfig) -> None:
     if config.rotation not in ROTATIONS:
         raise ConfigError(f"input.rotation must be one of {ROTATIONS}, got {config.rotation!r}")
     Pinhole(config.rectify_width, config.rectify_height, config.rectify_focal_px)
+    if config.compile not in COMPILE_MODES:
+        raise ConfigError(f"worker.compile must be one of {COMPILE_MODES}, got {config.compile!r}")
     Thresholds(config.confidence, config.iou, config.classes)
 
 

@@ -51,7 +51,8 @@ class Ablation:
 
 
 ABLATIONS: tuple[Ablation, ...] = (
-    Ablation("default", "fp16 on CUDA, CUDA graphs, parallel streams"),
+    Ablation("default", "fp16 on CUDA, compiled networks, CUDA graphs, parallel streams"),
+    Ablation("no-compile", "networks not compiled (worker.compile off)", {"compile": "off"}),
     Ablation("sequential", "depth and detector one after the other", {"parallel_streams": False}),
     Ablation("eager", "no CUDA graphs", {"cuda_graphs": False}),
     Ablation(

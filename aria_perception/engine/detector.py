@@ -10,7 +10,7 @@ Ultralytics' class offset, ``max_det`` and ``ops.scale_boxes``
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from numbers import Integral
 from pathlib import Path
 from typing import Any
@@ -184,6 +184,8 @@ class YoloDetector:
         for param in model.parameters():
             param.requires_grad_(False)
         self.model = model
+        # What forward() runs: the model, or a compiled wrapper of it (``worker.compile``).
+        self.network: Callable[[torch.Tensor], Any] = model
         self._head = model.model[-1]
         self._anchor_grids: dict[tuple[int, ...], tuple[Any, Any, Any]] = {}
         self.num_classes = int(self._head.nc)
@@ -339,7 +341,7 @@ class YoloDetector:
         grid = self._anchor_grids.get(key)
         if grid is not None:
             self._head.anchors, self._head.strides, self._head.shape = grid
-        out = self.model(batch)
+        out = self.network(batch)
         if grid is None:
             self._anchor_grids[key] = (self._head.anchors, self._head.strides, self._head.shape)
         return out[0] if isinstance(out, (tuple, list)) else out

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from aria_perception.engine import frames
+from aria_perception.engine.compile import CompiledNetwork
 from aria_perception.engine.detector import YoloDetector
 from aria_perception.engine.host_memory import HostMemory
 from aria_perception.engine.lanes import make_lanes
@@ -104,7 +105,8 @@ class Engine:
             weights=self._nets.weights,
         )
         _LOG.info(
-            "engine ready on %s (%s, %s), depth %s, detector %s, streams %s, graphs %s",
+            "engine ready on %s (%s, %s), depth %s, detector %s, streams %s, graphs %s, "
+            "compile %s",
             self.info.device,
             self.info.device_name,
             self.info.precision,
@@ -112,9 +114,15 @@ class Engine:
             "on" if self._nets.detector is not None else "off",
             "parallel" if rt.is_cuda and config.parallel_streams else "one",
             "on" if self._graphs.enabled else "off",
+            "on" if self._nets.compiled else "off",
         )
 
     # ------------------------------------------------------------------------------ public
+    @property
+    def compiled(self) -> tuple[CompiledNetwork, ...]:
+        """The networks that run through ``torch.compile`` (empty with ``worker.compile`` off)."""
+        return tuple(self._nets.compiled)
+
     @property
     def midas(self) -> MidasSmall | None:
         """The depth network (BatchNorm folded), None when depth is off or after close."""

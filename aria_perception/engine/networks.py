@@ -9,10 +9,14 @@ engine can capture it as a CUDA graph (:class:`~aria_perception.engine.plan.Grap
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 import torch
 
 from aria_perception.engine import frames
+from aria_perception.engine.compile import CompiledNetwork, compile_wanted, use_cache_dir
 from aria_perception.engine.detector import YoloDetector
 from aria_perception.engine.fold import fold_batchnorm
 from aria_perception.engine.fusion import box_depth_median_lowres
@@ -80,10 +84,22 @@ class Networks:
             self.class_names = tuple(self.detector.class_names)
             statuses.append(self.detector.weights_status)
         self.weights = "random" if "random" in statuses else "official"
+        # worker.compile: each network runs through torch.compile, captured in the graphs.
+        self.depth_network: Callable[[torch.Tensor], Any] | None = self.midas
+        self.compiled: list[CompiledNetwork] = []
+        if compile_wanted(config.compile, runtime.is_cuda):
+            use_cache_dir(config.compile_cache_dir)
+            if self.midas is not None:
+                self.depth_network = CompiledNetwork(self.midas, "MiDaS small")
+                self.compiled.append(self.depth_network)
+            if self.detector is not None:
+                self.detector.network = CompiledNetwork(self.detector.model, "YOLO")
+                self.compiled.append(self.detector.network)
 
     def close(self) -> None:
         """Drop the networks."""
-        self.midas = self.midas_preprocess = self.detector = None
+        self.midas = self.midas_preprocess = self.detector = self.depth_network = None
+        self.compiled = []
 
     # Each step below writes its outputs into the plan's static buffers.
     def prepare(self, plan: ShapePlan) -> None:
@@ -109,7 +125,7 @@ class Networks:
 
     def depth(self, plan: ShapePlan) -> None:
         """MiDaS: the low-resolution depth map of the rotated frame."""
-        plan.depth_low = into(plan.depth_low, self.midas(plan.midas_in)[0])
+        plan.depth_low = into(plan.depth_low, self.depth_network(plan.midas_in)[0])
 
     def upsample(self, plan: ShapePlan) -> None:
         """The depth map at the received size and orientation (rectified: its own), float32."""

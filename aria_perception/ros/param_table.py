@@ -19,6 +19,7 @@ from typing import Any
 
 from aria_perception.errors import ConfigError
 from aria_perception.records import (
+    COMPILE_MODES,
     MAX_FRAME_PIXELS,
     PRECISIONS,
     ROTATIONS,
@@ -190,6 +191,13 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     _P("worker.parallel_streams", "engine.parallel_streams",
        "Run depth and detection on two CUDA streams."),
     _P("worker.cuda_graphs", "engine.cuda_graphs", "Capture CUDA graphs per input shape."),
+    _P("worker.compile", "engine.compile",
+       "torch.compile both networks (inductor) before graph capture: auto (on CUDA), on, off. "
+       "The first frame of each size compiles (up to a minute; cached on disk for later "
+       "starts); a failed compile falls back to the uncompiled networks with a warning.",
+       COMPILE_MODES),
+    _P("worker.compile_cache_dir", "engine.compile_cache_dir",
+       "Directory of the compiled kernels (empty: ~/.cache/aria_perception/inductor)."),
     _P("worker.startup_timeout_s", "startup_timeout_s",
        "Seconds the worker may take to import torch and build the models.",
        low=1.0, high=3600.0),

@@ -233,7 +233,9 @@ def test_missing_weights_fail_without_random(tmp_path) -> None:
 
 
 def _gpu_config(**changes: object) -> EngineConfig:
-    return _config(device="cuda:0").replace(**changes)
+    # Uncompiled unless a test says otherwise: compiling takes tens of seconds per shape, and
+    # test_compile.py checks the compiled engine against this one.
+    return _config(device="cuda:0", compile="off").replace(**changes)
 
 
 @pytest.fixture(scope="module")

@@ -70,7 +70,9 @@ def test_gpu_graphs_of_kept_evicted_and_rebuilt_plans_give_the_eager_results() -
     engine without graphs.
     """
     torch.manual_seed(0)
-    config = EngineConfig(device="cuda:0", allow_random_weights=True, confidence=LOW_CONF)
+    config = EngineConfig(
+        device="cuda:0", allow_random_weights=True, confidence=LOW_CONF, compile="off"
+    )
     with Engine(config.replace(cuda_graphs=False)) as eager, Engine(config) as graphs:
         graphs.midas.load_state_dict(eager.midas.state_dict())
         graphs.detector.model.load_state_dict(eager.detector.model.state_dict())

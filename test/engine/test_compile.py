@@ -1,0 +1,124 @@
+"""worker.compile: compiled networks, the fallback when a compile fails, the cache directory."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from aria_perception.engine.compile import (
+    CACHE_ENV,
+    CompiledNetwork,
+    compile_wanted,
+    default_cache_dir,
+    use_cache_dir,
+)
+from aria_perception.engine.engine import Engine
+from aria_perception.errors import ConfigError
+from aria_perception.records import EngineConfig, validate_engine_config
+
+
+def _network() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.SiLU(), nn.Conv2d(4, 2, 1)).eval()
+
+
+def _failing_backend(graph_module, example_inputs):  # a torch.compile backend
+    raise RuntimeError("the backend cannot build this graph")
+
+
+@pytest.mark.parametrize(
+    ("mode", "cuda", "wanted"),
+    [("auto", True, True), ("auto", False, False), ("on", False, True), ("off", True, False)],
+)
+def test_auto_compiles_on_cuda_only(mode: str, cuda: bool, wanted: bool) -> None:
+    assert compile_wanted(mode, cuda) is wanted
+
+
+def test_compiled_network_equals_the_network_and_compiles_each_shape_once() -> None:
+    net = _network()
+    compiled = CompiledNetwork(net, "toy", backend="eager")  # dynamo only: fast on any CPU
+    with torch.no_grad():
+        for shape in [(1, 3, 16, 16), (1, 3, 16, 16), (1, 3, 8, 24)]:
+            x = torch.randn(shape)
+            torch.testing.assert_close(compiled(x), net(x))
+    assert compiled.compiled_shapes == {(1, 3, 16, 16), (1, 3, 8, 24)}
+    assert compiled.failure is None
+
+
+def test_a_failed_compile_falls_back_for_good_with_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    net = _network()
+    compiled = CompiledNetwork(net, "toy", backend=_failing_backend)
+    x = torch.randn(1, 3, 16, 16)
+    with torch.no_grad(), caplog.at_level(logging.WARNING, "aria_perception.engine.compile"):
+        first = compiled(x)
+        second = compiled(torch.randn(1, 3, 8, 8))
+    torch.testing.assert_close(first, net(x).detach())
+    assert second.shape == (1, 2, 8, 8)
+    assert compiled.failure is not None and "cannot build this graph" in compiled.failure
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1, warnings
+    assert "toy" in warnings[0] and "runs uncompiled" in warnings[0]
+    assert not compiled.compiled_shapes
+
+
+def test_cache_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.delenv(CACHE_ENV, raising=False)
+    assert default_cache_dir() == tmp_path / "xdg" / "aria_perception" / "inductor"
+    assert use_cache_dir("") == default_cache_dir() and default_cache_dir().is_dir()
+    assert os.environ[CACHE_ENV] == str(default_cache_dir())
+    chosen = tmp_path / "kernels"
+    assert use_cache_dir(str(chosen)) == chosen and chosen.is_dir()
+    assert os.environ[CACHE_ENV] == str(chosen)
+    # Not creatable (a file is in the way): inductor keeps what it had, the engine goes on.
+    (tmp_path / "file").write_text("")
+    use_cache_dir(str(tmp_path / "file" / "sub"))
+    assert os.environ[CACHE_ENV] == str(chosen)
+
+
+def test_compile_mode_is_checked() -> None:
+    with pytest.raises(ConfigError, match=r"worker\.compile"):
+        validate_engine_config(EngineConfig(compile="sometimes"))
+
+
+def test_cpu_default_runs_uncompiled_and_on_wraps_both_networks() -> None:
+    config = EngineConfig(device="cpu", allow_random_weights=True)
+    with Engine(config) as engine:
+        assert engine.compiled == ()
+    with Engine(config.replace(compile="on")) as engine:  # wrapped only: nothing runs here
+        assert [n.name for n in engine.compiled] == ["MiDaS small", "YOLO"]
+        assert all(not n.compiled_shapes and n.failure is None for n in engine.compiled)
+
+
+# ----------------------------------------------------------------------------------- GPU
+
+
+@pytest.mark.gpu
+def test_gpu_compiled_engine_agrees_with_the_uncompiled_one(tmp_path: Path) -> None:
+    frame = np.random.default_rng(5).integers(0, 256, (1408, 1408, 3), dtype=np.uint8)
+    base = EngineConfig(device="cuda:0", allow_random_weights=True, confidence=1e-4)
+    torch.manual_seed(0)
+    plain = Engine(base.replace(compile="off"))
+    compiled = Engine(base.replace(compile="on", compile_cache_dir=str(tmp_path / "cache")))
+    compiled.midas.load_state_dict(plain.midas.state_dict())
+    compiled.detector.model.load_state_dict(plain.detector.model.state_dict())
+    ref = plain.process(frame)
+    for _ in range(4):  # compile, capture, replay
+        got = compiled.process(frame)
+    rel = np.linalg.norm(got.depth - ref.depth) / np.linalg.norm(ref.depth)
+    assert rel < 0.02, rel
+    assert len(got.detections.boxes) == len(ref.detections.boxes)
+    captured, failed = compiled.graph_counts()
+    assert captured > 0 and failed == 0
+    assert all(n.failure is None and n.compiled_shapes for n in compiled.compiled)
+    assert any((tmp_path / "cache").iterdir()), "inductor wrote nothing to the cache directory"
+    plain.close()
+    compiled.close()
