@@ -5,6 +5,8 @@ Usage (``bench --help`` lists every option)::
     bench --preset smoke                          # 50 frames of a 640x480 sample, echo + node
     bench --preset benchmark --out bench_out      # 200 frames at 1408x1408 (make bench)
     bench --bag my_bag --topic /camera/image_raw  # replay a recorded bag
+    bench --preset headset                        # Aria's three cameras into one container
+    bench --bag aria_bag --topics /camera_rgb/image_raw,/camera_slam_left/image_raw
     bench --preset smoke -P worker.parallel_streams:=false   # compare two configurations
     bench sample --out sample_bag --width 1408 --height 1408 --count 60 --storage mcap
     bench echo --ros-args -r __node:=perception   # the echo reference alone
@@ -44,6 +46,13 @@ PRESETS = {
         "frames": 200,
         "warmup": 20,
         "throughput_frames": 200,
+        "width": 1408,
+        "height": 1408,
+    },
+    "headset": {
+        "frames": 300,
+        "warmup": 30,
+        "throughput_frames": 300,
         "width": 1408,
         "height": 1408,
     },
@@ -109,7 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--preset",
         choices=sorted(PRESETS),
         default="custom",
-        help="smoke: 50 frames 640x480; benchmark: 200 frames 1408x1408",
+        help="smoke: 50 frames 640x480; benchmark: 200 frames 1408x1408; headset: Aria's "
+        "three cameras (1408x1408 rgb8 + two 640x480 mono8) at once, 300 frames each, into one "
+        "perception_container with a node per camera",
     )
     g.add_argument("--out", type=Path, default=Path("bench_out"), help="output directory")
     g.add_argument(
@@ -132,6 +143,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="rosbag2 bag (sqlite3 or mcap) to replay; default: a sample sequence of photographs",
     )
     g.add_argument("--topic", help="image topic in the bag (default: its only image topic)")
+    g.add_argument(
+        "--topics",
+        type=lambda text: [t.strip() for t in text.split(",") if t.strip()],
+        help="several image topics of the bag, comma-separated, replayed together (each "
+        "frame at its recorded offset with --rate recorded) into one container, a node each",
+    )
+    g.add_argument(
+        "--slam-size",
+        type=parse_size,
+        help="headset preset: size of the two SLAM cameras (default 640x480; --size sets the "
+        "RGB camera's)",
+    )
     g.add_argument(
         "--size", type=parse_size, help="sample resolution WxH (preset: 640x480 or 1408x1408)"
     )
@@ -337,6 +360,8 @@ def config_from_args(args: argparse.Namespace, argv: list[str]) -> BenchConfig:
         result_timeout_s=args.result_timeout,
         startup_timeout_s=args.startup_timeout,
         sample=SampleSpec(width=size.width, height=size.height, count=args.sample_frames),
+        topics=args.topics,
+        slam_size=tuple(args.slam_size or (640, 480)),  # type: ignore[arg-type]
         echo=not args.no_echo,
         node=not args.echo_only,
         node_command=shlex.split(args.node_command) if args.node_command else None,
