@@ -1,7 +1,8 @@
 """Benchmarks (the top layer): rosbag replay through the node, the engine alone, the transport.
 
 ``bench`` replays frames through the perception node and the echo reference and writes
-``report.json`` (:class:`Report`); ``engine_bench`` times the engine and its ablations;
+``report.json`` (:class:`Report`), one camera stream or several at once (:class:`Stream`,
+:class:`Timeline`, :class:`StreamReplayer`); ``engine_bench`` times the engine and its ablations;
 ``python -m aria_perception.bench.transport`` times the worker's process boundary; ``bench
 import`` turns a Project Aria VRS recording into a bag (:func:`import_recording`). Importing this
 package imports no torch (only the engine benchmark's timing functions do) and no
@@ -26,6 +27,9 @@ _EXPORTS = {
     "RunRecord": "aria_perception.bench.run_record",
     "SampleSpec": "aria_perception.bench.sample",
     "Size": "aria_perception.bench.sizes",
+    "Stream": "aria_perception.bench.streams",
+    "StreamReplayer": "aria_perception.bench.stream_replay",
+    "Timeline": "aria_perception.bench.streams",
     "TopicPlan": "aria_perception.bench.topics",
     "TransportReport": "aria_perception.bench.transport",
     "camera_info_fields": "aria_perception.bench.camera_info",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import struct
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -157,25 +157,67 @@ def _write(writer: Writer, frames: Iterable[Frame], topic: str | None, typestore
                 connection = writer.add_connection(topic, frame.msgtype, typestore=typestore)
             elif frame.compressed != compressed:
                 raise BagError("cannot mix raw and compressed frames on one topic")
-            data = np.frombuffer(frame.data, np.uint8)
-            header = header_msg(typestore, frame.stamp_ns, frame.frame_id)
-            if frame.compressed:
-                msg = typestore.types[COMPRESSED_TYPE](
-                    header=header, format=frame.encoding, data=data
-                )
-            else:
-                msg = typestore.types[IMAGE_TYPE](
-                    header=header,
-                    height=frame.height,
-                    width=frame.width,
-                    encoding=frame.encoding,
-                    is_bigendian=0,
-                    step=frame.step,
-                    data=data,
-                )
-            writer.write(connection, frame.stamp_ns, typestore.serialize_cdr(msg, frame.msgtype))
+            writer.write(connection, frame.stamp_ns, _serialized(typestore, frame))
             count += 1
     return count
+
+
+def _serialized(typestore: Any, frame: Frame) -> bytes:
+    """A frame as the CDR bytes of its Image or CompressedImage message."""
+    data = np.frombuffer(frame.data, np.uint8)
+    header = header_msg(typestore, frame.stamp_ns, frame.frame_id)
+    if frame.compressed:
+        msg = typestore.types[COMPRESSED_TYPE](header=header, format=frame.encoding, data=data)
+    else:
+        msg = typestore.types[IMAGE_TYPE](
+            header=header,
+            height=frame.height,
+            width=frame.width,
+            encoding=frame.encoding,
+            is_bigendian=0,
+            step=frame.step,
+            data=data,
+        )
+    return typestore.serialize_cdr(msg, frame.msgtype)
+
+
+def write_topics(
+    path: str | Path,
+    topics: Mapping[str, Sequence[Frame]],
+    *,
+    storage: str = "sqlite3",
+    distro: str = "kilted",
+) -> int:
+    """Write several image topics into one new bag, every message logged at its stamp.
+
+    Returns:
+        Number of messages written.
+
+    Raises:
+        BagError: Bad arguments, an existing path, or a topic mixing raw and compressed frames.
+    """
+    path = Path(path)
+    writer = bag_writer(path, storage)
+    typestore = typestore_for(distro)
+    for topic, frames in topics.items():
+        if len({f.compressed for f in frames}) > 1:
+            raise BagError(f"cannot mix raw and compressed frames on one topic ({topic})")
+    events = sorted(
+        ((f.stamp_ns, n, i) for n, frames in enumerate(topics.values()) for i, f in
+         enumerate(frames))
+    )  # fmt: skip
+    try:
+        with writer:
+            connections = [
+                writer.add_connection(topic, frames[0].msgtype, typestore=typestore)
+                for topic, frames in topics.items()
+            ]
+            lists = list(topics.values())
+            for stamp, n, i in events:
+                writer.write(connections[n], stamp, _serialized(typestore, lists[n][i]))
+    except write_errors() as err:
+        raise BagError(f"cannot write bag {path}: {err}") from err
+    return len(events)
 
 
 def image_topics(path: str | Path) -> dict[str, str]:

@@ -5,6 +5,8 @@ Usage (``bench --help`` lists every option)::
     bench --preset smoke                          # 50 frames of a 640x480 sample, echo + node
     bench --preset benchmark --out bench_out      # 200 frames at 1408x1408 (make bench)
     bench --bag my_bag --topic /camera/image_raw  # replay a recorded bag
+    bench --preset headset                        # Aria's three cameras into one container
+    bench --bag aria_bag --topics /camera_rgb/image_raw,/camera_slam_left/image_raw
     bench --preset smoke -P worker.parallel_streams:=false   # compare two configurations
     bench sample --out sample_bag --width 1408 --height 1408 --count 60 --storage mcap
     bench echo --ros-args -r __node:=perception   # the echo reference alone
@@ -19,7 +21,6 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from aria_perception.bench.bag import STORAGES, write_bag
 from aria_perception.bench.console import (
     EXIT_ERROR,
     EXIT_FAILED_CRITERIA,
@@ -29,9 +30,8 @@ from aria_perception.bench.console import (
 )
 from aria_perception.bench.criteria import Criteria, Verdict
 from aria_perception.bench.errors import UsageError
-from aria_perception.bench.frame import RAW_ENCODINGS
 from aria_perception.bench.pacing import MAX, RECORDED, check_pacing
-from aria_perception.bench.sample import SampleSpec, sample_frames
+from aria_perception.bench.sample import SampleSpec
 from aria_perception.bench.sizes import Size, parse_size
 
 if TYPE_CHECKING:
@@ -44,6 +44,13 @@ PRESETS = {
         "frames": 200,
         "warmup": 20,
         "throughput_frames": 200,
+        "width": 1408,
+        "height": 1408,
+    },
+    "headset": {
+        "frames": 300,
+        "warmup": 30,
+        "throughput_frames": 300,
         "width": 1408,
         "height": 1408,
     },
@@ -77,8 +84,6 @@ _AS_GIVEN = (
 )
 #: Options that are :class:`BenchConfig` fields of the same name; the preset's when not given.
 _PRESET_FILLED = ("frames", "warmup", "throughput_frames")
-#: ``bench sample`` options that are :class:`SampleSpec` fields of the same name.
-_SAMPLE_AS_GIVEN = ("width", "height", "count", "encoding", "jpeg_quality", "frame_id")
 
 
 def _rate(text: str) -> str | float:
@@ -109,7 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--preset",
         choices=sorted(PRESETS),
         default="custom",
-        help="smoke: 50 frames 640x480; benchmark: 200 frames 1408x1408",
+        help="smoke: 50 frames 640x480; benchmark: 200 frames 1408x1408; headset: Aria's "
+        "three cameras (1408x1408 rgb8 + two 640x480 mono8) at once, 300 frames each, into one "
+        "perception_container with a node per camera",
     )
     g.add_argument("--out", type=Path, default=Path("bench_out"), help="output directory")
     g.add_argument(
@@ -132,6 +139,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="rosbag2 bag (sqlite3 or mcap) to replay; default: a sample sequence of photographs",
     )
     g.add_argument("--topic", help="image topic in the bag (default: its only image topic)")
+    g.add_argument(
+        "--topics",
+        type=lambda text: [t.strip() for t in text.split(",") if t.strip()],
+        help="several image topics of the bag, comma-separated, replayed together (each "
+        "frame at its recorded offset with --rate recorded) into one container, a node each",
+    )
+    g.add_argument(
+        "--slam-size",
+        type=parse_size,
+        help="headset preset: size of the two SLAM cameras (default 640x480; --size sets the "
+        "RGB camera's)",
+    )
     g.add_argument(
         "--size", type=parse_size, help="sample resolution WxH (preset: 640x480 or 1408x1408)"
     )
@@ -337,6 +356,8 @@ def config_from_args(args: argparse.Namespace, argv: list[str]) -> BenchConfig:
         result_timeout_s=args.result_timeout,
         startup_timeout_s=args.startup_timeout,
         sample=SampleSpec(width=size.width, height=size.height, count=args.sample_frames),
+        topics=args.topics,
+        slam_size=tuple(args.slam_size or (640, 480)),  # type: ignore[arg-type]
         echo=not args.no_echo,
         node=not args.echo_only,
         node_command=shlex.split(args.node_command) if args.node_command else None,
@@ -350,63 +371,12 @@ def config_from_args(args: argparse.Namespace, argv: list[str]) -> BenchConfig:
     )
 
 
-def sample_main(argv: list[str]) -> int:
-    """``bench sample``: write a sample bag of photographs panned and zoomed."""
-    p = argparse.ArgumentParser(
-        prog="bench sample",
-        description="Write a rosbag2 bag of real photographs (shipped by installed packages) "
-        "moved and zoomed into a camera sequence.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    p.add_argument("--out", type=Path, required=True, help="bag directory to create")
-    p.add_argument("--width", type=int, default=640)
-    p.add_argument("--height", type=int, default=480)
-    p.add_argument("--count", type=int, default=60, help="frames")
-    p.add_argument("--rate", type=float, default=30.0, help="frame rate of the stamps (Hz)")
-    p.add_argument("--storage", choices=STORAGES, default="sqlite3")
-    p.add_argument(
-        "--format",
-        choices=("raw", "jpeg"),
-        default="raw",
-        help="raw: sensor_msgs/Image rgb8; jpeg: sensor_msgs/CompressedImage",
-    )
-    p.add_argument(
-        "--encoding", choices=sorted(RAW_ENCODINGS), default="rgb8", help="raw encoding"
-    )
-    p.add_argument("--jpeg-quality", type=int, default=90)
-    p.add_argument("--topic", help="default /camera/image_raw (/compressed for jpeg)")
-    p.add_argument("--frame-id", default="camera-rgb")
-    p.add_argument(
-        "--distro",
-        choices=("humble", "jazzy", "kilted"),
-        default="kilted",
-        help="typestore for serialisation",
-    )
-    args = p.parse_args(argv)
-    return run_main("bench sample", lambda: _write_sample(args))
-
-
-def _write_sample(args: argparse.Namespace) -> int:
-    spec = SampleSpec(
-        **_as_given(args, _SAMPLE_AS_GIVEN),
-        rate_hz=args.rate,
-        compressed=args.format == "jpeg",
-    )
-    n = write_bag(
-        args.out, sample_frames(spec), topic=args.topic, storage=args.storage, distro=args.distro
-    )
-    kind = "CompressedImage jpeg" if args.format == "jpeg" else f"Image {args.encoding}"
-    print(
-        f"wrote {n} frames {args.width}x{args.height} {kind} at {args.rate:g} Hz to "
-        f"{args.out} ({args.storage})"
-    )
-    return EXIT_OK
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``bench`` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "sample":
+        from aria_perception.bench.sample_command import sample_main
+
         return sample_main(argv[1:])
     if argv and argv[0] == "import":
         from aria_perception.bench.aria_import import import_main

@@ -28,6 +28,8 @@ class BenchConfig:
         startup_timeout_s: Time a target gets to subscribe and answer its first frame.
         bag: Bag to replay; None generates a sample sequence from ``sample``.
         topic: Image topic in the bag (None: the only one).
+        topics: Several image topics of the bag, replayed together (multi-stream).
+        slam_size: (width, height) of the SLAM cameras of the ``headset`` preset.
         sample: Sample sequence made when there is no bag.
         transport: ``raw`` or ``compressed`` input (None: as the frames come).
         jpeg_quality: Quality when raw frames are compressed for ``compressed`` input.
@@ -72,6 +74,8 @@ class BenchConfig:
     startup_timeout_s: float = 180.0
     bag: Path | None = None
     topic: str | None = None
+    topics: list[str] | None = None
+    slam_size: tuple[int, int] = (640, 480)
     sample: SampleSpec = field(default_factory=SampleSpec)
     transport: str | None = None
     jpeg_quality: int = 90
@@ -98,6 +102,11 @@ class BenchConfig:
     out: Path = Path("bench_out")
     progress: bool = True
     command: str = ""
+
+    @property
+    def multi_stream(self) -> bool:
+        """Several camera streams at once: the ``headset`` preset, or ``topics``."""
+        return self.preset == "headset" or bool(self.topics)
 
     def validate(self) -> None:
         """Refuse contradictory or out-of-range settings with a message naming the option."""
@@ -127,6 +136,23 @@ class BenchConfig:
             raise UsageError("compare mode starts the node twice; it cannot attach (--attach)")
         if self.labels[0] == self.labels[1] or "echo" in self.labels:
             raise UsageError(f"run labels must differ and not be 'echo': {self.labels}")
+        self._validate_streams()
         for p in [*self.params, *(self.compare_params or [])]:
             if ":=" not in p:
                 raise UsageError(f"parameter {p!r} must be written key:=value")
+
+    def _validate_streams(self) -> None:
+        if self.topics is not None and self.bag is None:
+            raise UsageError("--topics chooses topics of a bag: add --bag")
+        if self.topic is not None and self.multi_stream:
+            raise UsageError("--topic replays one stream; several streams take --topics")
+        if not self.multi_stream:
+            return
+        refused = {
+            "--attach": self.attach,
+            "--depth": self.depth,
+            "--save-images": self.save_images > 0,
+        }
+        given = [name for name, on in refused.items() if on]
+        if given:
+            raise UsageError(f"{', '.join(given)}: one stream only (this run has several)")

@@ -2,7 +2,10 @@
 
 Each criterion is one row of :data:`CRITERIA_TABLE`: the :class:`Criteria` field holding its
 limit, how to measure the run, how the measured value compares with the limit, and how to
-describe it. :func:`evaluate` runs every row whose limit is set through one loop.
+describe it. :func:`evaluate` runs every row whose limit is set through one loop. For a run of
+several camera streams the rows about speed and drops apply to each stream (``node/rgb``,
+``node/slam_left``..., each over the echo reference's same stream); GPU memory and crashes apply
+to the target process as a whole.
 """
 
 from __future__ import annotations
@@ -115,6 +118,7 @@ class CriterionRow:
         describe: The criterion in words, from its limit.
         unit: Unit of the value.
         judged_on_cpu: Judged on a CPU device too (crashes and drops are; speed is not).
+        per_stream: Checked on each stream of a multi-stream run (else on the whole run).
     """
 
     name: str
@@ -123,6 +127,7 @@ class CriterionRow:
     describe: Callable[[Any], str]
     unit: str
     judged_on_cpu: bool = False
+    per_stream: bool = True
 
 
 def _latency(q: str) -> Measure:
@@ -157,6 +162,7 @@ CRITERIA_TABLE: tuple[CriterionRow, ...] = (
         operator.lt,
         lambda mb: f"GPU memory < {mb / GIB:g} GB",
         "MB",
+        per_stream=False,
     ),
     CriterionRow(
         "no_crash",
@@ -165,6 +171,7 @@ CRITERIA_TABLE: tuple[CriterionRow, ...] = (
         lambda _: "no crash (node up to the end, no worker restart)",
         "",
         judged_on_cpu=True,
+        per_stream=False,
     ),
     CriterionRow(
         "max_dropped",
@@ -203,23 +210,31 @@ def evaluate(run: RunRecord, echo: RunRecord | None, criteria: Criteria) -> list
     """Check one node run against every criterion that is on (in table order).
 
     A value that was not reported is not judged (``passed`` None). On a CPU device only the
-    rows ``judged_on_cpu`` are judged, unless ``criteria.judge_cpu``.
+    rows ``judged_on_cpu`` are judged, unless ``criteria.judge_cpu``. A multi-stream run gets
+    its ``per_stream`` rows once per stream, in stream order.
     """
-    over = Overhead.of(run, echo)
     on_cpu = str(run.diagnostics.device or "").startswith("cpu") and not criteria.judge_cpu
+    views = [(run, echo)]
+    if run.streams:
+        views = [
+            (run.for_stream(s.name), echo.for_stream(s.name) if echo else None)
+            for s in run.streams
+        ]
     out = []
     for row in CRITERIA_TABLE:
         limit = getattr(criteria, row.name)
         if limit is None or limit is False:
             continue
-        value = row.measure(run, over)
-        passed = None if value is None else bool(row.passes(value, limit))
-        description = row.describe(limit)
-        if on_cpu and not row.judged_on_cpu:
-            passed, description = None, description + CPU_NOTE
-        out.append(
-            CriterionResult(row.name, run.label, description, limit, value, row.unit, passed)
-        )
+        for ours, ref in views if row.per_stream else [(run, echo)]:
+            assert ours is not None
+            value = row.measure(ours, Overhead.of(ours, ref))
+            passed = None if value is None else bool(row.passes(value, limit))
+            description = row.describe(limit)
+            if on_cpu and not row.judged_on_cpu:
+                passed, description = None, description + CPU_NOTE
+            out.append(
+                CriterionResult(row.name, ours.label, description, limit, value, row.unit, passed)
+            )
     return out
 
 

@@ -8,6 +8,13 @@ frames and results through rclpy and DDS alone.
 Run: ``python -m aria_perception.bench.echo --ros-args -r __node:=perception -p
 input.transport:=raw``. It accepts (and ignores) the perception node's other parameters, so the
 same params file works for both.
+
+Given node names (``name`` or ``/namespace/name``) before ``--ros-args``, it runs one echo node
+per name in one process and one executor, as ``perception_container`` runs one perception node
+per camera: ``python -m aria_perception.bench.echo /bench_echo/rgb_perception
+/bench_echo/slam_left_perception --ros-args -r
+rgb_perception:image:=/bench_echo/camera_rgb/image_raw ...``. The multi-stream bench measures
+its streams against this.
 """
 
 from __future__ import annotations
@@ -134,20 +141,38 @@ class EchoNode(Node):
         self._diag_pub.publish(array)
 
 
+def _split_name(fqn: str) -> tuple[str, str]:
+    """``/ns/name`` -> (``name``, ``/ns``); ``name`` -> (``name``, ``""``)."""
+    namespace, _, name = fqn.rstrip("/").rpartition("/")
+    return name, namespace if namespace else ("/" if fqn.startswith("/") else "")
+
+
 def main(args: list[str] | None = None) -> int:
-    """Run the echo node until Ctrl-C or SIGTERM (exit status 2 on a bad parameter)."""
+    """Run the echo node(s) until Ctrl-C or SIGTERM (exit status 2 on a bad parameter)."""
     import signal
 
     import rclpy
-    from rclpy.executors import ExternalShutdownException
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+    from rclpy.utilities import remove_ros_args
 
-    rclpy.init(args=args)
+    argv = list(sys.argv if args is None else args)
+    rclpy.init(args=argv)
     # SIGTERM ends it as cleanly as Ctrl-C does (the bench stops its children with either).
     signal.signal(signal.SIGTERM, lambda *_: rclpy.try_shutdown())
+    nodes: list[EchoNode] = []
     node = None
     try:
-        node = EchoNode()
-        rclpy.spin(node)
+        names = list(dict.fromkeys(remove_ros_args(argv)[1:]))
+        if names:
+            executor = SingleThreadedExecutor()
+            for fqn in names:
+                name, namespace = _split_name(fqn)
+                nodes.append(EchoNode(name, namespace=namespace))
+                executor.add_node(nodes[-1])
+            executor.spin()
+        else:
+            node = EchoNode()
+            rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except UsageError as err:
@@ -158,8 +183,8 @@ def main(args: list[str] | None = None) -> int:
         # Stopped (SIGTERM) while still starting: creating endpoints on the shut-down context
         # failed, which is the stop that was asked for, not an error.
     finally:
-        if node is not None:
-            node.destroy_node()
+        for each in [*nodes, *([node] if node is not None else [])]:
+            each.destroy_node()
         rclpy.try_shutdown()
     return EXIT_OK
 

@@ -7,6 +7,7 @@ Plain data in (:class:`FrameRecord` lists, :class:`DiagSample` statuses, a
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable, Sequence
 
@@ -220,4 +221,39 @@ def frames_table(records: Sequence[FrameRecord]) -> FramesTable:
         phase=[r.phase for r in records],
         latency_ms=[rounded(r.latency_ms) for r in records],
         detections=[r.detections for r in records],
+    )
+
+
+def merged_diagnostics(parts: Sequence[DiagnosticsSummary]) -> DiagnosticsSummary:
+    """One summary for the nodes of a multi-stream target (each stream's stays in its record).
+
+    Device, weights and precision are the first reporting node's; counters and GPU memory are
+    sums over the nodes (each node has its own worker); path and stage times are left out.
+    """
+    reporting = [p for p in parts if p.samples]
+    if not reporting:
+        return DiagnosticsSummary()
+
+    def total(name: str) -> float | None:
+        values = [getattr(p, name) for p in reporting if getattr(p, name) is not None]
+        return sum(values) if values else None
+
+    first = reporting[0]
+    gpu, peak = total("gpu_mem_mb"), total("gpu_mem_peak_mb")
+    return dataclasses.replace(
+        first,
+        samples=sum(p.samples for p in reporting),
+        status_name=None,
+        level_max=max((p.level_max for p in reporting if p.level_max is not None), default=None),
+        last_message=None,
+        values={},
+        stage_ms=StageTimes(),
+        path_ms=NodePathTimes(),
+        node_latency_ms=NodeLatency(),
+        rejected_frames=total("rejected_frames"),
+        node_dropped_frames=total("node_dropped_frames"),
+        lost_samples=total("lost_samples"),
+        worker_restarts=total("worker_restarts"),
+        gpu_mem_mb=rounded(gpu, 1),
+        gpu_mem_peak_mb=rounded(peak, 1),
     )

@@ -3,7 +3,9 @@
 A record's fields are its JSON keys, in order; nested records, lists, dicts, tuples and enums
 convert recursively, following the field's type hint. Reading ignores no key silently: an unknown
 key is an error, so a file and the records that read it cannot drift apart unnoticed. A missing
-key takes the field's default (an error when the field has none).
+key takes the field's default (an error when the field has none). A field declared with
+``metadata=OMIT_EMPTY`` is left out of the object while it is empty, so a key added for some
+reports only (several camera streams) leaves every other report exactly as it was.
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ from typing import Any, TypeVar
 from aria_perception.bench.errors import ReportError
 
 R = TypeVar("R", bound="JsonRecord")
+
+#: Field metadata: leave the key out of the JSON object while the value is empty (None, [], {}).
+OMIT_EMPTY = {"omit_empty": True}
 
 
 def to_json(value: Any) -> Any:
@@ -78,8 +83,14 @@ class JsonRecord:
     """Mixin of a dataclass that is one JSON object of the report."""
 
     def to_dict(self) -> dict[str, Any]:
-        """The record as a JSON object (fields in order)."""
-        return {f.name: to_json(getattr(self, f.name)) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
+        """The record as a JSON object (fields in order; empty ``OMIT_EMPTY`` fields left out)."""
+        out = {}
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            if f.metadata.get("omit_empty") and value in (None, [], {}):
+                continue
+            out[f.name] = to_json(value)
+        return out
 
     @classmethod
     def from_dict(cls: type[R], data: Mapping[str, Any], where: str = "") -> R:

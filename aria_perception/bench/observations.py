@@ -23,6 +23,8 @@ class FrameRecord:
             the latency into "to the node and through it" and "back" (None where unknown).
         depth_recv_ns: Reception time of its ``depth/raw``, if collected.
         depth_ok: Whether that depth image was 32FC1 at the frame's size.
+        published_ns: When it was published, where that differs from its stamp (frames of
+            several streams that share one stamp go one after another); None: at its stamp.
     """
 
     phase: str
@@ -37,11 +39,13 @@ class FrameRecord:
     sent_ns: int | None = None
     depth_recv_ns: int | None = None
     depth_ok: bool | None = None
+    published_ns: int | None = None
 
     @property
     def latency_ms(self) -> float | None:
-        """End-to-end latency in ms, None when the frame got no answer."""
-        return None if self.recv_ns is None else (self.recv_ns - self.stamp_ns) / 1e6
+        """End-to-end latency in ms (from its own publish), None when the frame got no answer."""
+        sent = self.stamp_ns if self.published_ns is None else self.published_ns
+        return None if self.recv_ns is None else (self.recv_ns - sent) / 1e6
 
 
 @dataclass

@@ -18,6 +18,11 @@ from aria_perception.bench.errors import TargetError
 # install alike (the console script lives in lib/aria_perception there, not on PATH).
 NODE_COMMAND = ("-c", "import sys; from aria_perception.ros.node import main; sys.exit(main())")
 ECHO_COMMAND = ("-m", "aria_perception.bench.echo")
+#: The component container (one perception node per camera stream) run with this interpreter.
+CONTAINER_COMMAND = (
+    "-c",
+    "import sys; from aria_perception.ros.container import main; sys.exit(main())",
+)
 
 
 class TargetProcess:

@@ -34,6 +34,27 @@ RUN_LEGEND = (
 )
 DIAGNOSTICS_KEYS = ("device", "precision", "weights", "hardware_id")
 COUNTER_KEYS = ("node_dropped_frames", "rejected_frames", "lost_samples", "worker_restarts")
+STREAM_HEADER = [
+    "run",
+    "stream",
+    "sent",
+    "recv",
+    "drop",
+    "p50 ms",
+    "p95 ms",
+    "p99 ms",
+    "out FPS",
+    "max FPS",
+    "max drop",
+    "p50 +echo",
+    "p95 +echo",
+    "crossed",
+]
+STREAM_LEGEND = (
+    "Per stream (the runs' rows above are the totals over all streams): the paced phase, the "
+    "max-rate phase, p50/p95 over the echo reference's same stream (ms), and answers that "
+    "carried another stream's frame (crossed, header mismatches included: must be 0)."
+)
 _MARKS = {True: "PASS", False: "FAIL", None: "n/a "}
 _MD_MARKS = {True: "PASS", False: "**FAIL**", None: "n/a"}
 
@@ -74,6 +95,42 @@ def _run_row(run: RunRecord) -> list[str]:
     ]
 
 
+def _stream_rows(report: Report) -> list[list[str]]:
+    rows = []
+    for run in report.runs:
+        overs = report.streams_vs_echo.get(run.label, {})
+        for s in run.streams:
+            lat, thr = s.latency, s.throughput
+            lm = lat.latency_ms if lat else None
+            over = overs.get(s.name)
+            rows.append(
+                [
+                    run.label,
+                    s.name,
+                    _fmt(lat.published if lat else None),
+                    _fmt(lat.received if lat else None),
+                    _fmt(lat.dropped if lat else None),
+                    _fmt(lm.p50 if lm else None, 2),
+                    _fmt(lm.p95 if lm else None, 2),
+                    _fmt(lm.p99 if lm else None, 2),
+                    _fmt(lat.output_fps if lat else None),
+                    _fmt(thr.output_fps if thr else None),
+                    _fmt(thr.dropped if thr else None),
+                    _fmt(over.latency_p50_over_echo_ms if over else None, 2),
+                    _fmt(over.latency_p95_over_echo_ms if over else None, 2),
+                    _fmt(s.mixed_up),
+                ]
+            )
+    return rows
+
+
+def _streams_line(report: Report) -> str:
+    return "streams: " + ", ".join(
+        f"{s.name} {s.width}x{s.height} {s.encoding} ({s.topic} -> {s.node_name})"
+        for s in report.streams
+    )
+
+
 def _table(header: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
@@ -109,6 +166,11 @@ def summary_text(report: Report) -> str:
     out.append(_table(RUN_HEADER, [_run_row(r) for r in report.runs]))
     out.append(RUN_LEGEND)
     out.append(_bench_cpu(report))
+    stream_rows = _stream_rows(report)
+    if report.streams:
+        out.append(_streams_line(report))
+    if stream_rows:
+        out += ["", _table(STREAM_HEADER, stream_rows), STREAM_LEGEND]
     for label, over in report.vs_echo.items():
         frac = over.throughput_fraction
         out.append(
@@ -185,6 +247,14 @@ def markdown(report: Report) -> str:
     lines += ["| " + " | ".join(_run_row(r)) + " |" for r in report.runs]
     lines.append("")
     lines.append(RUN_LEGEND + " " + _bench_cpu(report))
+    stream_rows = _stream_rows(report)
+    if report.streams or stream_rows:
+        lines += ["", "## Streams", ""]
+        if report.streams:
+            lines += [_streams_line(report), ""]
+        lines += ["| " + " | ".join(STREAM_HEADER) + " |", "|" + "---|" * len(STREAM_HEADER)]
+        lines += ["| " + " | ".join(row) + " |" for row in stream_rows]
+        lines += ["", STREAM_LEGEND]
     if report.vs_echo:
         lines += ["", "## Over the echo reference (transport floor)", ""]
         lines += ["| run | p50 over echo (ms) | p95 over echo (ms) | throughput / echo |"]

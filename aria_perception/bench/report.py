@@ -16,7 +16,7 @@ from typing import Any
 from aria_perception.bench.comparison import Comparison, Overhead
 from aria_perception.bench.criteria import Criteria, CriterionResult, Verdict
 from aria_perception.bench.errors import ReportError
-from aria_perception.bench.json_record import JsonRecord
+from aria_perception.bench.json_record import OMIT_EMPTY, JsonRecord
 from aria_perception.bench.run_record import RunRecord
 
 SCHEMA = "aria_perception.bench.report/1"
@@ -83,6 +83,21 @@ class InputInfo(JsonRecord):
 
 
 @dataclass(frozen=True)
+class StreamInput(JsonRecord):
+    """One camera stream of a multi-stream invocation (``input`` then describes the first)."""
+
+    name: str = ""
+    topic: str = ""
+    node_name: str = ""
+    width: int = 0
+    height: int = 0
+    encoding: str = ""
+    frames_loaded: int = 0
+    bytes_per_frame: int = 0
+    recorded_fps: float | None = None
+
+
+@dataclass(frozen=True)
 class Files(JsonRecord):
     """What the invocation wrote (images relative to the output directory)."""
 
@@ -111,6 +126,9 @@ class Report(JsonRecord):
         verdict: Over all criteria.
         notes: Things a reader should know (random weights, DDS environment).
         files: What was written.
+        streams: The camera streams of a multi-stream invocation (left out for one stream).
+        streams_vs_echo: Node run label -> stream -> its figures over the echo reference's
+            same stream (left out for one stream).
     """
 
     schema: str = SCHEMA
@@ -126,6 +144,10 @@ class Report(JsonRecord):
     verdict: Verdict = Verdict.NOT_JUDGED
     notes: list[str] = field(default_factory=list)
     files: Files = Files()
+    streams: list[StreamInput] = field(default_factory=list, metadata=OMIT_EMPTY)
+    streams_vs_echo: dict[str, dict[str, Overhead]] = field(
+        default_factory=dict, metadata=OMIT_EMPTY
+    )
 
     @property
     def echo(self) -> RunRecord | None:

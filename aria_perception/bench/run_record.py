@@ -7,10 +7,11 @@ observed.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from enum import Enum
 
-from aria_perception.bench.json_record import JsonRecord
+from aria_perception.bench.json_record import OMIT_EMPTY, JsonRecord
 
 
 class Role(str, Enum):
@@ -186,6 +187,39 @@ class RunTopics(JsonRecord):
     depth: str | None = None
 
 
+@dataclass(frozen=True)
+class StreamRun(JsonRecord):
+    """One camera stream of a multi-stream run: its own figures and its node's diagnostics.
+
+    Attributes:
+        name: The stream (``rgb``, ``slam_left``...).
+        node_name: The node that answered it.
+        topics: Its input and ``detections`` topics.
+        latency: Its paced phase.
+        throughput: Its max-rate phase (None when skipped).
+        unmatched: Answers on its ``detections`` whose stamp matched no frame sent.
+        crossed: Answers on its ``detections`` that carried another stream's frame (a target
+            that mixed its streams up; header mismatches in ``latency`` count the same where
+            the frames shared a stamp).
+        diagnostics: Its node's diagnostics over the measured window.
+    """
+
+    name: str
+    node_name: str
+    topics: RunTopics
+    latency: PhaseStats | None = None
+    throughput: PhaseStats | None = None
+    unmatched: int = 0
+    crossed: int = 0
+    diagnostics: DiagnosticsSummary = DiagnosticsSummary()
+
+    @property
+    def mixed_up(self) -> int:
+        """Answers that belonged to another stream: crossed ones and header mismatches."""
+        phases = (self.latency, self.throughput)
+        return self.crossed + sum(p.header_mismatches for p in phases if p is not None)
+
+
 @dataclass
 class RunRecord(JsonRecord):
     """One target's run: how it went and what was measured (filled in as the run goes).
@@ -213,6 +247,8 @@ class RunRecord(JsonRecord):
         diagnostics: Its diagnostics over the measured window.
         resources: CPU and memory.
         frames: Per-frame columns.
+        streams: Each stream of a multi-stream run (left out of a one-stream report); the
+            phases, diagnostics and frames above are then the totals over all streams.
     """
 
     label: str
@@ -237,6 +273,22 @@ class RunRecord(JsonRecord):
     diagnostics: DiagnosticsSummary = DiagnosticsSummary()
     resources: ResourceSummary = ResourceSummary()
     frames: FramesTable = FramesTable()
+    streams: list[StreamRun] = field(default_factory=list, metadata=OMIT_EMPTY)
+
+    def for_stream(self, name: str) -> RunRecord | None:
+        """This run seen through one stream (label ``run/stream``); None without that stream."""
+        stream = next((s for s in self.streams if s.name == name), None)
+        if stream is None:
+            return None
+        return dataclasses.replace(
+            self,
+            label=f"{self.label}/{name}",
+            topics=stream.topics,
+            latency=stream.latency,
+            throughput=stream.throughput,
+            diagnostics=stream.diagnostics,
+            streams=[],
+        )
 
     @property
     def is_node(self) -> bool:

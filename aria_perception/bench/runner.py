@@ -2,7 +2,8 @@
 
 Targets (:mod:`.targets`) run one after another in the same invocation on the same frames: the
 echo reference (the transport floor), our node, and optionally our node with a second parameter
-set (compare mode).
+set (compare mode). Several camera streams at once (``--preset headset``, ``--topics``) go
+through :mod:`.stream_runner` instead, target by target the same way.
 """
 
 from __future__ import annotations
@@ -36,6 +37,14 @@ from aria_perception.bench.replay_settings import ReplaySettings
 from aria_perception.bench.report import Files, Host, InputInfo, Report, Settings, write_report
 from aria_perception.bench.run_record import RunRecord, RunTopics
 from aria_perception.bench.sample import sample_set
+from aria_perception.bench.stream_runner import (
+    load_streams,
+    run_stream_target,
+    stream_inputs,
+    streams_over_echo,
+)
+from aria_perception.bench.stream_targets import plan_stream_targets
+from aria_perception.bench.streams import Stream
 from aria_perception.bench.targets import Target, plan_targets
 from aria_perception.bench.topics import TopicPlan
 
@@ -83,6 +92,7 @@ class Bench:
         self.notes: list[str] = []
         self.images: list[str] = []
         self.frames: FrameSet | None = None
+        self.streams: list[Stream] = []  # several camera streams; frames is then the first's
         self.env: dict[str, str] = {}
 
     def _plan(self, target: Target, frames: FrameSet) -> TopicPlan:
@@ -276,12 +286,18 @@ class Bench:
             self.out.mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise BenchError(f"cannot create the output directory {self.out}: {err}") from err
-        self.frames = load_frames(c)
-        if any(info is not None for info in self.frames.camera_infos):
-            self.notes.append(
-                f"the bag's {self.frames.camera_info_topic} is published with each frame, same "
-                "header, on the target's camera_info input"
-            )
+        timeline = None
+        if c.multi_stream:
+            self.streams, timeline = load_streams(c)
+            self.frames = self.streams[0].frames
+        else:
+            self.frames = load_frames(c)
+        for frames in [s.frames for s in self.streams] or [self.frames]:
+            if any(info is not None for info in frames.camera_infos):
+                self.notes.append(
+                    f"the bag's {frames.camera_info_topic} is published with each frame, same "
+                    "header, on the target's camera_info input"
+                )
         self.env, notes = dds_environment(c)
         self.notes += notes
         # Our own participant must use the same domain and transport as the children: Fast DDS
@@ -292,8 +308,18 @@ class Bench:
         try:
             rclpy.init(args=[], domain_id=int(self.env["ROS_DOMAIN_ID"]))
             try:
-                for target in plan_targets(c, self.frames.compressed):
-                    runs.append(self._run_target(target))
+                if timeline is not None:
+                    logs, notes = self.out / "logs", self.notes
+                    planned = plan_stream_targets(c, self.streams, self.frames.compressed, logs)
+                    for target in planned:
+                        runs.append(
+                            run_stream_target(
+                                c, target, self.streams, timeline, self.env, self.out, notes
+                            )
+                        )
+                else:
+                    for target in plan_targets(c, self.frames.compressed):
+                        runs.append(self._run_target(target))
             finally:
                 rclpy.try_shutdown()
         finally:
@@ -363,6 +389,8 @@ class Bench:
             criteria=criteria,
             verdict=verdict(criteria),
             notes=self.notes,
+            streams=stream_inputs(self.streams),
+            streams_vs_echo=streams_over_echo(nodes, echo),
         )
         plot_path = plot.plot_latency(rep, self.out / "latency.png")
         rep.files = Files(

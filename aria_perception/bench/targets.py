@@ -44,7 +44,8 @@ class Target:
         return self.role is not Role.ECHO
 
 
-def _param_value(params: list[str], key: str) -> str | None:
+def param_value(params: list[str], key: str) -> str | None:
+    """The last value ``params`` (``key:=value`` strings) give ``key``, else None."""
     value = None
     for p in params:
         k, _, v = p.partition(":=")
@@ -62,7 +63,7 @@ def plan_targets(config: BenchConfig, compressed: bool) -> list[Target]:
         ros_args = ["-r", f"__node:={c.node_name}", "-r", f"__ns:={ECHO_NAMESPACE}"]
         ros_args += ["-p", f"input.transport:={transport}"]
         # The echo reference subscribes with the node's input QoS, so both meet the same DDS.
-        qos = _param_value(c.params, "input.qos")
+        qos = param_value(c.params, "input.qos")
         if qos:
             ros_args += ["-p", f"input.qos:={qos}"]
         targets.append(

@@ -142,6 +142,8 @@ def test_bad_input_is_refused_clearly(tmp_path: Path) -> None:
     proc = bench(*args, "--node-command", str(tmp_path / "no_such_program"))
     one_line_error(proc, "cannot start", "no_such_program")
     one_line_error(bench("echo", "--ros-args", "-p", "input.transport:=jpeg"), "input.transport")
+    one_line_error(bench("--topics", "/a,/b", "--out", str(tmp_path)), "--topics", "--bag")
+    one_line_error(bench("--preset", "headset", "--depth", "--out", str(tmp_path)), "one stream")
     # argparse's own usage errors (exit status 2 as well).
     proc = bench("--rate", "-3")
     assert proc.returncode == 2 and "rate must be > 0" in proc.stderr
