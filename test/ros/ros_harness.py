@@ -43,6 +43,9 @@ FAST_CPU = {
     "diagnostics.period_s": 0.5,
     "diagnostics.expected_fps": 0.0,
     "diagnostics.latency_budget_ms": 0.0,
+    # No tracker: the node process then loads no torch (tests check it) and starts faster;
+    # test_node_tracking.py runs the tracker.
+    "tracker.type": "none",
 }
 
 

@@ -39,7 +39,6 @@ def _yaml(path: Path) -> None:
     for name, value in FAST_CPU.items():
         text = str(value).lower() if isinstance(value, bool) else value
         lines.append(f"    {name}: {text}")
-    lines.append("    tracker.type: none")  # so that the process provably loads no torch
     lines += [
         "/cam_a:",
         "  ros__parameters:",

@@ -38,9 +38,7 @@ pytestmark = pytest.mark.slow
 
 NAME = "perception"
 W, H = 640, 480
-# Tracking off: this module also proves that the node process itself never loads torch (the
-# tracker, when on, brings torch in through Ultralytics).
-PARAMS = {**FAST_CPU, "input.rotation": 90, "input.max_pixels": W * H, "tracker.type": "none"}
+PARAMS = {**FAST_CPU, "input.rotation": 90, "input.max_pixels": W * H}
 OUTPUTS = {
     f"/{NAME}/detections": Detection2DArray,
     f"/{NAME}/depth/raw": Image,
