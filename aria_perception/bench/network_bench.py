@@ -79,7 +79,7 @@ def _networks(args: argparse.Namespace, device: Any, cuda: bool) -> list[dict[st
     import torch
     from ultralytics.nn.tasks import DetectionModel
 
-    from aria_perception.engine.compile import CompiledNetwork
+    from aria_perception.engine.compile import CompiledStep
     from aria_perception.engine.fold import fold_batchnorm
     from aria_perception.engine.midas import MidasSmall
 
@@ -101,7 +101,7 @@ def _networks(args: argparse.Namespace, device: Any, cuda: bool) -> list[dict[st
                 net = net.to(device, dtype, memory_format=layout).eval()
                 x = torch.randn(1, 3, side, side, device=device, dtype=dtype)
                 x = x.contiguous(memory_format=layout)
-                call = CompiledNetwork(net, name) if compiled else net
+                call = CompiledStep(net, name) if compiled else net
                 calls.append((call, x))
                 timed = _timed(_runner(lambda c=call, x=x: c(x), cuda), args.iterations, sync)
                 rows.append({"what": f"{name} {side}x{side}", "compiled": compiled, **timed})

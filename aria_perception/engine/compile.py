@@ -1,16 +1,18 @@
-"""``worker.compile``: the two networks through ``torch.compile`` before CUDA-graph capture.
+"""``worker.compile``: the engine's steps through ``torch.compile`` before CUDA-graph capture.
 
 Inductor (default mode, no autotuning) fuses each network's convolutions with their
-activations and writes Triton kernels for the rest; the engine then captures those kernels in
-its CUDA graphs as it captures the eager ones. On the H200 this takes MiDaS small at 256x256
-from 0.96 to 0.64 ms and YOLOv8n at 640x640 from 0.93 to 0.46 ms (docs/performance.md).
+activations and writes Triton kernels for the rest, and does the same for the fixed-shape work
+around the networks (preprocessing, letterbox, depth upsampling, the fixed-shape NMS, box depth
+and packing), whose many small kernels cost more than their arithmetic. The engine then
+captures those kernels in its CUDA graphs as it captures the eager ones. On the H200 the engine
+goes from 2.9 to about 1.5 ms a frame (docs/performance.md).
 
-A network is compiled for an input shape the first time it sees that shape (the first frame of
-a camera; ``dynamic=False``: one specialised graph per shape). That takes tens of seconds, so it
+A step is compiled for an input shape the first time it sees that shape (the first frame of a
+camera; ``dynamic=False``: one specialised graph per shape). That takes tens of seconds, so it
 is logged when it starts and ends; inductor keeps what it compiled in a cache directory
 (``worker.compile_cache_dir``, default ``~/.cache/aria_perception/inductor``), and a later start
-reuses it. A compile that fails leaves the network uncompiled for good, with a warning that
-names the reason: the engine keeps working as without the option.
+reuses it. A compile that fails leaves that step uncompiled for good, with a warning that names
+the reason: the engine keeps working as without the option.
 """
 
 from __future__ import annotations
@@ -18,16 +20,25 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import Any
 
 import torch
 
-__all__ = ["CACHE_ENV", "CompiledNetwork", "compile_wanted", "default_cache_dir", "use_cache_dir"]
+__all__ = [
+    "BACKEND",
+    "CACHE_ENV",
+    "CompiledStep",
+    "compile_wanted",
+    "default_cache_dir",
+    "use_cache_dir",
+]
 
 _LOG = logging.getLogger(__name__)
 
+#: torch.compile's backend for the engine's steps (tests trace with "eager": dynamo only).
+BACKEND = "inductor"
 #: The variable inductor reads for its cache directory (Triton's cache goes inside it).
 CACHE_ENV = "TORCHINDUCTOR_CACHE_DIR"
 
@@ -61,48 +72,56 @@ def use_cache_dir(path: str) -> Path:
     return target
 
 
-class CompiledNetwork:
-    """A network that runs compiled once its compile for an input shape has succeeded.
+class CompiledStep:
+    """A function that runs compiled once its compile for an input key has succeeded.
 
-    Called like the network. The first call with a new input shape compiles (logged, timed);
-    any exception from that first compiled call falls back to the uncompiled network for every
-    later call, with one warning naming the reason.
+    Called like the function. The first call with a new key (the shapes of the tensor
+    arguments, unless ``key`` says otherwise) compiles, logged and timed; an exception from that
+    first compiled call falls back to the uncompiled function for every later call, with one
+    warning naming the reason.
 
     Args:
-        network: the module (or callable) to compile.
-        name: how the log calls it ("MiDaS small", "YOLO").
-        backend: ``torch.compile``'s backend ("inductor"; tests pass their own).
+        fn: the network, or the step around it, to compile.
+        name: how the log calls it ("MiDaS small", "YOLO post-processing").
+        backend: ``torch.compile``'s backend (None: :data:`BACKEND`).
+        key: what makes a call new (a specialised compile) from the call's arguments.
     """
 
-    def __init__(self, network: Callable[..., Any], name: str, backend: Any = "inductor") -> None:
-        self.network = network
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        name: str,
+        backend: Any = None,
+        key: Callable[..., Hashable] | None = None,
+    ) -> None:
+        self.fn = fn
         self.name = name
-        self._compiled = torch.compile(network, backend=backend, dynamic=False)
-        self._shapes: set[tuple[int, ...]] = set()
+        self._compiled = torch.compile(fn, backend=backend or BACKEND, dynamic=False)
+        self._key = key or _shapes
+        self._keys: set[Hashable] = set()
         self.failure: str | None = None
 
     @property
-    def compiled_shapes(self) -> frozenset[tuple[int, ...]]:
-        """Input shapes compiled so far."""
-        return frozenset(self._shapes)
+    def compiled_keys(self) -> frozenset[Hashable]:
+        """Keys (input shapes) compiled so far."""
+        return frozenset(self._keys)
 
-    def __call__(self, x: torch.Tensor) -> Any:
-        """Run the network on ``x``: compiled when it can be, else as it is."""
+    def __call__(self, *args: Any) -> Any:
+        """Run ``fn``: compiled when it can be, else as it is."""
         if self.failure is not None:
-            return self.network(x)
-        shape = tuple(x.shape)
-        if shape in self._shapes:
-            return self._compiled(x)
+            return self.fn(*args)
+        key = self._key(*args)
+        if key in self._keys:
+            return self._compiled(*args)
         _LOG.info(
-            "compiling %s for input %s (first frame of this shape; can take a minute; cached in "
-            "%s)",
+            "compiling %s for %s (first frame of this size; can take a minute; cached in %s)",
             self.name,
-            "x".join(map(str, shape)),
+            key,
             os.environ.get(CACHE_ENV, "inductor's default directory"),
         )
         started = time.perf_counter()
         try:
-            out = self._compiled(x)
+            out = self._compiled(*args)
         except Exception as err:  # noqa: BLE001 - any compile failure means: run uncompiled
             self.failure = _reason(err)
             _LOG.warning(
@@ -110,10 +129,19 @@ class CompiledNetwork:
                 self.name,
                 self.failure,
             )
-            return self.network(x)
-        self._shapes.add(shape)
+            return self.fn(*args)
+        self._keys.add(key)
         _LOG.info("compiled %s in %.1f s", self.name, time.perf_counter() - started)
         return out
+
+
+def _shapes(*args: Any) -> tuple:
+    """The shapes of the tensor arguments and the plain values among the others."""
+    return tuple(
+        tuple(a.shape) if isinstance(a, torch.Tensor) else a
+        for a in args
+        if isinstance(a, (torch.Tensor, int, float, str, tuple))
+    )
 
 
 def _reason(err: BaseException) -> str:

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from aria_perception.engine import frames
-from aria_perception.engine.compile import CompiledNetwork
+from aria_perception.engine.compile import CompiledStep
 from aria_perception.engine.detector import YoloDetector
 from aria_perception.engine.host_memory import HostMemory
 from aria_perception.engine.lanes import make_lanes
@@ -119,7 +119,7 @@ class Engine:
 
     # ------------------------------------------------------------------------------ public
     @property
-    def compiled(self) -> tuple[CompiledNetwork, ...]:
+    def compiled(self) -> tuple[CompiledStep, ...]:
         """The networks that run through ``torch.compile`` (empty with ``worker.compile`` off)."""
         return tuple(self._nets.compiled)
 

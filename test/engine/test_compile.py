@@ -13,7 +13,7 @@ from torch import nn
 
 from aria_perception.engine.compile import (
     CACHE_ENV,
-    CompiledNetwork,
+    CompiledStep,
     compile_wanted,
     default_cache_dir,
     use_cache_dir,
@@ -42,12 +42,12 @@ def test_auto_compiles_on_cuda_only(mode: str, cuda: bool, wanted: bool) -> None
 
 def test_compiled_network_equals_the_network_and_compiles_each_shape_once() -> None:
     net = _network()
-    compiled = CompiledNetwork(net, "toy", backend="eager")  # dynamo only: fast on any CPU
+    compiled = CompiledStep(net, "toy", backend="eager")  # dynamo only: fast on any CPU
     with torch.no_grad():
         for shape in [(1, 3, 16, 16), (1, 3, 16, 16), (1, 3, 8, 24)]:
             x = torch.randn(shape)
             torch.testing.assert_close(compiled(x), net(x))
-    assert compiled.compiled_shapes == {(1, 3, 16, 16), (1, 3, 8, 24)}
+    assert compiled.compiled_keys == {((1, 3, 16, 16),), ((1, 3, 8, 24),)}
     assert compiled.failure is None
 
 
@@ -55,7 +55,7 @@ def test_a_failed_compile_falls_back_for_good_with_a_warning(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     net = _network()
-    compiled = CompiledNetwork(net, "toy", backend=_failing_backend)
+    compiled = CompiledStep(net, "toy", backend=_failing_backend)
     x = torch.randn(1, 3, 16, 16)
     with torch.no_grad(), caplog.at_level(logging.WARNING, "aria_perception.engine.compile"):
         first = compiled(x)
@@ -66,7 +66,7 @@ def test_a_failed_compile_falls_back_for_good_with_a_warning(
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1, warnings
     assert "toy" in warnings[0] and "runs uncompiled" in warnings[0]
-    assert not compiled.compiled_shapes
+    assert not compiled.compiled_keys
 
 
 def test_cache_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -89,13 +89,48 @@ def test_compile_mode_is_checked() -> None:
         validate_engine_config(EngineConfig(compile="sometimes"))
 
 
-def test_cpu_default_runs_uncompiled_and_on_wraps_both_networks() -> None:
-    config = EngineConfig(device="cpu", allow_random_weights=True)
-    with Engine(config) as engine:
+STEPS = [
+    "MiDaS small",
+    "MiDaS preprocessing",
+    "depth upsampling",
+    "YOLO",
+    "YOLO letterbox",
+    "YOLO post-processing",
+    "box depth and packing",
+]
+
+
+def test_cpu_default_runs_uncompiled() -> None:
+    with Engine(EngineConfig(device="cpu", allow_random_weights=True)) as engine:
         assert engine.compiled == ()
-    with Engine(config.replace(compile="on")) as engine:  # wrapped only: nothing runs here
-        assert [n.name for n in engine.compiled] == ["MiDaS small", "YOLO"]
-        assert all(not n.compiled_shapes and n.failure is None for n in engine.compiled)
+
+
+def test_every_step_runs_through_torch_compile_and_gives_the_same_result(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The "eager" backend traces each step with dynamo and runs the traced graph with the same
+    # kernels: the engine's wiring of worker.compile, at CPU speed (inductor: the GPU test).
+    monkeypatch.setattr("aria_perception.engine.compile.BACKEND", "eager")
+    frame = np.random.default_rng(1).integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    config = EngineConfig(
+        device="cpu", allow_random_weights=True, confidence=1e-4, depth_input_size=64,
+        detector_image_size=96, max_detections=20,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    with Engine(config) as plain, Engine(config.replace(compile="on")) as compiled:
+        compiled.midas.load_state_dict(plain.midas.state_dict())
+        compiled.detector.model.load_state_dict(plain.detector.model.state_dict())
+        ref = plain.process(frame)
+        for _ in range(2):
+            got = compiled.process(frame)
+        assert [s.name for s in compiled.compiled] == STEPS
+        assert all(s.failure is None for s in compiled.compiled)
+        # The fixed-shape post-processing runs on CUDA only (the CPU takes the exact NMS path).
+        used = {s.name: len(s.compiled_keys) for s in compiled.compiled}
+        assert used == {**dict.fromkeys(STEPS[:5], 1), **dict.fromkeys(STEPS[5:], 0)}, used
+    np.testing.assert_allclose(got.depth, ref.depth, rtol=1e-5, atol=1e-6)
+    assert len(ref.detections.boxes) > 0
+    np.testing.assert_allclose(got.detections.boxes, ref.detections.boxes, rtol=1e-5)
 
 
 # ----------------------------------------------------------------------------------- GPU
@@ -118,7 +153,8 @@ def test_gpu_compiled_engine_agrees_with_the_uncompiled_one(tmp_path: Path) -> N
     assert len(got.detections.boxes) == len(ref.detections.boxes)
     captured, failed = compiled.graph_counts()
     assert captured > 0 and failed == 0
-    assert all(n.failure is None and n.compiled_shapes for n in compiled.compiled)
+    assert [s.name for s in compiled.compiled] == STEPS
+    assert all(s.failure is None and s.compiled_keys for s in compiled.compiled)
     assert any((tmp_path / "cache").iterdir()), "inductor wrote nothing to the cache directory"
     plain.close()
     compiled.close()
