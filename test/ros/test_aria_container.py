@@ -53,10 +53,10 @@ def container_argv(container: ComposableNodeContainer) -> list[str]:
     ]
 
 
-def load_request(node: ComposableNode) -> LoadNode.Request:
-    """What LoadComposableNodes sends for ``node``, with FAST_CPU over its parameters."""
+def load_request(node: ComposableNode, params: dict[str, Any] | None = None) -> LoadNode.Request:
+    """What LoadComposableNodes sends for ``node``, with ``params`` (FAST_CPU) over its own."""
     [parameters] = node["parameters"]
-    values: dict[str, Any] = {**parameters, **FAST_CPU}
+    values: dict[str, Any] = {**parameters, **(FAST_CPU if params is None else params)}
     request = LoadNode.Request(
         package_name=node["package"],
         plugin_name=node["plugin"],
