@@ -195,7 +195,7 @@ class _Worker:
 
     def apply(self, engine: InferenceEngine, thresholds: Thresholds) -> None:
         """Make ``thresholds`` the engine's (a no-op when it has them already)."""
-        if thresholds != self.applied:
+        if thresholds is not self.applied and thresholds != self.applied:
             engine.set_thresholds(thresholds)
             self.applied = thresholds
 
