@@ -71,6 +71,7 @@ class Engine:
         info: what the engine tells its owner (device, precision, class names, weights).
         fixed_post_frames: frames whose detections came from the fixed-shape NMS.
         exact_post_frames: frames that fell back to the exact path on CUDA.
+        progress: raised at each stage of a frame (the worker tells slow from hung by it).
 
     Raises:
         ConfigError: a value is out of range or the device does not exist.
@@ -94,7 +95,8 @@ class Engine:
         self._cameras: dict[str, CameraGrid] = {}  # with input.rectify: each camera's grid
         self.fixed_post_frames = 0
         self.exact_post_frames = 0
-        self._frame_index = 0
+        self._frame_index: dict[str, int] = {}  # frames per camera (depth.frame_skip)
+        self.progress = 0
         self._closed = False
         self._clock = StageClock(rt)
         self.info = EngineInfo(
@@ -225,6 +227,7 @@ class Engine:
         depth_out: np.ndarray | None = None,
         rect_out: np.ndarray | None = None,
         camera: str = "",
+        rotation: int | None = None,
     ) -> EngineResult:
         """Run both networks on one frame as received.
 
@@ -240,7 +243,9 @@ class Engine:
             rect_out: with ``input.rectify``, a uint8 array (H', W', C) or a flat buffer of at
                 least as many bytes to receive the rectified frame the networks saw (C = 1 for
                 mono8 input, else 3 RGB); ``result.rectified`` is then a view of it.
-            camera: whose calibration rectifies the frame (:meth:`set_rectification`).
+            camera: whose frame: its calibration rectifies it (:meth:`set_rectification`);
+                its plans (and the depth map ``depth.frame_skip`` reuses) are its own.
+            rotation: the camera's ``input.rotation`` (None: the configuration's).
 
         Returns:
             Detections in the received image's pixels (with ``input.rectify``: the rectified
@@ -252,9 +257,11 @@ class Engine:
         """
         if self._closed:
             raise EngineError("the engine is closed")
+        rotation = self.config.rotation if rotation is None else rotation
         try:
             with torch.inference_mode():
-                return self._process(frame, encoding, want_depth, depth_out, rect_out, camera)
+                args = (want_depth, depth_out, rect_out, camera, rotation)
+                return self._process(frame, encoding, *args)
         except (FrameError, ConfigError):
             raise
         except torch.cuda.OutOfMemoryError as err:
@@ -271,18 +278,21 @@ class Engine:
         depth_out: np.ndarray | None,
         rect_out: np.ndarray | None,
         camera: str,
+        rotation: int,
     ) -> EngineResult:
         lanes = self._lanes
-        self._frame_index += 1
+        index = self._frame_index[camera] = self._frame_index.get(camera, 0) + 1
         with lanes.upload:
-            plan = self._upload(frame, encoding, camera)
+            plan = self._upload(frame, encoding, camera, rotation)
             self._prepare(plan)
+        self.progress += 1
         prepared = lanes.upload.mark()
-        fresh = self._depth_due(plan)
+        fresh = self._depth_due(plan, index)
         depth_map = want_depth and self._nets.midas is not None
         with lanes.depth:
             lanes.depth.wait(prepared)
             depth_network_done = self._depth(plan, fresh, depth_map)
+        self.progress += 1
         depth_done = lanes.depth.mark()
         with lanes.detect:
             lanes.detect.wait(prepared)
@@ -292,7 +302,7 @@ class Engine:
         times = self._clock.times()
         return EngineResult(unpack_rows(rows), depth, times, fresh, rectified=rect)
 
-    def _upload(self, frame: np.ndarray, encoding: str, camera: str) -> ShapePlan:
+    def _upload(self, frame: np.ndarray, encoding: str, camera: str, rotation: int) -> ShapePlan:
         """Check the frame and put it on the device in its plan's frame buffer (upload lane)."""
         stream = self._lanes.upload.stream
         self._clock.h2d.start(stream)
@@ -300,11 +310,11 @@ class Engine:
             check_encoded_frame(frame, encoding)
             # decode_jpeg on the GPU reads a CPU tensor: hand it a copy we own.
             rgb = frames.decode(torch.from_numpy(frame.copy()), encoding, self.runtime.device)
-            plan = self._plan(int(rgb.shape[0]), int(rgb.shape[1]), 3, "rgb8", camera)
+            plan = self._plan(int(rgb.shape[0]), int(rgb.shape[1]), 3, "rgb8", camera, rotation)
             plan.frame.copy_(rgb)
         else:
             height, width, channels = check_raw_frame(frame, encoding)
-            plan = self._plan(height, width, channels, encoding, camera)
+            plan = self._plan(height, width, channels, encoding, camera, rotation)
             self._host.upload(frame, plan.frame)
         self._clock.h2d.stop(stream)
         return plan
@@ -316,12 +326,12 @@ class Engine:
         self._graphs.run("prepare", plan, stream, self._nets.prepare)
         self._clock.prepare.stop(stream)
 
-    def _depth_due(self, plan: ShapePlan) -> bool:
-        """A shape's first frame always runs depth; later ones every depth.frame_skip-th frame."""
+    def _depth_due(self, plan: ShapePlan, index: int) -> bool:
+        """A plan's first frame runs depth; later ones the camera's every frame_skip-th."""
         if self._nets.midas is None:
             return False
         skip = self.config.depth_frame_skip
-        return not plan.depth_valid or (self._frame_index - 1) % skip == 0
+        return not plan.depth_valid or (index - 1) % skip == 0
 
     def _depth(self, plan: ShapePlan, fresh: bool, depth_map: bool) -> torch.cuda.Event | None:
         """MiDaS when due, then the full-size map when wanted (depth lane).
@@ -414,7 +424,7 @@ class Engine:
         return fetch().reshape(-1, ROW_FLOATS).copy()
 
     def _plan(
-        self, height: int, width: int, channels: int, encoding: str, camera: str
+        self, height: int, width: int, channels: int, encoding: str, camera: str, rotation: int
     ) -> ShapePlan:
         grid = None
         if self.config.rectify:
@@ -424,9 +434,10 @@ class Engine:
             # A camera's plans follow its grid buffer: one of another output size is new.
             key: tuple = (height, width, channels, encoding, camera, rotated)
         else:
-            rotation = unrotate = self.config.rotation
+            # A camera's plans are its own: its rotation, the depth map frame_skip keeps.
+            unrotate = rotation
             rotated = (height, width) if rotation in (0, 180) else (width, height)
-            key = (height, width, channels, encoding)
+            key = (height, width, channels, encoding, camera, rotation)
         plan = self._plans.get(key)
         if plan is not None:
             return plan

@@ -145,7 +145,7 @@ class Networks:
             rotated = plan.rect.expand(-1, -1, 3) if mono else plan.rect
         else:
             rgb = frames.to_rgb(plan.frame, plan.encoding)
-            rotated = frames.rotate_image(rgb, self.rotation)
+            rotated = frames.rotate_image(rgb, plan.unrotate)  # the plan's camera's rotation
         if self.midas_preprocess is not None:
             plan.midas_in = into(plan.midas_in, self._midas_prep(rotated))
         if self.detector is not None:

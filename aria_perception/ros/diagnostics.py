@@ -46,6 +46,8 @@ KEYS: tuple[str, ...] = (
     "lost_samples",
     "worker_restarts",
     "worker_state",
+    "worker_pid",
+    "worker_cameras",
     "gpu_mem_mb",
     "gpu_mem_peak_mb",
     "device",
@@ -225,6 +227,8 @@ class Snapshot:
     lost_samples: int = 0
     worker_restarts: int = 0
     worker_state: str = "STOPPED"
+    worker_pid: int = 0  # 0: no worker process now
+    worker_cameras: int = 0  # cameras (nodes) sharing the worker
     gpu_mem_mb: float = 0.0
     gpu_mem_peak_mb: float = 0.0
     device: str = "unknown"
@@ -262,6 +266,8 @@ def values(snap: Snapshot) -> dict[str, str]:
         "lost_samples": str(snap.lost_samples),
         "worker_restarts": str(snap.worker_restarts),
         "worker_state": snap.worker_state,
+        "worker_pid": str(snap.worker_pid),
+        "worker_cameras": str(snap.worker_cameras),
         "gpu_mem_mb": _fmt(snap.gpu_mem_mb, 1),
         "gpu_mem_peak_mb": _fmt(snap.gpu_mem_peak_mb, 1),
         "device": snap.device,

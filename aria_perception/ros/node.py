@@ -174,7 +174,7 @@ class PerceptionNode(LifecycleNode):
     def on_configure(self, state: State) -> TransitionCallbackReturn:
         """Start the worker and load the models; create the publishers."""
         try:
-            self._worker.start(self._config, self._thresholds)
+            self._worker.start(self._config, self._thresholds, self.get_fully_qualified_name())
         except AriaPerceptionError as err:
             self._logger.error(f"configure failed: {err}")
             return TransitionCallbackReturn.FAILURE

@@ -1,9 +1,11 @@
 """The node's side of its inference worker: start and stop, frames in, health out.
 
-The worker is a spawned process run by :class:`aria_perception.worker.Supervisor`; this module
-only builds its settings from the node's parameters, reports its state into the diagnostics
-snapshot and says in the log when it goes down or comes back (see "Failure model" in
-docs/design.md).
+The worker is a spawned process shared by the nodes of this process whose engines can share
+(:mod:`aria_perception.worker.registry`); the node holds a client of it for its camera, named by
+the node's full name. A single node has a worker of its own, as before. This module only builds
+the settings from the node's parameters, reports the worker's state into the diagnostics
+snapshot and says in the log when it goes down or comes back (see "Process model" and "Failure
+model" in docs/design.md).
 """
 
 from __future__ import annotations
@@ -28,8 +30,8 @@ class WorkerLink:
 
     Args:
         logger: the node's logger.
-        on_result: called with each ``FrameResult`` from the supervisor's thread.
-        on_error: called as ``on_error(frame_id, tag, error)`` from the supervisor's thread.
+        on_result: called with each ``FrameResult`` from the worker's supervisor thread.
+        on_error: called as ``on_error(frame_id, tag, error)`` from the worker's supervisor thread.
     """
 
     def __init__(
@@ -41,11 +43,11 @@ class WorkerLink:
         self._logger = logger
         self._on_result = on_result
         self._on_error = on_error
-        self._supervisor: Any = None
+        self._client: Any = None
         self._info: EngineInfo | None = None
         self._start_error = ""
         self._seen = (WorkerState.STOPPED.name, 0)
-        self._rectification: Any = None  # the camera's latest, for every supervisor started
+        self._rectification: Any = None  # the camera's latest, for every worker joined
 
     @property
     def info(self) -> EngineInfo | None:
@@ -60,40 +62,47 @@ class WorkerLink:
     @property
     def running(self) -> bool:
         """True between a successful ``start`` and ``stop``."""
-        return self._supervisor is not None
+        return self._client is not None
 
     @property
     def start_error(self) -> str:
         """Why the last ``start`` failed ("" if it did not)."""
         return self._start_error
 
-    def start(self, config: NodeConfig, thresholds: Thresholds) -> EngineInfo:
-        """Spawn the worker and wait until its engine is built; stopped again if that fails.
+    def start(self, config: NodeConfig, thresholds: Thresholds, camera: str = "") -> EngineInfo:
+        """Join the shared worker of the node's engine key, starting it if none runs yet.
+
+        Args:
+            config: The node's configuration.
+            thresholds: The detector thresholds in effect.
+            camera: The camera's key in the worker (the node's full name; unique in the process).
 
         Raises:
             AriaPerceptionError: the worker could not start (weights, device, timeout) or
                 ``thresholds.classes`` names a class the detector does not know.
         """
-        from aria_perception.worker import Supervisor
+        from aria_perception.worker import REGISTRY
 
         engine_config = config.engine.replace(
             confidence=thresholds.confidence, iou=thresholds.iou, classes=thresholds.classes
         )
         self._logger.info(
-            f"starting the inference worker (device {engine_config.device}, precision "
-            f"{engine_config.precision}); importing torch takes a while"
+            f"joining the inference worker (device {engine_config.device}, precision "
+            f"{engine_config.precision}); starting one imports torch, which takes a while"
         )
         try:
-            self._supervisor = Supervisor(
+            self._client = REGISTRY.acquire(
+                camera,
                 engine_config,
                 config.worker_settings(),
                 on_result=self._on_result,
                 on_error=self._on_error,
             )
-            info = self._supervisor.start()
+            info = self._client.info
+            assert info is not None  # a client is made once its worker started
             thresholds.check_classes(info.class_names)
             if self._rectification is not None:
-                self._supervisor.set_rectification(self._rectification)
+                self._client.set_rectification(self._rectification)
         except AriaPerceptionError as err:
             self._start_error = str(err)
             self.stop()
@@ -116,10 +125,13 @@ class WorkerLink:
         return info
 
     def stop(self) -> None:
-        """Stop the worker and release its shared memory (idempotent)."""
-        supervisor, self._supervisor = self._supervisor, None
-        if supervisor is not None:
-            supervisor.stop()
+        """Leave the worker and release the camera's shared memory (idempotent).
+
+        The last camera to leave stops the worker.
+        """
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()
 
     def submit(
         self,
@@ -139,23 +151,21 @@ class WorkerLink:
             FrameError: the frame does not fit the worker's slots (counted by the worker).
             AriaPerceptionError: the frame could not be handed over.
         """
-        supervisor = self._supervisor
-        if supervisor is None:
+        client = self._client
+        if client is None:
             return False
-        supervisor.submit(
-            pixels, encoding, tag, want_depth=want_depth, size=size, want_rect=want_rect
-        )
+        client.submit(pixels, encoding, tag, want_depth=want_depth, size=size, want_rect=want_rect)
         return True
 
     def set_rectification(self, rectification: Any) -> None:
         """Rectify frames through ``rectification`` (a new camera calibration) from now on.
 
-        Kept for the workers started later; the supervisor re-sends it to a restarted worker.
+        Kept for the workers joined later; it is re-sent to a restarted worker.
         """
         self._rectification = rectification
-        supervisor = self._supervisor
-        if supervisor is not None:
-            supervisor.set_rectification(rectification)
+        client = self._client
+        if client is not None:
+            client.set_rectification(rectification)
 
     def set_thresholds(self, thresholds: Thresholds) -> None:
         """Apply new detector thresholds in the running worker (kept across restarts).
@@ -163,9 +173,9 @@ class WorkerLink:
         Raises:
             AriaPerceptionError: the worker refused them.
         """
-        supervisor = self._supervisor
-        if supervisor is not None:
-            supervisor.set_thresholds(thresholds)
+        client = self._client
+        if client is not None:
+            client.set_thresholds(thresholds)
 
     def report(self, snap: Snapshot, active: bool) -> None:
         """Fill the worker's part of a diagnostics snapshot.
@@ -177,9 +187,9 @@ class WorkerLink:
         if info is not None:
             snap.device, snap.device_name = info.device, info.device_name
             snap.precision, snap.weights = info.precision, info.weights
-        supervisor = self._supervisor
-        if supervisor is not None:
-            stats = supervisor.stats()
+        client = self._client
+        if client is not None:
+            stats = client.stats()
             state = WorkerState(stats.state)
             snap.worker_state = state.name
             snap.worker_down = state in DOWN_STATES or (active and state != WorkerState.READY)
@@ -190,6 +200,8 @@ class WorkerLink:
             snap.gpu_mem_mb = float(stats.gpu_mem_mb)
             snap.gpu_mem_peak_mb = float(stats.gpu_mem_peak_mb)
             snap.last_error = str(stats.last_error or "")
+            snap.worker_pid = int(stats.pid or 0)
+            snap.worker_cameras = int(stats.cameras)
         elif self._start_error:
             snap.worker_state = WorkerState.FAILED.name
             snap.worker_down = True

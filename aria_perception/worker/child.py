@@ -4,6 +4,13 @@
 engine class named in :class:`~aria_perception.worker.protocol.Start` is imported inside the child,
 so the models and the CUDA context exist only there. The engine must implement
 :class:`~aria_perception.worker.engine_api.InferenceEngine`; that is checked at start-up.
+
+One worker serves one or more cameras (:class:`~aria_perception.worker.child_camera.ChildCamera`):
+each has its own segment, its own newest waiting request and its own output slots, and the
+worker serves the cameras that have a request waiting round-robin, so no camera waits more than
+one engine call per other camera. The heartbeat thread reports the main thread's progress (a
+counter of frames and messages handled plus the engine's own ``progress``, if it has one), so the
+parent can tell a slow worker from a hung one.
 """
 
 from __future__ import annotations
@@ -17,13 +24,12 @@ import time
 from multiprocessing.connection import Connection
 from typing import Any
 
-import numpy as np
-
 from aria_perception import errors
 from aria_perception.errors import ConfigError, FrameError
+from aria_perception.records import Thresholds
 from aria_perception.worker import protocol as msg
-from aria_perception.worker.engine_api import InferenceEngine, check_engine
-from aria_perception.worker.slots import OUTPUT_SLOTS, SharedSlots
+from aria_perception.worker.child_camera import ChildCamera
+from aria_perception.worker.engine_api import InferenceEngine, camera_keywords, check_engine
 
 #: Exit code of a worker that stops after an engine error (the parent restarts it).
 EXIT_ENGINE_ERROR = 3
@@ -72,14 +78,17 @@ class _Worker:
         self.gen = start.generation
         self.send_lock = threading.Lock()
         self.engine: InferenceEngine | None = None
-        self.slots: SharedSlots | None = None
         self.quiet = threading.Event()  # set by the "freeze" debug action: heartbeats stop
         self.raise_next: msg.ErrorInfo | None = None
         self.memory_mb = (0.0, 0.0)
-        # The newest request not yet run, and when its message arrived.
-        self.next_request: tuple[msg.FrameRequest, float] | None = None
-        self.free_outputs = list(range(OUTPUT_SLOTS))  # output slots the parent released
         self.memory_at = -float("inf")
+        self.cameras: dict[str, ChildCamera] = {}  # in the order they joined: the round
+        self.last_served = ""  # the camera served last: the round goes on after it
+        self.retired: list[ChildCamera] = []  # segments that may stay page-locked (see remove)
+        self.steps = 0  # frames and messages handled: progress the heartbeat reports
+        self.keywords: frozenset[str] = frozenset()  # per-camera keywords process() takes
+        config = start.config  # the engine is built with the config's thresholds
+        self.applied = Thresholds(config.confidence, config.iou, config.classes)
 
     def send(self, message: object) -> None:
         try:
@@ -108,6 +117,11 @@ class _Worker:
         self.memory_mb, self.memory_at = (float(current), float(peak)), now
         return self.memory_mb
 
+    def progress(self) -> int:
+        """How far the main thread got: frames and messages handled, plus the engine's steps."""
+        engine_steps = getattr(self.engine, "progress", 0)
+        return self.steps + (engine_steps if isinstance(engine_steps, int) else 0)
+
     def heartbeat(self) -> None:
         interval = self.start.heartbeat_interval_s
         while True:
@@ -117,23 +131,23 @@ class _Worker:
                 os._exit(0)
             if not self.quiet.is_set():
                 current, peak = self.memory()
-                self.send(msg.Heartbeat(self.gen, time.monotonic(), current, peak))
+                now = time.monotonic()
+                self.send(msg.Heartbeat(self.gen, now, current, peak, self.progress()))
 
     def main(self) -> int:
         started = time.monotonic()
         threading.Thread(target=self.heartbeat, name="aria-heartbeat", daemon=True).start()
         try:
-            self.slots = SharedSlots.attach(self.start.shm_name, self.start.layout)
             factory = load_factory(self.start.engine_factory)
             engine = check_engine(factory(self.start.config), self.start.engine_factory)
             self.engine = engine
-            if self.start.thresholds is not None:
-                engine.set_thresholds(self.start.thresholds)
+            self.keywords = camera_keywords(engine)
+            for spec in self.start.cameras:
+                self.add_camera(engine, spec)
             info = engine.info
-            # Page-locked slots: frames go up and depth maps come down by DMA, no staging.
-            engine.register_host_buffer(self.slots.buffer)
         except Exception as exc:  # reported to the parent, which decides
             self.send(msg.StartFailed(self.gen, msg.ErrorInfo.from_exception(exc)))
+            self.close_cameras()
             return 1
         current, peak = self.memory()
         self.send(
@@ -145,81 +159,150 @@ class _Worker:
             try:
                 engine.close()
             finally:
-                self.slots.close()
+                self.close_cameras()
+
+    def close_cameras(self) -> None:
+        for camera in [*self.cameras.values(), *self.retired]:
+            camera.slots.close()
+        self.cameras.clear()
+        self.retired.clear()
+
+    def add_camera(self, engine: InferenceEngine, spec: msg.CameraSpec) -> None:
+        """Attach a camera's segment, page-lock it, check its thresholds (raises if refused)."""
+        camera = ChildCamera.attach(spec, self.applied if spec.thresholds is None else None)
+        try:
+            self.apply(engine, camera.thresholds)
+            # Page-locked slots: frames go up and depth maps come down by DMA, no staging.
+            engine.register_host_buffer(camera.slots.buffer)
+        except BaseException:
+            camera.slots.close()
+            raise
+        self.cameras[spec.camera] = camera
+
+    def remove_camera(self, engine: InferenceEngine, name: str) -> None:
+        """Forget a camera; its segment is let go once no page-locking can outlive it."""
+        camera = self.cameras.pop(name, None)
+        if camera is None:
+            return
+        unregister = getattr(engine, "unregister_host_buffer", None)
+        if unregister is not None:
+            unregister(camera.slots.buffer)
+            camera.slots.close()
+        else:
+            # A registered range must not be unmapped under the driver (a later mapping at the
+            # same address would read the old pages): kept mapped until the worker exits.
+            self.retired.append(camera)
+
+    def apply(self, engine: InferenceEngine, thresholds: Thresholds) -> None:
+        """Make ``thresholds`` the engine's (a no-op when it has them already)."""
+        if thresholds is not self.applied and thresholds != self.applied:
+            engine.set_thresholds(thresholds)
+            self.applied = thresholds
+
+    def next_camera(self) -> ChildCamera | None:
+        """The camera to serve next: round-robin among those with a request it can run."""
+        names = list(self.cameras)
+        if not names:
+            return None
+        first = names.index(self.last_served) + 1 if self.last_served in self.cameras else 0
+        for name in names[first:] + names[:first]:
+            camera = self.cameras[name]
+            if camera.runnable:
+                return camera
+        return None
 
     def loop(self, engine: InferenceEngine) -> int:
-        """Read messages; run the newest waiting request once everything sent so far is read.
+        """Read messages; run a waiting request once everything sent so far is read.
 
-        A request runs when an output slot is free (the parent releases each after delivering
-        its result); meanwhile newer requests replace older waiting ones, which are skipped.
+        A camera's request runs when one of its output slots is free (the parent releases each
+        after delivering its result); meanwhile a newer request of the camera replaces its
+        older waiting one, which is skipped.
         """
         while True:
-            runnable = self.next_request is not None and self.free_outputs
-            if not runnable or self.conn.poll(0):
+            camera = None if self.conn.poll(0) else self.next_camera()
+            if camera is None:
                 try:
                     message = self.conn.recv()
                 except (EOFError, OSError):
                     return 0  # the parent closed the pipe or died
                 received = time.monotonic()
+                self.steps += 1
                 code = self.on_message(engine, message, received)
                 if code is not None:
                     return code
                 continue
-            assert self.next_request is not None
-            (request, received), self.next_request = self.next_request, None
-            if not self.run_request(engine, request, received):
+            request, received = camera.take()
+            self.last_served = request.camera
+            self.steps += 1
+            if not self.run_request(engine, camera, request, received):
                 return EXIT_ENGINE_ERROR
 
     def on_message(self, engine: InferenceEngine, message: object, received: float) -> int | None:
         """Act on one message; an exit code when the worker must stop."""
         if isinstance(message, msg.FrameRequest):
-            if self.next_request is not None:
-                self.send(msg.Skipped(self.next_request[0].frame_id, self.gen))
-            self.next_request = (message, received)
+            camera = self.cameras.get(message.camera)
+            if camera is None:  # it left meanwhile: nobody waits for an answer
+                return None
+            replaced = camera.offer(message, received)
+            if replaced is not None:
+                self.send(msg.Skipped(replaced.frame_id, self.gen, replaced.camera))
         elif isinstance(message, msg.Release):
-            if message.out_slot not in self.free_outputs:
-                self.free_outputs.append(message.out_slot)
+            camera = self.cameras.get(message.camera)
+            if camera is not None:
+                camera.release(message.out_slot)
         elif isinstance(message, msg.SetRectification):
             self.set_rectification(engine, message)
         elif isinstance(message, msg.SetThresholds):
+            self.set_thresholds(engine, message)
+        elif isinstance(message, msg.AddCamera):
             try:
-                engine.set_thresholds(message.thresholds)
-            except Exception as exc:  # reported, the engine keeps its thresholds
-                self.send(msg.Failure(self.gen, msg.ErrorInfo.from_exception(exc)))
+                self.add_camera(engine, message.spec)
+            except Exception as exc:  # reported; frames of that camera are then ignored
+                self.send(
+                    msg.Failure(self.gen, msg.ErrorInfo.from_exception(exc), message.spec.camera)
+                )
+        elif isinstance(message, msg.RemoveCamera):
+            self.remove_camera(engine, message.camera)
         elif isinstance(message, msg.Debug):
             self.debug(message)
         elif isinstance(message, msg.Shutdown):
             return 0
         return None
 
+    def set_thresholds(self, engine: InferenceEngine, message: msg.SetThresholds) -> None:
+        """A camera's new thresholds: checked by the engine now, kept for its frames."""
+        camera = self.cameras.get(message.camera)
+        if camera is None:
+            return
+        try:
+            self.apply(engine, message.thresholds)
+        except Exception as exc:  # reported, the camera keeps its thresholds
+            self.send(msg.Failure(self.gen, msg.ErrorInfo.from_exception(exc), message.camera))
+            return
+        camera.thresholds = message.thresholds
+
     def run_request(
-        self, engine: InferenceEngine, message: msg.FrameRequest, received: float
+        self,
+        engine: InferenceEngine,
+        camera: ChildCamera,
+        message: msg.FrameRequest,
+        received: float,
     ) -> bool:
         """Process one frame; False when the engine failed and the worker must go."""
-        assert self.slots is not None
-        out_slot = self.free_outputs.pop(0)
+        out_slot = camera.free_outputs.pop(0)
         # Before the engine sees the frame: should it kill us, the parent knows which one did.
-        self.send(msg.Started(message.frame_id, self.gen, time.monotonic()))
+        self.send(msg.Started(message.frame_id, self.gen, time.monotonic(), message.camera))
         try:
             if self.raise_next is not None:
                 injected, self.raise_next = self.raise_next, None
                 raise injected.to_exception()
-            size = int(np.prod(message.shape))
-            pixels = self.slots.input(message.in_slot)[:size].reshape(message.shape)
-            out = self.slots.output(out_slot)
-            depth_out: np.ndarray | None = None
-            extra: dict[str, Any] = {}
+            self.apply(engine, camera.thresholds)  # its own, if they differ from the last's
+            pixels = camera.pixels(message)
+            out = camera.slots.output(out_slot)
+            depth_out = camera.depth_out(out, message, self.start.config.rectify)
+            extra: dict[str, Any] = self.camera_keywords(camera)
             if message.want_rect and out.rect.size:  # optional: only rectifying engines get it
                 extra["rect_out"] = out.rect
-            if message.want_depth:
-                # The engine writes the depth map straight into the output slot: an (H, W) view
-                # for raw frames, the flat slot for compressed ones (size known once decoded)
-                # and rectified ones (the rectified size).
-                if len(message.shape) >= 2 and not self.start.config.rectify:
-                    h, w = message.shape[:2]
-                    depth_out = out.depth[: h * w].reshape(h, w)
-                else:
-                    depth_out = out.depth
             t0 = time.monotonic()
             result = engine.process(
                 pixels,
@@ -233,20 +316,15 @@ class _Worker:
             rect_shape = out.write_rectified(result)
             t2 = time.monotonic()
         except FrameError as exc:
-            self.free_outputs.append(out_slot)  # nothing in it for the parent to read
-            self.send(
-                msg.FrameFailed(
-                    message.frame_id, self.gen, msg.ErrorInfo.from_exception(exc), fatal=False
-                )
-            )
+            camera.free_outputs.append(out_slot)  # nothing in it for the parent to read
+            error = msg.ErrorInfo.from_exception(exc)
+            self.send(msg.FrameFailed(message.frame_id, self.gen, error, False, message.camera))
             return True
         except Exception as exc:  # CUDA errors, OOM: restart with a fresh context
-            self.send(
-                msg.FrameFailed(
-                    message.frame_id, self.gen, msg.ErrorInfo.from_exception(exc), fatal=True
-                )
-            )
+            error = msg.ErrorInfo.from_exception(exc)
+            self.send(msg.FrameFailed(message.frame_id, self.gen, error, True, message.camera))
             return False
+        self.steps += 1
         current, peak = self.memory(max_age_s=_FRAME_MEMORY_AGE_S)
         self.send(
             msg.Result(
@@ -265,9 +343,19 @@ class _Worker:
                 gpu_mem_mb=current,
                 gpu_mem_peak_mb=peak,
                 rect_shape=rect_shape,
+                camera=message.camera,
             )
         )
         return True
+
+    def camera_keywords(self, camera: ChildCamera) -> dict[str, Any]:
+        """The per-camera keywords ``process`` takes: whose frame, and its rotation."""
+        extra: dict[str, Any] = {}
+        if "camera" in self.keywords:
+            extra["camera"] = camera.name
+        if camera.rotation is not None and "rotation" in self.keywords:
+            extra["rotation"] = camera.rotation
+        return extra
 
     def set_rectification(self, engine: InferenceEngine, message: msg.SetRectification) -> None:
         """Hand a camera's calibration to the engine; a refusal is reported, the worker goes on."""
@@ -279,7 +367,7 @@ class _Worker:
                 )
             setter(message.rectification, message.camera)
         except Exception as exc:  # reported; the engine keeps its earlier calibration
-            self.send(msg.Failure(self.gen, msg.ErrorInfo.from_exception(exc)))
+            self.send(msg.Failure(self.gen, msg.ErrorInfo.from_exception(exc), message.camera))
 
     def debug(self, message: msg.Debug) -> None:
         action = message.action

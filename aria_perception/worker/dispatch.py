@@ -1,10 +1,12 @@
-"""Requests to the worker: the ledger under a lock, and the worker process they go to.
+"""Requests of one camera to the worker: its ledger under a lock, and the worker they go to.
 
-A :class:`Dispatcher` is what ``submit`` (any thread) and the supervisor thread share. It keeps
-the :class:`~aria_perception.worker.ledger.Ledger` and sends what it decides: frame requests,
-thresholds, output-slot releases. A worker is attached while it takes frames; without one,
-frames are refused (counted dropped) and nothing is sent. Every send happens under the lock, so
-requests reach the worker in the order the ledger put them there.
+A :class:`Dispatcher` is what ``submit`` (any thread) and the supervisor thread share for one
+camera. It keeps the camera's :class:`~aria_perception.worker.ledger.Ledger` and sends what it
+decides: frame requests, thresholds, output-slot releases. A worker is attached while it takes
+frames; without one, frames are refused (counted dropped) and nothing is sent. Every send happens
+under the lock, so requests reach the worker in the order the ledger put them there. A worker
+shared by several cameras has one dispatcher per camera, each with its own lock: one camera's
+submit never waits for another's.
 """
 
 from __future__ import annotations
@@ -24,14 +26,16 @@ class Dispatcher:
 
     Args:
         ledger: The bookkeeping (this object is its only user from now on).
+        camera: The camera's key in the messages to and from the worker.
     """
 
-    def __init__(self, ledger: Ledger) -> None:
+    def __init__(self, ledger: Ledger, camera: str = "") -> None:
         self._ledger = ledger
+        self.camera = camera
         self._lock = threading.Lock()
         self._worker: WorkerProcess | None = None
         self._thresholds: Thresholds | None = None
-        self._rectifications: dict[str, Rectification] = {}
+        self._rectification: Rectification | None = None
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -60,6 +64,11 @@ class Dispatcher:
         with self._lock:
             return self._ledger.deadline
 
+    def busy(self) -> bool:
+        """Whether the worker holds a job of this camera."""
+        with self._lock:
+            return self._ledger.front is not None
+
     def overdue(self, now: float) -> Job | None:
         """The worker's oldest job if its answer is past due."""
         with self._lock:
@@ -72,21 +81,34 @@ class Dispatcher:
         with self._lock:
             self._ledger.reset()
 
-    def attach(self, worker: WorkerProcess, started_with: Thresholds | None) -> None:
-        """``worker`` takes frames from now on.
+    def attach(
+        self,
+        worker: WorkerProcess,
+        started_with: Thresholds | None,
+        announce: msg.CameraSpec | None = None,
+    ) -> None:
+        """``worker`` takes this camera's frames from now on.
+
+        Its settings reach the worker before any frame can (frames need an attached worker,
+        under this lock).
 
         Args:
-            worker: The new worker, ready.
-            started_with: The thresholds it was started with; newer ones are sent now.
+            worker: The worker, ready.
+            started_with: The thresholds it knows this camera with; newer ones are sent now.
+            announce: The camera's spec, when the worker does not know the camera yet: sent
+                first (with the thresholds of now).
         """
         with self._lock:
             self._worker = worker
             self._ledger.worker_ready(worker.generation)
+            if announce is not None:
+                announce = msg.CameraSpec(**{**vars(announce), "thresholds": self._thresholds})
+                self._send(msg.AddCamera(announce))
+                started_with = self._thresholds
             if self._thresholds is not started_with:  # changed while it was starting
-                self._send(msg.SetThresholds(self._thresholds))  # type: ignore[arg-type]
-            # Before any frame can reach it (frames need an attached worker, under this lock).
-            for camera, rectification in self._rectifications.items():
-                self._send(msg.SetRectification(camera, rectification))
+                self._send(msg.SetThresholds(self._thresholds, self.camera))  # type: ignore[arg-type]
+            if self._rectification is not None:
+                self._send(msg.SetRectification(self.camera, self._rectification))
 
     def detach(self) -> WorkerProcess | None:
         """Stop sending to the current worker (it died or is being stopped); return it."""
@@ -125,13 +147,17 @@ class Dispatcher:
         """Keep ``thresholds`` (for later workers too) and send them to the current one."""
         with self._lock:
             self._thresholds = thresholds
-            self._send(msg.SetThresholds(thresholds))
+            self._send(msg.SetThresholds(thresholds, self.camera))
 
-    def set_rectification(self, camera: str, rectification: Rectification) -> None:
-        """Keep ``camera``'s rectification (for later workers too); send it to the current one."""
+    def set_rectification(self, rectification: Rectification) -> None:
+        """Keep the camera's rectification (for later workers too); send it to the current one."""
         with self._lock:
-            self._rectifications[camera] = rectification
-            self._send(msg.SetRectification(camera, rectification))
+            self._rectification = rectification
+            self._send(msg.SetRectification(self.camera, rectification))
+
+    def release(self, out_slot: int) -> None:
+        """The camera's output slot ``out_slot`` may be written again."""
+        self.send(msg.Release(out_slot, self.camera))
 
     # -- a new frame (submit) -----------------------------------------------------------------
 

@@ -10,10 +10,26 @@ have: ``set_rectification(rectification, camera)`` (a
 :class:`~aria_perception.optics.Rectification` for the camera ``""``; sent once per calibration
 change) and the ``rect_out`` keyword of ``process`` (a flat uint8 buffer for the rectified frame,
 passed only when it is wanted; the engine returns a view of it in ``result.rectified``).
+
+A worker shared by several cameras (see "Process model" in docs/design.md) uses more optional
+members where the engine has them:
+
+- the ``camera`` and ``rotation`` keywords of ``process`` (:func:`camera_keywords`): whose frame
+  it is (the key of its rectification and of its plans) and its ``input.rotation``; an engine
+  without them runs every frame with its configuration's rotation;
+- ``progress``: an integer the engine raises as it goes through a frame (each stage); the
+  worker's heartbeat reports it, and a worker whose count stands still while a frame is due
+  counts as hung (a slow but advancing one does not);
+- ``unregister_host_buffer(array)``: undo ``register_host_buffer`` for a camera that left, so
+  its segment can be unmapped at once (without it the worker keeps the segment mapped).
+
+An engine's detector thresholds are switched to a camera's with ``set_thresholds`` before each
+of its frames, where they differ from the last frame's.
 """
 
 from __future__ import annotations
 
+import inspect
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -21,6 +37,8 @@ import numpy as np
 from aria_perception.errors import ConfigError
 from aria_perception.records import EngineInfo, EngineResult, Thresholds
 
+#: The optional keywords of ``process`` that carry a camera's own settings.
+CAMERA_KEYWORDS = frozenset({"camera", "rotation"})
 #: The members the worker uses, in the order it first uses them.
 MEMBERS = ("info", "set_thresholds", "register_host_buffer", "process", "memory_mb", "close")
 
@@ -113,3 +131,14 @@ def check_engine(engine: object, factory: str) -> InferenceEngine:
             f"got {type(engine.info).__name__}"
         )
     return engine
+
+
+def camera_keywords(engine: object) -> frozenset[str]:
+    """Which of :data:`CAMERA_KEYWORDS` ``engine.process`` accepts."""
+    try:
+        parameters = inspect.signature(engine.process).parameters  # type: ignore[attr-defined]
+    except (TypeError, ValueError, AttributeError):
+        return frozenset()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return CAMERA_KEYWORDS
+    return CAMERA_KEYWORDS & frozenset(parameters)

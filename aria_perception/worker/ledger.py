@@ -44,6 +44,7 @@ class Job:
         encoding: Raw encoding or compressed format.
         want_depth: Whether the depth map is wanted back.
         want_rect: Whether the rectified frame is wanted back (``input.rectify``).
+        camera: Whose frame it is (the camera's key in a shared worker; its slots hold it).
         submitted_at: ``time.monotonic()`` when ``submit`` was called.
         copy_in_ms: Time ``submit`` spent copying into the slot.
         size: (height, width) a compressed frame's header announces, if known: a size new to
@@ -66,6 +67,7 @@ class Job:
     copy_in_ms: float
     size: tuple[int, int] | None = None
     want_rect: bool = False
+    camera: str = ""
     generation: int = 0
     dispatched_at: float = 0.0
     started_at: float | None = None

@@ -17,11 +17,10 @@ from multiprocessing.context import SpawnContext
 from multiprocessing.process import BaseProcess
 
 from aria_perception.errors import WorkerDiedError, WorkerStartError
-from aria_perception.records import EngineConfig, Thresholds
+from aria_perception.records import EngineConfig
 from aria_perception.worker import child
 from aria_perception.worker import protocol as msg
 from aria_perception.worker.settings import WorkerSettings
-from aria_perception.worker.slots import SharedSlots
 
 _log = logging.getLogger(__name__)
 
@@ -61,9 +60,8 @@ class WorkerProcess:
         ctx: SpawnContext,
         generation: int,
         config: EngineConfig,
-        thresholds: Thresholds | None,
+        cameras: tuple[msg.CameraSpec, ...],
         settings: WorkerSettings,
-        slots: SharedSlots,
         stopping: threading.Event,
     ) -> tuple[WorkerProcess, msg.Ready]:
         """Start worker ``generation`` and wait for its ready message.
@@ -72,9 +70,8 @@ class WorkerProcess:
             ctx: The ``spawn`` multiprocessing context.
             generation: The number of this worker (1 for the first).
             config: What the worker builds its engine from.
-            thresholds: Detector thresholds to apply at once, if any.
+            cameras: The cameras it serves from the start (their segments and settings).
             settings: Engine factory, heartbeat interval and ``startup_timeout_s``.
-            slots: The shared-memory slots the worker attaches to.
             stopping: Set by ``stop()``: the wait ends early.
 
         Returns:
@@ -90,10 +87,8 @@ class WorkerProcess:
             generation=generation,
             parent_pid=os.getpid(),
             config=config,
-            thresholds=thresholds,
+            cameras=cameras,
             engine_factory=settings.engine_factory,
-            shm_name=slots.name,
-            layout=slots.layout,
             heartbeat_interval_s=settings.heartbeat_interval_s,
         )
         conn, child_conn = ctx.Pipe(duplex=True)

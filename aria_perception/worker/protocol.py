@@ -71,17 +71,52 @@ class ErrorInfo:
 
 
 @dataclass(frozen=True)
+class CameraSpec:
+    """One camera (client) of a worker: its shared-memory segment and its own settings.
+
+    Attributes:
+        camera: The camera's key in every frame message (unique within the worker).
+        shm_name: Its segment: its input slots and its output slots.
+        layout: The segment's layout (sized for the camera's ``input.max_pixels``).
+        rotation: ``input.rotation`` of its frames.
+        thresholds: Its detector thresholds (``None``: the engine's own).
+    """
+
+    camera: str
+    shm_name: str
+    layout: SlotLayout
+    rotation: int = 0
+    thresholds: Thresholds | None = None
+
+
+@dataclass(frozen=True)
 class Start:
-    """Everything a new worker needs; the argument of the spawned process."""
+    """Everything a new worker needs; the argument of the spawned process.
+
+    ``cameras`` are the cameras known when it was spawned; later ones come as
+    :class:`AddCamera`, before any frame of theirs.
+    """
 
     generation: int
     parent_pid: int
     config: EngineConfig
-    thresholds: Thresholds | None
+    cameras: tuple[CameraSpec, ...]
     engine_factory: str
-    shm_name: str
-    layout: SlotLayout
     heartbeat_interval_s: float
+
+
+@dataclass(frozen=True)
+class AddCamera:
+    """A camera joins: attach its segment, keep its settings (before any frame of it)."""
+
+    spec: CameraSpec
+
+
+@dataclass(frozen=True)
+class RemoveCamera:
+    """A camera left: forget its waiting request and settings, let its segment go."""
+
+    camera: str
 
 
 @dataclass(frozen=True)
@@ -101,20 +136,23 @@ class FrameRequest:
     encoding: str
     want_depth: bool
     want_rect: bool = False
+    camera: str = ""
 
 
 @dataclass(frozen=True)
 class Release:
-    """The parent is done reading output slot ``out_slot``: the worker may write it again."""
+    """The parent is done with ``camera``'s output slot ``out_slot``: it may be written again."""
 
     out_slot: int
+    camera: str = ""
 
 
 @dataclass(frozen=True)
 class SetThresholds:
-    """Apply new detector thresholds."""
+    """Apply new detector thresholds to ``camera``'s frames."""
 
     thresholds: Thresholds
+    camera: str = ""
 
 
 @dataclass(frozen=True)
@@ -194,6 +232,7 @@ class Result:
     gpu_mem_mb: float
     gpu_mem_peak_mb: float
     rect_shape: tuple[int, int, int] | None = None  # the rectified frame in the slot, if any
+    camera: str = ""  # whose frame: the slots are that camera's
 
 
 @dataclass(frozen=True)
@@ -207,6 +246,7 @@ class Started:
     frame_id: int
     generation: int
     started_at: float
+    camera: str = ""
 
 
 @dataclass(frozen=True)
@@ -215,6 +255,7 @@ class Skipped:
 
     frame_id: int
     generation: int
+    camera: str = ""
 
 
 @dataclass(frozen=True)
@@ -225,21 +266,32 @@ class FrameFailed:
     generation: int
     error: ErrorInfo
     fatal: bool
+    camera: str = ""
 
 
 @dataclass(frozen=True)
 class Failure:
-    """An error not tied to a frame (e.g. thresholds the engine refused)."""
+    """An error not tied to a frame (e.g. thresholds the engine refused).
+
+    ``camera`` names the camera whose setting was refused; ``None``: the worker's own.
+    """
 
     generation: int
     error: ErrorInfo
+    camera: str | None = None
 
 
 @dataclass(frozen=True)
 class Heartbeat:
-    """The worker is alive."""
+    """The worker is alive; ``progress`` grows while its main thread advances.
+
+    ``progress`` counts the heartbeats at which the main thread was found somewhere else than
+    at the previous one (see :mod:`aria_perception.worker.progress`): a busy but advancing
+    worker raises it, a hung one does not.
+    """
 
     generation: int
     sent_at: float
     gpu_mem_mb: float
     gpu_mem_peak_mb: float
+    progress: int = 0

@@ -146,6 +146,9 @@ class WorkerStats:
             worker's, or a frame already given up on): never delivered.
         poison: Frames the worker died running (also counted in ``rejected``): never retried,
             and the restart they caused does not count toward ``max_restarts``.
+        cameras: How many cameras share the worker (1 for a supervisor of its own). The
+            counters above are this camera's; state, restarts, generation, pid and memory are
+            the shared worker's.
     """
 
     state: WorkerState
@@ -165,3 +168,4 @@ class WorkerStats:
     info: EngineInfo | None
     stale: int = 0
     poison: int = 0
+    cameras: int = 1

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from shared_helpers import Cam, Cams, make_cam
 from worker_helpers import (
     MODULE_SUPERVISORS,
     TOY_CONFIG,
@@ -19,6 +20,7 @@ from worker_helpers import (
 )
 
 from aria_perception.records import EngineConfig
+from aria_perception.worker.registry import WorkerRegistry
 from aria_perception.worker.settings import WorkerSettings
 from aria_perception.worker.supervisor import ResultCallback, Supervisor
 
@@ -105,3 +107,36 @@ def no_leftovers_at_module_end() -> Iterator[None]:
     yield
     assert not our_segments(), f"shared-memory segments left behind: {sorted(our_segments())}"
     assert not multiprocessing.active_children()
+
+
+@pytest.fixture
+def registry() -> WorkerRegistry:
+    """A registry of the test's own (the process's one is left alone)."""
+    return WorkerRegistry()
+
+
+@pytest.fixture
+def cams(
+    monkeypatch: pytest.MonkeyPatch, registry: WorkerRegistry, engine_log: EngineLog
+) -> Iterator[Cams]:
+    """``cams(name, hw=(24, 32), settings=None, **config_changes)``: a toy camera on ``registry``.
+
+    Set the toy engine's ``ARIA_TOY_*`` knobs with ``monkeypatch`` before the first camera
+    starts the worker (the log is on). Every camera is closed after the test.
+    """
+    monkeypatch.setenv("ARIA_TOY_LOG", str(engine_log.path))
+    made: list[Cam] = []
+
+    def build(
+        name: str,
+        hw: tuple[int, int] = (24, 32),
+        settings: dict[str, object] | None = None,
+        **changes: object,
+    ) -> Cam:
+        cam = make_cam(registry, name, hw, settings, **changes)
+        made.append(cam)
+        return cam
+
+    yield build
+    for cam in made:
+        cam.client.close()

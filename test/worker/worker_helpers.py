@@ -15,7 +15,13 @@ import numpy as np
 from worker_toy_engine import FACTORY, ToyEngine
 
 from aria_perception.errors import AriaPerceptionError
-from aria_perception.records import Detections, EngineConfig, EngineResult, WorkerState
+from aria_perception.records import (
+    Detections,
+    EngineConfig,
+    EngineResult,
+    StageTimes,
+    WorkerState,
+)
 from aria_perception.worker.settings import WorkerSettings, WorkerStats
 from aria_perception.worker.supervisor import FrameResult, FrameTiming, Supervisor
 
@@ -90,6 +96,7 @@ class Got:
     detections: Detections
     timing: FrameTiming
     at: float
+    times: StageTimes | None = None
 
 
 class Collector:
@@ -102,8 +109,10 @@ class Collector:
 
     def on_result(self, r: FrameResult) -> None:
         depth = None if r.result.depth is None else r.result.depth.copy()
+        result = r.result
+        now = time.monotonic()
         got = Got(
-            r.tag, r.frame_id, r.generation, depth, r.result.detections, r.timing, time.monotonic()
+            r.tag, r.frame_id, r.generation, depth, result.detections, r.timing, now, result.times
         )
         with self.cond:
             self.results.append(got)

@@ -7,6 +7,8 @@ spawned worker would make the suite slow; the acceptance tests use the real
 environment at spawn):
 
 - ``ARIA_TOY_DELAY_S``: seconds of sleep per frame;
+- ``ARIA_TOY_STEPS``: the frame's sleep is cut into this many steps, each raising the engine's
+  ``progress`` count (a slow engine that advances; default 1);
 - ``ARIA_TOY_START_DELAY_S``: seconds of sleep while "loading models";
 - ``ARIA_TOY_FIRST_DELAY_S``: seconds of extra sleep on the first frame of each encoding and
   shape (lazy initialisation, as the real engine's first frame of a shape);
@@ -32,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from aria_perception.errors import ConfigError, FrameError, WeightsError
+from aria_perception.optics import Rectification
 from aria_perception.records import (
     Detections,
     EngineConfig,
@@ -48,7 +51,13 @@ CHANNELS = {"rgb8": 3, "bgr8": 3, "mono8": 1, "rgba8": 4, "bgra8": 4}
 
 
 class ToyEngine:
-    """Depth = mean of the channels / 255; one box per 64 of the first pixel's value."""
+    """Depth = mean of the channels / 255; one box per 64 of the first pixel's value.
+
+    What a camera's settings did shows in the result: the class ids start at ten times the
+    confidence (mod 3), ``times.preprocess_ms`` is the ``rotation`` the frame came with (-1
+    without one) and ``times.transfer_ms`` the pinhole width of the camera's latest
+    rectification (-1 before one came).
+    """
 
     def __init__(self, config: EngineConfig) -> None:
         if not config.allow_random_weights and not Path(config.detector_weights).is_file():
@@ -58,6 +67,8 @@ class ToyEngine:
             )
         time.sleep(float(os.environ.get("ARIA_TOY_START_DELAY_S", "0")))
         self.delay_s = float(os.environ.get("ARIA_TOY_DELAY_S", "0"))
+        self.steps = max(1, int(os.environ.get("ARIA_TOY_STEPS", "1") or "1"))
+        self.progress = 0  # raised per step of a frame: the worker's heartbeat reports it
         self.gate = os.environ.get("ARIA_TOY_GATE") or None
         self.log = os.environ.get("ARIA_TOY_LOG") or None
         self.first_delay_s = float(os.environ.get("ARIA_TOY_FIRST_DELAY_S", "0"))
@@ -68,6 +79,7 @@ class ToyEngine:
         self.thresholds = Thresholds(config.confidence, config.iou, config.classes)
         self.info = EngineInfo("cpu", "cpu", "fp32", CLASS_NAMES, "random")
         self.frames = 0
+        self.pinhole_widths: dict[str, int] = {}  # camera -> its rectification's pinhole width
 
     def process(
         self,
@@ -76,6 +88,8 @@ class ToyEngine:
         *,
         want_depth: bool = True,
         depth_out: np.ndarray | None = None,
+        camera: str = "",
+        rotation: int | None = None,
     ) -> EngineResult:
         """Numpy stand-in for Engine.process; writes the depth map into ``depth_out`` if given."""
         if encoding in ("jpeg", "png"):
@@ -100,7 +114,9 @@ class ToyEngine:
         if (encoding, frame.shape) not in self.seen:
             self.seen.add((encoding, frame.shape))
             time.sleep(self.first_delay_s)
-        time.sleep(self.delay_s)
+        for _ in range(self.steps):
+            time.sleep(self.delay_s / self.steps)
+            self.progress += 1
         depth = image[:, :, :3].mean(axis=2, dtype=np.float32) / np.float32(255)
         n = int(image[0, 0, 0]) // 64
         boxes = np.array([[i, i, i + 4, i + 8] for i in range(n)], np.float32).reshape(n, 4)
@@ -117,7 +133,11 @@ class ToyEngine:
         return EngineResult(
             detections=Detections(boxes, scores, class_ids, box_depth),
             depth=depth if want_depth else None,
-            times=StageTimes(total_ms=float(self.frames)),
+            times=StageTimes(
+                preprocess_ms=-1.0 if rotation is None else float(rotation),
+                transfer_ms=float(self.pinhole_widths.get(camera, -1)),
+                total_ms=float(self.frames),
+            ),
             depth_fresh=True,
         )
 
@@ -132,6 +152,10 @@ class ToyEngine:
         if unknown:
             raise ConfigError(f"detector.classes: unknown class name(s) {unknown}")
         self.thresholds = thresholds
+
+    def set_rectification(self, rectification: Rectification, camera: str = "") -> None:
+        """Remember the camera's pinhole width (shown in each of its results)."""
+        self.pinhole_widths[camera] = rectification.pinhole.width
 
     def register_host_buffer(self, array: np.ndarray) -> bool:
         """No device memory to page-lock for."""
