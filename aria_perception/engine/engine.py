@@ -106,18 +106,9 @@ class Engine:
             class_names=self._nets.class_names,
             weights=self._nets.weights,
         )
-        _LOG.info(
-            "engine ready on %s (%s, %s), depth %s, detector %s, streams %s, graphs %s, "
-            "compile %s",
-            self.info.device,
-            self.info.device_name,
-            self.info.precision,
-            "on" if self._nets.midas is not None else "off",
-            "on" if self._nets.detector is not None else "off",
-            "parallel" if rt.is_cuda and config.parallel_streams else "one",
-            "on" if self._graphs.enabled else "off",
-            "on" if self._nets.compiled else "off",
-        )
+        info = self.info
+        _LOG.info("engine ready on %s (%s, %s): %s", info.device, info.device_name,
+                  info.precision, self._nets.describe(config))  # fmt: skip
 
     # ------------------------------------------------------------------------------ public
     @property

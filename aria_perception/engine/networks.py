@@ -60,6 +60,7 @@ class Networks:
     def __init__(self, config: EngineConfig, runtime: Runtime, *, fixed_post: bool) -> None:
         self.rotation = config.rotation
         self.fixed_post = fixed_post
+        self.runtime = runtime
         channels_last = runtime.is_cuda
         statuses: list[str] = []
         self.midas: MidasSmall | None = None
@@ -99,6 +100,17 @@ class Networks:
         if compile_wanted(config.compile, runtime.is_cuda):
             use_cache_dir(config.compile_cache_dir)
             self._compile()
+
+    def describe(self, config: EngineConfig) -> str:
+        """What runs, for the log: "depth on, detector on, streams parallel, ..."."""
+        cuda = self.runtime.is_cuda
+        return (
+            f"depth {'on' if self.midas is not None else 'off'}, "
+            f"detector {'on' if self.detector is not None else 'off'}, "
+            f"streams {'parallel' if cuda and config.parallel_streams else 'one'}, "
+            f"graphs {'on' if cuda and config.cuda_graphs else 'off'}, "
+            f"compile {'on' if self.compiled else 'off'}"
+        )
 
     def _compile(self) -> None:
         """Route every step through :class:`~aria_perception.engine.compile.CompiledStep`.
