@@ -91,6 +91,7 @@ class Networks:
         self._midas_prep: Callable[..., Any] | None = self.midas_preprocess
         self._upsample: Callable[..., Any] = upsample_depth
         self._pack_rows: Callable[..., Any] = self._pack
+        self._remap: Callable[..., Any] = remap
         self._yolo_prep: Callable[..., Any] | None = None
         self._yolo_post: Callable[..., Any] | None = None
         if self.detector is not None:
@@ -99,7 +100,7 @@ class Networks:
         self.compiled: list[CompiledStep] = []
         if compile_wanted(config.compile, runtime.is_cuda):
             use_cache_dir(config.compile_cache_dir)
-            self._compile()
+            self._compile(config.rectify)
 
     def describe(self, config: EngineConfig) -> str:
         """What runs, for the log: "depth on, detector on, streams parallel, ..."."""
@@ -112,7 +113,7 @@ class Networks:
             f"compile {'on' if self.compiled else 'off'}"
         )
 
-    def _compile(self) -> None:
+    def _compile(self, rectify: bool) -> None:
         """Route every step through :class:`~aria_perception.engine.compile.CompiledStep`.
 
         Compiling only the two networks saves about 0.5 ms a frame on an H200; compiling the
@@ -132,6 +133,8 @@ class Networks:
             self.detector.network = step(self.detector.model, "YOLO")
             self._yolo_prep = step(self.detector.preprocess, "YOLO letterbox")
             self._yolo_post = step(self.detector.postprocess_fixed, "YOLO post-processing")
+        if rectify:
+            self._remap = step(remap, "rectification remap")
         self._pack_rows = step(
             self._pack,
             "box depth and packing",
@@ -153,7 +156,7 @@ class Networks:
             mono = plan.encoding == "mono8"
             source = plan.frame if mono else frames.to_rgb(plan.frame, plan.encoding)
             source = source.unsqueeze(-1) if source.dim() == 2 else source
-            plan.rect = into(plan.rect, remap(source, plan.grid))
+            plan.rect = into(plan.rect, self._remap(source, plan.grid))
             rotated = plan.rect.expand(-1, -1, 3) if mono else plan.rect
         else:
             rgb = frames.to_rgb(plan.frame, plan.encoding)

@@ -147,3 +147,18 @@ def test_gpu_rectify_with_graphs_equals_the_cpu() -> None:
     assert gpu.plan_count == 1  # the second calibration reused the plan and its graphs
     cpu.close()
     gpu.close()
+
+
+def test_compiled_rectification_equals_the_uncompiled_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    # worker.compile routes the remap through torch.compile too; dynamo's "eager" backend
+    # traces it on the CPU (inductor: the GPU tests).
+    monkeypatch.setattr("aria_perception.engine.compile.BACKEND", "eager")
+    rect, frame = _rect(), _frame(4)
+    with Engine(_config(detector_enabled=False, compile="on")) as compiled:
+        compiled.set_rectification(rect)
+        got = [compiled.process(frame, "rgb8", rect_out=np.empty(96 * 80 * 3, np.uint8))
+               for _ in range(2)][-1]  # fmt: skip
+        remap_step = {s.name: s for s in compiled.compiled}["rectification remap"]
+        assert remap_step.failure is None and len(remap_step.compiled_keys) == 1
+    diff = np.abs(got.rectified.astype(int) - _reference(frame, rect))
+    assert diff.max() <= 1, diff.max()
