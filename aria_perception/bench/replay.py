@@ -31,7 +31,6 @@ from aria_perception.bench.frame import FrameSet
 from aria_perception.bench.observations import DiagSample, FrameRecord
 from aria_perception.bench.pacing import MAX, Schedule, check_pacing
 from aria_perception.bench.replay_messages import (
-    camera_info,
     diag_sample,
     image_array,
     received_ns,
@@ -45,6 +44,7 @@ from aria_perception.bench.replay_settings import (
     with_message_info,
 )
 from aria_perception.bench.topics import TopicPlan, Topics, camera_info_topic, join_topic
+from aria_perception.ros.messages import camera_info_msg
 
 
 class Replayer:
@@ -85,7 +85,7 @@ class Replayer:
         self.captured: dict[int, dict[str, np.ndarray]] = {}
         self.publisher = None
         # The frames' CameraInfo, published with each frame under the frame's header.
-        self._infos = [None if f is None else camera_info(f) for f in frames.camera_infos]
+        self._infos = [None if f is None else camera_info_msg(f) for f in frames.camera_infos]
         self._info_publisher = None
 
         self.node = rclpy.create_node(name, start_parameter_services=False)

@@ -21,7 +21,6 @@ from aria_perception.bench.errors import TargetError, TargetExitedError, TargetT
 from aria_perception.bench.observations import DiagSample, FrameRecord
 from aria_perception.bench.pacing import MAX, Schedule, check_pacing
 from aria_perception.bench.replay_messages import (
-    camera_info,
     diag_sample,
     received_ns,
     sent_ns,
@@ -34,6 +33,7 @@ from aria_perception.bench.replay_settings import (
     with_message_info,
 )
 from aria_perception.bench.streams import Stream, Timeline
+from aria_perception.ros.messages import camera_info_msg
 
 Alive = Callable[[], bool]
 
@@ -100,7 +100,7 @@ class StreamReplayer:
         self.lanes = [_Lane(s, t) for s, t in zip(streams, topics, strict=True)]
         for lane in self.lanes:
             infos = lane.stream.frames.camera_infos
-            lane.infos = [None if f is None else camera_info(f) for f in infos]
+            lane.infos = [None if f is None else camera_info_msg(f) for f in infos]
         self._lock = threading.Condition()
         self._last_stamp = 0
         self._cursor = 0  # next tick: phases continue through the timeline
