@@ -7,8 +7,8 @@ from pathlib import Path
 from aria_perception.bench.report import Report
 from aria_perception.bench.run_record import NodePathTimes, PhaseStats, RunRecord, StageTimes
 
-RUN_HEADER = [
-    "run",
+#: The columns of :func:`_phase_cells`, in run and stream rows alike.
+PHASE_HEADER = [
     "sent",
     "recv",
     "drop",
@@ -18,6 +18,10 @@ RUN_HEADER = [
     "out FPS",
     "max FPS",
     "max drop",
+]
+RUN_HEADER = [
+    "run",
+    *PHASE_HEADER,
     "rej",
     "CPU%",
     "wkr CPU%",
@@ -37,15 +41,7 @@ COUNTER_KEYS = ("node_dropped_frames", "rejected_frames", "lost_samples", "worke
 STREAM_HEADER = [
     "run",
     "stream",
-    "sent",
-    "recv",
-    "drop",
-    "p50 ms",
-    "p95 ms",
-    "p99 ms",
-    "out FPS",
-    "max FPS",
-    "max drop",
+    *PHASE_HEADER,
     "p50 +echo",
     "p95 +echo",
     "crossed",
