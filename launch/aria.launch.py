@@ -46,6 +46,7 @@ from launch_ros.descriptions import ComposableNode
 
 from aria_perception.ros.launch_support import (
     FASTDDS_MODES,
+    OVERRIDE_ARGUMENTS,
     camera_info_topic,
     compressed_topic,
     fastdds_environment,
@@ -207,20 +208,11 @@ def generate_launch_description() -> LaunchDescription:
                 default_value=os.path.join(_share(), "config", "aria.yaml"),
                 description="Node parameters: a /** section and one per node name.",
             ),
-            DeclareLaunchArgument(
-                "use_sim_time",
-                default_value="false",
-                description="Use /clock (rosbag replay with --clock).",
-            ),
-            DeclareLaunchArgument(
-                "device",
-                default_value="",
-                description="Override the params file's device: auto, cpu, cuda, cuda:N.",
-            ),
-            DeclareLaunchArgument(
-                "allow_random_weights",
-                default_value="",
-                description="Override the params file's allow_random_weights: true or false.",
+            *(
+                DeclareLaunchArgument(
+                    spec.name, default_value=spec.default_value, description=spec.description
+                )
+                for spec in OVERRIDE_ARGUMENTS
             ),
             DeclareLaunchArgument(
                 "log_level",

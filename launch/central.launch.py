@@ -36,7 +36,7 @@ from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import LoadComposableNodes, Node
 from launch_ros.descriptions import ComposableNode
 
-from aria_perception.ros.launch_support import fastdds_environment
+from aria_perception.ros.launch_support import OVERRIDE_ARGUMENTS, fastdds_environment
 
 PACKAGE = "aria_perception"
 NODE_NAME = "central_perception"
@@ -135,20 +135,11 @@ def generate_launch_description() -> LaunchDescription:
                 default_value=os.path.join(_share(), "config", "central.yaml"),
                 description="Node parameters (every parameter with its default).",
             ),
-            DeclareLaunchArgument(
-                "use_sim_time",
-                default_value="false",
-                description="Use /clock (rosbag replay with --clock).",
-            ),
-            DeclareLaunchArgument(
-                "device",
-                default_value="",
-                description="Override the params file's device: auto, cpu, cuda, cuda:N.",
-            ),
-            DeclareLaunchArgument(
-                "allow_random_weights",
-                default_value="",
-                description="Override the params file's allow_random_weights: true or false.",
+            *(
+                DeclareLaunchArgument(
+                    spec.name, default_value=spec.default_value, description=spec.description
+                )
+                for spec in OVERRIDE_ARGUMENTS
             ),
             DeclareLaunchArgument(
                 "log_level",

@@ -8,6 +8,7 @@ exit status 2 (a user's mistake never prints a traceback), and argparse's own us
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from collections.abc import Callable
@@ -47,6 +48,25 @@ def run_main(prog: str, body: Callable[[], int]) -> int:
         return body()
     except BenchError as err:
         return print_error(prog, err)
+
+
+def run_command(
+    parser: argparse.ArgumentParser, argv: list[str] | None, work: Callable[[Any], object]
+) -> int:
+    """Parse ``argv`` and run ``work(args)`` through :func:`run_main`; it exits 0 when done.
+
+    Args:
+        parser: The command's parser (``prog`` starts the error line).
+        argv: The arguments, ``None`` for ``sys.argv``.
+        work: Does the command's work with the parsed arguments; what it returns is not used.
+    """
+    args = parser.parse_args(argv)
+
+    def body() -> int:
+        work(args)
+        return EXIT_OK
+
+    return run_main(parser.prog, body)
 
 
 def write_json(path: str, data: Any, indent: int) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from aria_perception.bench.ablation import Ablation, ablation_names, select_ablations
-from aria_perception.bench.console import EXIT_OK, run_main, write_json
+from aria_perception.bench.console import run_command, write_json
 from aria_perception.bench.errors import BenchError, FrameDataError, TargetError, UsageError
 from aria_perception.bench.sizes import Size, parse_size
 from aria_perception.errors import AriaPerceptionError, ConfigError
@@ -384,15 +384,8 @@ def run(args: argparse.Namespace) -> list[EngineRun]:
 
 def main(argv: list[str] | None = None) -> int:
     """Console entry point ``engine_bench``."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-
-    def body() -> int:
-        run(args)
-        return EXIT_OK
-
-    return run_main(parser.prog, body)
+    return run_command(build_parser(), argv, run)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from aria_perception.bench.console import EXIT_OK, run_main, write_json
+from aria_perception.bench.console import run_command, write_json
 from aria_perception.bench.errors import UsageError
 from aria_perception.bench.sizes import Size, parse_size
 from aria_perception.stats import percentile
@@ -168,14 +168,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: ``python -m aria_perception.bench.network_bench``."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-
-    def body() -> int:
-        run(args)
-        return EXIT_OK
-
-    return run_main(parser.prog, body)
+    return run_command(build_parser(), argv, run)
 
 
 if __name__ == "__main__":

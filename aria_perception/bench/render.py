@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from aria_perception.bench.report import Report
-from aria_perception.bench.run_record import NodePathTimes, RunRecord, StageTimes
+from aria_perception.bench.run_record import NodePathTimes, PhaseStats, RunRecord, StageTimes
 
-RUN_HEADER = [
-    "run",
+#: The columns of :func:`_phase_cells`, in run and stream rows alike.
+PHASE_HEADER = [
     "sent",
     "recv",
     "drop",
@@ -18,6 +18,10 @@ RUN_HEADER = [
     "out FPS",
     "max FPS",
     "max drop",
+]
+RUN_HEADER = [
+    "run",
+    *PHASE_HEADER,
     "rej",
     "CPU%",
     "wkr CPU%",
@@ -37,15 +41,7 @@ COUNTER_KEYS = ("node_dropped_frames", "rejected_frames", "lost_samples", "worke
 STREAM_HEADER = [
     "run",
     "stream",
-    "sent",
-    "recv",
-    "drop",
-    "p50 ms",
-    "p95 ms",
-    "p99 ms",
-    "out FPS",
-    "max FPS",
-    "max drop",
+    *PHASE_HEADER,
     "p50 +echo",
     "p95 +echo",
     "crossed",
@@ -67,16 +63,10 @@ def _fmt(value: object, digits: int = 1, suffix: str = "") -> str:
     return f"{value}{suffix}"
 
 
-def _run_row(run: RunRecord) -> list[str]:
-    lat, thr = run.latency, run.throughput
+def _phase_cells(lat: PhaseStats | None, thr: PhaseStats | None) -> list[str]:
+    """The paced phase's frames, latency percentiles and rate, then the max-rate phase's."""
     lm = lat.latency_ms if lat else None
-    res, diag = run.resources, run.diagnostics
-    gpu = res.gpu_mem_nvml_mb_max or diag.gpu_mem_peak_mb
-    rss = res.rss_mb_max
-    if rss is not None:
-        rss += res.worker_rss_mb_max or 0.0
     return [
-        run.label,
         _fmt(lat.published if lat else None),
         _fmt(lat.received if lat else None),
         _fmt(lat.dropped if lat else None),
@@ -86,6 +76,19 @@ def _run_row(run: RunRecord) -> list[str]:
         _fmt(lat.output_fps if lat else None),
         _fmt(thr.output_fps if thr else None),
         _fmt(thr.dropped if thr else None),
+    ]
+
+
+def _run_row(run: RunRecord) -> list[str]:
+    lat, thr = run.latency, run.throughput
+    res, diag = run.resources, run.diagnostics
+    gpu = res.gpu_mem_nvml_mb_max or diag.gpu_mem_peak_mb
+    rss = res.rss_mb_max
+    if rss is not None:
+        rss += res.worker_rss_mb_max or 0.0
+    return [
+        run.label,
+        *_phase_cells(lat, thr),
         _fmt(diag.rejected_frames),
         _fmt(res.cpu_percent_mean, 0),
         _fmt(res.worker_cpu_percent_mean, 0),
@@ -101,21 +104,12 @@ def _stream_rows(report: Report) -> list[list[str]]:
         overs = report.streams_vs_echo.get(run.label, {})
         for s in run.streams:
             lat, thr = s.latency, s.throughput
-            lm = lat.latency_ms if lat else None
             over = overs.get(s.name)
             rows.append(
                 [
                     run.label,
                     s.name,
-                    _fmt(lat.published if lat else None),
-                    _fmt(lat.received if lat else None),
-                    _fmt(lat.dropped if lat else None),
-                    _fmt(lm.p50 if lm else None, 2),
-                    _fmt(lm.p95 if lm else None, 2),
-                    _fmt(lm.p99 if lm else None, 2),
-                    _fmt(lat.output_fps if lat else None),
-                    _fmt(thr.output_fps if thr else None),
-                    _fmt(thr.dropped if thr else None),
+                    *_phase_cells(lat, thr),
                     _fmt(over.latency_p50_over_echo_ms if over else None, 2),
                     _fmt(over.latency_p95_over_echo_ms if over else None, 2),
                     _fmt(s.mixed_up),

@@ -31,20 +31,23 @@ from aria_perception.bench.frame import FrameSet
 from aria_perception.bench.observations import DiagSample, FrameRecord
 from aria_perception.bench.pacing import MAX, Schedule, check_pacing
 from aria_perception.bench.replay_messages import (
-    camera_info,
     diag_sample,
     image_array,
     received_ns,
-    sent_ns,
     stamp_ns,
+)
+from aria_perception.bench.replay_node import (
+    BenchNode,
+    reports_for,
+    take_answer,
+    wait_for_target,
 )
 from aria_perception.bench.replay_settings import (
     ReplaySettings,
     publisher_qos,
-    result_qos,
-    with_message_info,
 )
 from aria_perception.bench.topics import TopicPlan, Topics, camera_info_topic, join_topic
+from aria_perception.ros.messages import camera_info_msg
 
 
 class Replayer:
@@ -60,9 +63,7 @@ class Replayer:
     def __init__(
         self, frames: FrameSet, plan: TopicPlan, settings: ReplaySettings, name: str = "bench"
     ) -> None:
-        import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
-        from rclpy.executors import SingleThreadedExecutor
         from sensor_msgs.msg import CompressedImage, Image
 
         if len(frames) == 0:
@@ -85,22 +86,14 @@ class Replayer:
         self.captured: dict[int, dict[str, np.ndarray]] = {}
         self.publisher = None
         # The frames' CameraInfo, published with each frame under the frame's header.
-        self._infos = [None if f is None else camera_info(f) for f in frames.camera_infos]
+        self._infos = [None if f is None else camera_info_msg(f) for f in frames.camera_infos]
         self._info_publisher = None
 
-        self.node = rclpy.create_node(name, start_parameter_services=False)
-        self._with_info = with_message_info()
+        self._bench = BenchNode(name)
+        self.node = self._bench.node
+        self._subscribe = self._bench.subscribe
         self._subscribe(DiagnosticArray, plan.diagnostics, self._on_diagnostics)
-        self._executor = SingleThreadedExecutor(context=self.node.context)
-        self._executor.add_node(self.node)
-        self._spinner = threading.Thread(target=self._spin, name=f"{name}-spin", daemon=True)
-        self._spinner.start()
-
-    def _subscribe(self, msg_t, topic: str, handler: Callable) -> None:
-        if self._with_info:
-            self.node.create_subscription(msg_t, topic, handler, result_qos())
-        else:
-            self.node.create_subscription(msg_t, topic, lambda m: handler(m, None), result_qos())
+        self._bench.start()
 
     def _find(self) -> tuple[str | None, str | None]:
         """The input with a subscriber and the output prefix with a detections publisher."""
@@ -130,24 +123,27 @@ class Replayer:
         from vision_msgs.msg import Detection2DArray
 
         deadline = time.monotonic() + timeout_s
-        image = prefix = None
-        while image is None or prefix is None:
-            image, prefix = self._find()
-            if image is not None and prefix is not None:
-                break
-            if not alive():
-                raise TargetExitedError("the target exited before it subscribed to its input")
-            if time.monotonic() > deadline:
-                raise TargetTimeoutError(
-                    f"within {timeout_s:.0f} s nothing subscribed to "
-                    f"{' or '.join(self.plan.inputs)}"
-                    + ("" if image is None else f" (found {image})")
-                    + " and published "
-                    + " or ".join(join_topic(p, "detections") for p in self.plan.outputs)
-                    + ("" if prefix is None else f" (found under {prefix})")
-                )
-            time.sleep(0.05)
-        topics = self.plan.resolve(image, prefix)
+        exited = "the target exited before it subscribed to its input"
+        found: tuple[str | None, str | None] = (None, None)
+
+        def matched() -> bool:
+            nonlocal found
+            found = self._find()
+            return None not in found
+
+        def missing() -> str:
+            image, prefix = found
+            return (
+                f"within {timeout_s:.0f} s nothing subscribed to "
+                f"{' or '.join(self.plan.inputs)}"
+                + ("" if image is None else f" (found {image})")
+                + " and published "
+                + " or ".join(join_topic(p, "detections") for p in self.plan.outputs)
+                + ("" if prefix is None else f" (found under {prefix})")
+            )
+
+        wait_for_target(matched, deadline, alive, exited, missing)
+        topics = self.plan.resolve(*found)
         if any(info is not None for info in self._infos):
             from sensor_msgs.msg import CameraInfo
 
@@ -173,26 +169,19 @@ class Replayer:
         if self._info_publisher is not None and self.node.count_subscribers(topics.camera_info):
             waits.append((self._info_publisher, topics.camera_info))
         for publisher, topic in waits:
-            while publisher.get_subscription_count() == 0:
-                if not alive():
-                    raise TargetExitedError("the target exited before it subscribed to its input")
-                if time.monotonic() > deadline:
-                    raise TargetTimeoutError(
-                        f"the subscriber(s) on {topic} did not match the bench's publisher QoS "
-                        f"({self.settings.qos}); try --qos reliable or check the node's input.qos"
-                    )
-                time.sleep(0.05)
+            wait_for_target(
+                lambda p=publisher: p.get_subscription_count() > 0,
+                deadline,
+                alive,
+                exited,
+                lambda t=topic: (
+                    f"the subscriber(s) on {t} did not match the bench's publisher "
+                    f"QoS ({self.settings.qos}); try --qos reliable or check the node's input.qos"
+                ),
+            )
         return topics
 
     # -- callbacks (executor thread)
-
-    def _spin(self) -> None:
-        from rclpy.executors import ExternalShutdownException
-
-        try:
-            self._executor.spin()
-        except (ExternalShutdownException, KeyboardInterrupt):
-            pass
 
     def _on_detections(self, msg, info) -> None:
         recv = received_ns(info)
@@ -202,16 +191,7 @@ class Replayer:
             if rec is None:
                 self.unmatched += 1
                 return
-            if rec.recv_ns is None:
-                rec.recv_ns = recv
-                rec.detections = len(msg.detections)
-                rec.header_ok = msg.header.frame_id == rec.frame_id
-                rec.sent_ns = sent_ns(info)
-            # Answers come in frame order: frames before this one that are still unanswered
-            # were dropped by the target, so they no longer hold a place in the window. (A late
-            # answer of one is still recorded: records are looked up by stamp.)
-            for older in [s for s in self._open if s <= stamp]:
-                del self._open[older]
+            take_answer(rec, self._open, msg, info, recv)
             self._last_answered = max(self._last_answered, stamp)
             self._lock.notify_all()
 
@@ -246,8 +226,7 @@ class Replayer:
         recv = received_ns(info)
         want = self.settings.status_node
         for status in msg.status:
-            tail = status.name.split(": ", 1)[-1]
-            if tail == want or tail.endswith("/" + want):
+            if reports_for(status.name, want):
                 sample = diag_sample(status, recv)
                 with self._lock:
                     self._diag.append(sample)
@@ -434,12 +413,4 @@ class Replayer:
 
     def close(self) -> None:
         """Stop spinning and destroy the bench node."""
-        if self._info_publisher is not None:
-            # The last frames' CameraInfo may still be on its way (the answers came on the
-            # images' own path); the target gets it before the publisher goes.
-            from rclpy.duration import Duration
-
-            self._info_publisher.wait_for_all_acked(Duration(seconds=2.0))
-        self._executor.shutdown(timeout_sec=2.0)
-        self._spinner.join(timeout=5.0)
-        self.node.destroy_node()
+        self._bench.close([self._info_publisher])

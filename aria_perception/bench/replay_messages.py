@@ -1,4 +1,8 @@
-"""The rclpy messages the replayer reads and builds: stamps, images, CameraInfo, diagnostics."""
+"""The rclpy messages the replayer reads and builds: stamps, images, diagnostics.
+
+The CameraInfo it publishes is :func:`aria_perception.ros.messages.camera_info_msg`, the one
+the node builds its output CameraInfo with.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,6 @@ from typing import Any
 
 import numpy as np
 
-from aria_perception.bench.camera_info import CameraInfoFields
 from aria_perception.bench.observations import DiagSample
 
 
@@ -37,20 +40,6 @@ def image_array(msg: Any, channels: int) -> np.ndarray:
     rows = np.frombuffer(msg.data, np.uint8).reshape(msg.height, msg.step)
     img = rows[:, : msg.width * channels].reshape(msg.height, msg.width, channels)
     return img.copy() if channels > 1 else img[..., 0].copy()
-
-
-def camera_info(fields: CameraInfoFields) -> Any:
-    """An rclpy ``sensor_msgs/CameraInfo`` with these calibration fields (header left empty)."""
-    from sensor_msgs.msg import CameraInfo
-
-    msg = CameraInfo()
-    msg.width, msg.height = fields.width, fields.height
-    msg.distortion_model = fields.distortion_model
-    msg.d = [float(v) for v in fields.d]
-    msg.k = [float(v) for v in fields.k]
-    msg.r = [float(v) for v in fields.r]
-    msg.p = [float(v) for v in fields.p]
-    return msg
 
 
 def diag_sample(status: Any, recv_ns: int) -> DiagSample:

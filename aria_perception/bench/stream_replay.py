@@ -21,19 +21,22 @@ from aria_perception.bench.errors import TargetError, TargetExitedError, TargetT
 from aria_perception.bench.observations import DiagSample, FrameRecord
 from aria_perception.bench.pacing import MAX, Schedule, check_pacing
 from aria_perception.bench.replay_messages import (
-    camera_info,
     diag_sample,
     received_ns,
-    sent_ns,
     stamp_ns,
+)
+from aria_perception.bench.replay_node import (
+    BenchNode,
+    reports_for,
+    take_answer,
+    wait_for_target,
 )
 from aria_perception.bench.replay_settings import (
     ReplaySettings,
     publisher_qos,
-    result_qos,
-    with_message_info,
 )
 from aria_perception.bench.streams import Stream, Timeline
+from aria_perception.ros.messages import camera_info_msg
 
 Alive = Callable[[], bool]
 
@@ -91,41 +94,23 @@ class StreamReplayer:
         settings: ReplaySettings,
         name: str = "bench",
     ) -> None:
-        import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
-        from rclpy.executors import SingleThreadedExecutor
 
         self.timeline = timeline
         self.settings = settings
         self.lanes = [_Lane(s, t) for s, t in zip(streams, topics, strict=True)]
         for lane in self.lanes:
             infos = lane.stream.frames.camera_infos
-            lane.infos = [None if f is None else camera_info(f) for f in infos]
+            lane.infos = [None if f is None else camera_info_msg(f) for f in infos]
         self._lock = threading.Condition()
         self._last_stamp = 0
         self._cursor = 0  # next tick: phases continue through the timeline
         self.failure: str | None = None
-        self.node = rclpy.create_node(name, start_parameter_services=False)
-        self._with_info = with_message_info()
+        self._bench = BenchNode(name)
+        self.node = self._bench.node
+        self._subscribe = self._bench.subscribe
         self._subscribe(DiagnosticArray, "/diagnostics", self._on_diagnostics)
-        self._executor = SingleThreadedExecutor(context=self.node.context)
-        self._executor.add_node(self.node)
-        self._spinner = threading.Thread(target=self._spin, name=f"{name}-spin", daemon=True)
-        self._spinner.start()
-
-    def _subscribe(self, msg_t, topic: str, handler: Callable) -> None:
-        if self._with_info:
-            self.node.create_subscription(msg_t, topic, handler, result_qos())
-        else:
-            self.node.create_subscription(msg_t, topic, lambda m: handler(m, None), result_qos())
-
-    def _spin(self) -> None:
-        from rclpy.executors import ExternalShutdownException
-
-        try:
-            self._executor.spin()
-        except (ExternalShutdownException, KeyboardInterrupt):
-            pass
+        self._bench.start()
 
     def connect(self, timeout_s: float, alive: Alive) -> None:
         """Create every lane's endpoints and wait until the target matched all of them.
@@ -157,18 +142,19 @@ class StreamReplayer:
                 lane.topics.camera_info
             ):
                 waits.append((lane.info_publisher, lane.topics.camera_info))
-            while not (
-                all(p.get_subscription_count() > 0 for p, _ in waits)  # type: ignore[attr-defined]
-                and self.node.count_publishers(lane.topics.detections) > 0
-            ):
-                if not alive():
-                    raise TargetExitedError("the target exited before it subscribed to its inputs")
-                if time.monotonic() > deadline:
-                    raise TargetTimeoutError(
-                        f"within {timeout_s:.0f} s nothing subscribed to {lane.topics.image} "
-                        f"(QoS {self.settings.qos}) and published {lane.topics.detections}"
-                    )
-                time.sleep(0.05)
+            wait_for_target(
+                lambda waits=waits, lane=lane: (
+                    all(p.get_subscription_count() > 0 for p, _ in waits)  # type: ignore[attr-defined]
+                    and self.node.count_publishers(lane.topics.detections) > 0
+                ),
+                deadline,
+                alive,
+                "the target exited before it subscribed to its inputs",
+                lambda lane=lane: (
+                    f"within {timeout_s:.0f} s nothing subscribed to {lane.topics.image} "
+                    f"(QoS {self.settings.qos}) and published {lane.topics.detections}"
+                ),
+            )
 
     # -- callbacks (executor thread)
 
@@ -184,25 +170,15 @@ class StreamReplayer:
                 else:
                     lane.unmatched += 1
                 return
-            if rec.recv_ns is None:
-                rec.recv_ns = recv
-                rec.detections = len(msg.detections)
-                rec.header_ok = msg.header.frame_id == rec.frame_id
-                rec.sent_ns = sent_ns(info)
-            # Answers of one stream come in its frame order: its older unanswered frames
-            # were dropped and no longer hold a place in its window.
-            for older in [s for s in lane.open if s <= stamp]:
-                del lane.open[older]
+            take_answer(rec, lane.open, msg, info, recv)
             lane.last_answered = max(lane.last_answered, stamp)
             self._lock.notify_all()
 
     def _on_diagnostics(self, msg, info) -> None:
         recv = received_ns(info)
         for status in msg.status:
-            tail = status.name.split(": ", 1)[-1]
             for lane in self.lanes:
-                want = lane.topics.node_name
-                if tail == want or tail.endswith("/" + want):
+                if reports_for(status.name, lane.topics.node_name):
                     with self._lock:
                         lane.diag.append(diag_sample(status, recv))
 
@@ -385,11 +361,4 @@ class StreamReplayer:
 
     def close(self) -> None:
         """Stop spinning and destroy the bench node."""
-        from rclpy.duration import Duration
-
-        for lane in self.lanes:
-            if lane.info_publisher is not None:
-                lane.info_publisher.wait_for_all_acked(Duration(seconds=2.0))  # type: ignore[attr-defined]
-        self._executor.shutdown(timeout_sec=2.0)
-        self._spinner.join(timeout=5.0)
-        self.node.destroy_node()
+        self._bench.close(lane.info_publisher for lane in self.lanes)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import Any
 
 from aria_perception.errors import ConfigError
@@ -21,6 +21,7 @@ __all__ = [
     "default_node_name",
     "forwarded_arguments",
     "full_name",
+    "ros_args_values",
     "spec_from_request",
 ]
 
@@ -121,6 +122,23 @@ def forwarded_arguments(argv: Sequence[str]) -> list[str]:
     prefix, as launch_ros passes them) are left out: they name the container.
     """
     forwarded: list[str] = []
+    for arg, value in ros_args_values(argv, _VALUE_FLAGS):
+        if value is None or arg not in _FORWARDED_FLAGS:
+            continue
+        if arg in ("-r", "--remap") and _split_rule(value)[0] in _NAME_KEYS:
+            continue
+        forwarded += [arg, value]
+    return forwarded
+
+
+def ros_args_values(
+    argv: Sequence[str], flags: Collection[str]
+) -> Iterator[tuple[str, str | None]]:
+    """``(flag, value)`` of each of ``flags`` inside the ``--ros-args`` sections of ``argv``.
+
+    A section runs from ``--ros-args`` to ``--`` or the end; ``value`` is the argument after
+    the flag (None when there is none). Arguments that are not in ``flags`` are passed over.
+    """
     in_ros = False
     it = iter(argv)
     for arg in it:
@@ -128,14 +146,8 @@ def forwarded_arguments(argv: Sequence[str]) -> list[str]:
             in_ros = True
         elif arg == "--":
             in_ros = False
-        elif in_ros and arg in _VALUE_FLAGS:
-            value = next(it, None)
-            if value is None or arg not in _FORWARDED_FLAGS:
-                continue
-            if arg in ("-r", "--remap") and _split_rule(value)[0] in _NAME_KEYS:
-                continue
-            forwarded += [arg, value]
-    return forwarded
+        elif in_ros and arg in flags:
+            yield arg, next(it, None)
 
 
 def spec_from_request(request: Any, forwarded: Sequence[str] = ()) -> NodeSpec:

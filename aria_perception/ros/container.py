@@ -34,7 +34,11 @@ from rclpy.utilities import remove_ros_args
 
 from aria_perception.errors import ConfigError
 from aria_perception.ros.component_manager import ComponentManager
-from aria_perception.ros.component_request import NodeSpec, forwarded_arguments
+from aria_perception.ros.component_request import (
+    NodeSpec,
+    forwarded_arguments,
+    ros_args_values,
+)
 from aria_perception.ros.node import PerceptionNode
 from aria_perception.ros.runner import SigtermInterrupt
 
@@ -45,19 +49,8 @@ PLUGIN = "aria_perception::PerceptionNode"
 
 def params_files(argv: list[str]) -> list[Path]:
     """The ``--params-file`` paths inside the ``--ros-args`` sections of ``argv``."""
-    files = []
-    in_ros = False
-    it = iter(argv)
-    for arg in it:
-        if arg == "--ros-args":
-            in_ros = True
-        elif arg == "--":
-            in_ros = False
-        elif in_ros and arg == "--params-file":
-            path = next(it, None)
-            if path is not None:
-                files.append(Path(path))
-    return files
+    values = ros_args_values(argv, ("--params-file",))
+    return [Path(path) for _, path in values if path is not None]
 
 
 def node_names_from_yaml(path: Path) -> list[str]:

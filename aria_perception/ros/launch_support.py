@@ -20,6 +20,8 @@ from aria_perception.errors import ConfigError
 __all__ = [
     "FASTDDS_MODES",
     "FASTDDS_VARIABLES",
+    "OVERRIDE_ARGUMENTS",
+    "ArgumentSpec",
     "FastDdsEnvironment",
     "camera_info_topic",
     "compressed_topic",
@@ -40,6 +42,27 @@ FASTDDS_MODES = ("auto", "profile", "builtin", "off")
 _FASTDDS_2_DISTROS = ("humble", "iron", "jazzy")
 _TRUE = ("true", "1", "yes", "on")
 _FALSE = ("false", "0", "no", "off", "")
+
+
+class ArgumentSpec(NamedTuple):
+    """A launch argument as a launch file declares it (``DeclareLaunchArgument``'s fields)."""
+
+    name: str
+    default_value: str
+    description: str
+
+
+#: The arguments every launch file declares that override the params file (use_sim_time
+#: always; device and allow_random_weights only when given).
+OVERRIDE_ARGUMENTS = (
+    ArgumentSpec("use_sim_time", "false", "Use /clock (rosbag replay with --clock)."),
+    ArgumentSpec("device", "", "Override the params file's device: auto, cpu, cuda, cuda:N."),
+    ArgumentSpec(
+        "allow_random_weights",
+        "",
+        "Override the params file's allow_random_weights: true or false.",
+    ),
+)
 
 
 class FastDdsEnvironment(NamedTuple):

@@ -123,6 +123,25 @@ def camera_info_for_output(
     return out
 
 
+def camera_info_msg(fields: Any) -> Any:
+    """A ``sensor_msgs/CameraInfo`` with these calibration fields, its header left empty.
+
+    Args:
+        fields: a :class:`~aria_perception.optics.CameraInfoFields` (or anything with its
+            ``width``, ``height``, ``distortion_model``, ``d``, ``k``, ``r`` and ``p``).
+    """
+    from sensor_msgs.msg import CameraInfo
+
+    out = CameraInfo()
+    out.width, out.height = int(fields.width), int(fields.height)
+    out.distortion_model = fields.distortion_model
+    out.d = [float(v) for v in fields.d]
+    out.k = [float(v) for v in fields.k]
+    out.r = [float(v) for v in fields.r]
+    out.p = [float(v) for v in fields.p]
+    return out
+
+
 def rectified_camera_info(fields: Any, header: Any) -> Any:
     """The ``sensor_msgs/CameraInfo`` of the rectified image (``input.rectify``).
 
@@ -131,14 +150,6 @@ def rectified_camera_info(fields: Any, header: Any) -> Any:
             after rotation (K, P, R, no distortion, its size).
         header: the input frame's header, attached unchanged.
     """
-    from sensor_msgs.msg import CameraInfo
-
-    out = CameraInfo()
+    out = camera_info_msg(fields)
     out.header = header
-    out.width, out.height = int(fields.width), int(fields.height)
-    out.distortion_model = fields.distortion_model
-    out.d = [float(v) for v in fields.d]
-    out.k = [float(v) for v in fields.k]
-    out.r = [float(v) for v in fields.r]
-    out.p = [float(v) for v in fields.p]
     return out

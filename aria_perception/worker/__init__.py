@@ -9,7 +9,8 @@ worker process), :mod:`~.restart` (restart policy), :mod:`~.dispatch` and :mod:`
 :mod:`~.slots` (shared memory), :mod:`~.protocol` (pipe messages),
 :mod:`~.child` (the worker's side), :mod:`~.engine_api` (what the worker needs of an engine),
 :mod:`~.result` and :mod:`~.settings`. Several cameras share one worker: :mod:`~.registry` (a
-worker per engine key in the process), :mod:`~.client` (a camera's handle), :mod:`~.shared`
+worker per engine key in the process), :mod:`~.client` (a camera's handle; it and
+:class:`Supervisor` are a :class:`~.camera_handle.CameraHandle`), :mod:`~.shared`
 (the worker and its thread), :mod:`~.channel` (a camera's slots, jobs and callbacks),
 :mod:`~.child_camera` (a camera in the worker process).
 

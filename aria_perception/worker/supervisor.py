@@ -26,40 +26,19 @@ take the same path as each camera's of a shared worker.
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
-from typing import Any
 
-from aria_perception.optics import Rectification
-from aria_perception.records import EngineConfig, EngineInfo, Thresholds, WorkerState
+from aria_perception.records import EngineConfig, EngineInfo
+from aria_perception.worker.camera_handle import CameraHandle
 from aria_perception.worker.channel import CameraChannel, ErrorCallback, ResultCallback
 from aria_perception.worker.result import FrameResult, FrameTiming
-from aria_perception.worker.settings import WorkerSettings, WorkerStats
+from aria_perception.worker.settings import WorkerSettings
 from aria_perception.worker.shared import SharedWorker
 
 __all__ = ["ErrorCallback", "FrameResult", "FrameTiming", "ResultCallback", "Supervisor"]
 
 
-def camera_stats(worker: SharedWorker, channel: CameraChannel) -> WorkerStats:
-    """A camera's counters with its worker's state (shared by all the worker's cameras)."""
-    counts = channel.dispatch.counts()
-    state, restarts, last_error, info = worker.status()
-    gpu_mem_mb, gpu_mem_peak_mb = worker.gpu_mem
-    return WorkerStats(
-        **dataclasses.asdict(counts),
-        state=state,
-        restarts=restarts,
-        generation=channel.dispatch.generation,
-        last_error=last_error,
-        gpu_mem_mb=gpu_mem_mb,
-        gpu_mem_peak_mb=gpu_mem_peak_mb,
-        pid=worker.pid,
-        info=info,
-        cameras=worker.cameras,
-    )
-
-
-class Supervisor:
+class Supervisor(CameraHandle):
     """Runs the engine in a spawned worker process and keeps it alive.
 
     Args:
@@ -77,7 +56,8 @@ class Supervisor:
             worker died running comes as a ``PoisonFrameError``, both a ``FrameError`` and a
             ``WorkerDiedError``.
 
-    Use as a context manager or call :meth:`start` and :meth:`stop`.
+    Use as a context manager or call :meth:`start` and :meth:`stop`. Frames, thresholds,
+    rectification and counters: :class:`~aria_perception.worker.camera_handle.CameraHandle`.
     """
 
     def __init__(
@@ -89,21 +69,12 @@ class Supervisor:
         on_error: ErrorCallback | None = None,
     ) -> None:
         self._settings = s = settings or WorkerSettings()
-        self._worker = SharedWorker(config, s)
-        self._channel = CameraChannel("", config, s, None, itertools.count(1), on_result, on_error)
-        self._worker.add(self._channel)
+        worker = SharedWorker(config, s)
+        channel = CameraChannel("", config, s, None, itertools.count(1), on_result, on_error)
+        worker.add(channel)
+        super().__init__(worker, channel)
 
     # -- public API ---------------------------------------------------------------------------
-
-    @property
-    def state(self) -> WorkerState:
-        """Where the worker is in its life."""
-        return self._worker.state
-
-    @property
-    def info(self) -> EngineInfo | None:
-        """What the engine reported at start-up (``None`` before)."""
-        return self._worker.info
 
     @property
     def settings(self) -> WorkerSettings:
@@ -124,68 +95,6 @@ class Supervisor:
             WorkerError: already started.
         """
         return self._worker.start()
-
-    def submit(
-        self,
-        frame: Any,
-        encoding: str,
-        tag: Any = None,
-        *,
-        want_depth: bool = True,
-        size: tuple[int, int] | None = None,
-        want_rect: bool = False,
-    ) -> int | None:
-        """Hand a frame to the worker; its result comes to ``on_result`` with ``tag``.
-
-        The frame is copied (any strides, e.g. a padded row step, are fine), so the caller may
-        reuse its buffer at once. If the worker is busy, the frame waits in place of any older
-        waiting frame, which is dropped.
-
-        Args:
-            frame: (H, W, C) or (H, W) uint8 pixels in ``encoding``, or the compressed bytes
-                (a 1-D uint8 array or a bytes-like object) for ``jpeg``/``png``.
-            encoding: rgb8, bgr8, mono8, rgba8, bgra8, jpeg or png.
-            tag: Anything; handed back with the result (e.g. the message header).
-            want_depth: Whether the depth map is wanted back.
-            size: (height, width) a compressed frame's header announces, if known: the first
-                frame of a size gets ``first_frame_timeout_s``, like a new raw shape.
-            want_rect: Whether the rectified frame is wanted back (``input.rectify``).
-
-        Returns:
-            The frame id, or ``None`` when no worker is ready (the frame counts as dropped).
-
-        Raises:
-            FrameError: the frame does not fit its encoding or the slots (counted rejected).
-        """
-        return self._channel.submit(frame, encoding, tag, want_depth, size, want_rect)
-
-    def set_thresholds(self, thresholds: Thresholds) -> None:
-        """Change the detector thresholds (kept across worker restarts).
-
-        ``Thresholds`` checks its own values when it is built.
-
-        Raises:
-            ConfigError: a class name is unknown to the model.
-        """
-        info = self._worker.info
-        if info is not None:
-            thresholds.check_classes(info.class_names)
-        self._channel.dispatch.set_thresholds(thresholds)
-
-    def set_rectification(self, rectification: Rectification) -> None:
-        """Rectify the frames from the next one on (kept across worker restarts).
-
-        Sent once; the worker builds the grid. An engine's refusal goes to ``on_error`` (id -1).
-        """
-        self._channel.dispatch.set_rectification(rectification)
-
-    def stats(self) -> WorkerStats:
-        """A snapshot of the counters."""
-        return camera_stats(self._worker, self._channel)
-
-    def debug(self, action: str, kind: str = "", message: str = "") -> None:
-        """Inject a fault into the worker (for tests); see :class:`protocol.Debug`."""
-        self._worker.debug(action, kind, message)
 
     def stop(self, timeout_s: float = 5.0) -> None:
         """Stop the worker and unlink the shared memory (idempotent).

@@ -45,6 +45,7 @@ HUMBLE_API = {
     # file is loaded by path, so its directory is not on sys.path).
     "aria_perception.ros.launch_support": {
         "FASTDDS_MODES",
+        "OVERRIDE_ARGUMENTS",
         "camera_info_topic",
         "compressed_topic",
         "fastdds_environment",
@@ -102,7 +103,7 @@ def test_launch_file_uses_only_humble_apis(path: Path) -> None:
 
 def test_launch_arguments() -> None:
     tree = _tree()
-    declared = {ast.literal_eval(c.args[0]) for c in _calls(tree, "DeclareLaunchArgument")}
+    declared = set(run_launch(LAUNCH).declared)
     required = {
         "namespace",
         "image_topic",
@@ -125,7 +126,7 @@ def test_launch_arguments() -> None:
     [params_arg] = [
         c
         for c in _calls(tree, "DeclareLaunchArgument")
-        if ast.literal_eval(c.args[0]) == "params_file"
+        if isinstance(c.args[0], ast.Constant) and c.args[0].value == "params_file"
     ]
     default = ast.unparse(_kw(params_arg, "default_value"))
     assert "_share()" in default and "'central.yaml'" in default and "'config'" in default
