@@ -8,10 +8,8 @@ the detect stream, in parallel, joined with CUDA events (no device-wide synchron
 box depth (fusion) and box un-rotation on the detect stream once the depth network's event has
 fired; D2H copies into pinned memory; the host waits for one final event. Each fixed-shape
 step (prepare, MiDaS, upsampling, YOLO forward with the fixed-shape NMS, fusion) is captured as
-a CUDA graph per input shape and replayed; when capture fails the engine runs it eagerly. The
-buffers and graphs of an input shape form its plan; at most
-:data:`~aria_perception.engine.plan_cache.ENGINE_MAX_PLANS` plans are kept, least recently
-used out (:mod:`.plan_cache`).
+a CUDA graph per input shape and replayed, or run eagerly where capture fails. An input shape's
+buffers and graphs are its plan; :mod:`.plan_cache` keeps the most recently used.
 
 On the CPU the same steps run eagerly in fp32, in order, with wall-clock stage times: the
 streams and events are :class:`~aria_perception.engine.lanes.Lane` objects that do nothing
@@ -97,6 +95,7 @@ class Engine:
         self.exact_post_frames = 0
         self._frame_index: dict[str, int] = {}  # frames per camera (depth.frame_skip)
         self.progress = 0
+        self._nets.watch_progress(self._tick)  # on the CPU: progress within a network too
         self._closed = False
         self._clock = StageClock(rt)
         self.info = EngineInfo(
@@ -109,6 +108,9 @@ class Engine:
         info = self.info
         _LOG.info("engine ready on %s (%s, %s): %s", info.device, info.device_name,
                   info.precision, self._nets.describe(config))  # fmt: skip
+
+    def _tick(self) -> None:
+        self.progress += 1
 
     # ------------------------------------------------------------------------------ public
     @property
@@ -144,8 +146,7 @@ class Engine:
         """Change confidence, IoU and the class filter (names) at run time.
 
         Raises:
-            ConfigError: a class name is unknown (the values themselves are checked by
-                :class:`Thresholds`).
+            ConfigError: a class name is unknown (``Thresholds`` checks the values).
         """
         detector = self._nets.detector
         if detector is None:

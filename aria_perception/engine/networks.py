@@ -102,6 +102,21 @@ class Networks:
             use_cache_dir(config.compile_cache_dir)
             self._compile(config.rectify)
 
+    def watch_progress(self, tick: Callable[[], None]) -> None:
+        """Call ``tick`` after every layer of both networks runs (a forward hook on each module).
+
+        On the CPU one network can take seconds on a loaded machine; the worker tells a slow
+        frame from a hung one by this progress, so it must move within a network too. (On CUDA
+        the graphs replay without Python: there a frame's stages are fine-grained enough, and
+        nothing is registered.)
+        """
+        if self.runtime.is_cuda:
+            return
+        for network in (self.midas, self.detector.model if self.detector else None):
+            if network is not None:
+                for module in network.modules():
+                    module.register_forward_hook(lambda *_: tick())
+
     def describe(self, config: EngineConfig) -> str:
         """What runs, for the log: "depth on, detector on, streams parallel, ..."."""
         cuda = self.runtime.is_cuda

@@ -327,3 +327,14 @@ def test_gpu_depth_and_detection_kernels_overlap(gpu_frame: np.ndarray) -> None:
     assert n_parallel >= 2, f"only {n_parallel} stream(s) seen"
     assert parallel > 100.0, f"depth and detection overlapped for only {parallel:.1f} us"
     assert sequential == 0.0, f"one stream, yet {sequential:.1f} us of overlap: bad measure"
+
+
+def test_progress_moves_within_the_networks_on_the_cpu(engine: Engine, frame: np.ndarray) -> None:
+    # The worker tells a slow frame from a hung one by this count: on the CPU one network can
+    # take seconds, so every layer moves it, not only each stage of the frame.
+    before = engine.progress
+    engine.process(frame)
+    layers = sum(1 for _ in engine.midas.modules()) + sum(
+        1 for _ in engine.detector.model.modules()
+    )
+    assert engine.progress - before >= layers

@@ -295,12 +295,14 @@ def test_bad_inputs_are_rejected_counted_and_the_node_goes_on(harness: Harness, 
     with harness.publishing("/image", Image) as pub:
         assert wait_for(lambda: pub.get_subscription_count() > 0, 30), "the node never matched"
         expected = _rejected(harness)
-        for msg in frames:
+        for i, msg in enumerate(frames):
             # One at a time: the input queue keeps the newest 2 frames only.
             pub.publish(msg)
             expected += 1
-            assert wait_for(lambda e=expected: _rejected(harness) >= e, 30), harness.last_status(
-                NAME
+            assert wait_for(lambda e=expected: _rejected(harness) >= e, 30), (
+                f"bad frame {i} ({msg.encoding} {msg.width}x{msg.height}) not counted",
+                harness.last_status(NAME),
+                node.log()[-3000:],
             )
         start = time.monotonic()
         assert _feed(pub, harness, lambda: _answered(harness, "after-bad", start), "after-bad")

@@ -58,7 +58,7 @@ def test_missing_weights_exit_1_with_the_workers_reason(domain_id: int, tmp_path
     code, out, pid = _run(ros_args(params), node_env(domain_id), 180)
     assert code == 1, out[-3000:]
     assert "configure failed" in out and "WeightsError" in out and "no_such_yolo.pt" in out
-    assert out.count("starting the inference worker") == 1, "no restart loop"
+    assert out.count("joining the inference worker") == 1, "no restart loop"
     assert not [n for n in os.listdir("/dev/shm") if n.startswith(f"aria_{pid}_")]
 
 
