@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.nn.modules.module import register_module_forward_hook
 
 from aria_perception.engine import frames
 from aria_perception.engine.compile import CompiledStep, compile_wanted, use_cache_dir
@@ -61,6 +62,7 @@ class Networks:
         self.rotation = config.rotation
         self.fixed_post = fixed_post
         self.runtime = runtime
+        self._progress_hook: Any = None
         channels_last = runtime.is_cuda
         statuses: list[str] = []
         self.midas: MidasSmall | None = None
@@ -103,19 +105,17 @@ class Networks:
             self._compile(config.rectify)
 
     def watch_progress(self, tick: Callable[[], None]) -> None:
-        """Call ``tick`` after every layer of both networks runs (a forward hook on each module).
+        """Call ``tick`` after every layer's forward (CPU only; undone by :meth:`close`).
 
         On the CPU one network can take seconds on a loaded machine; the worker tells a slow
         frame from a hung one by this progress, so it must move within a network too. (On CUDA
         the graphs replay without Python: there a frame's stages are fine-grained enough, and
-        nothing is registered.)
+        nothing is registered.) The hook is torch's process-wide module hook, not one on each
+        module, so the networks stay picklable and copyable.
         """
         if self.runtime.is_cuda:
             return
-        for network in (self.midas, self.detector.model if self.detector else None):
-            if network is not None:
-                for module in network.modules():
-                    module.register_forward_hook(lambda *_: tick())
+        self._progress_hook = register_module_forward_hook(lambda *_: tick())
 
     def describe(self, config: EngineConfig) -> str:
         """What runs, for the log: "depth on, detector on, streams parallel, ..."."""
@@ -158,6 +158,9 @@ class Networks:
 
     def close(self) -> None:
         """Drop the networks."""
+        if self._progress_hook is not None:
+            self._progress_hook.remove()
+            self._progress_hook = None
         self.midas = self.midas_preprocess = self.detector = self.depth_network = None
         self._midas_prep = self._yolo_prep = self._yolo_post = None
         self.compiled = []
