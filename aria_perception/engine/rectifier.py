@@ -17,8 +17,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from aria_perception.errors import FrameError
-from aria_perception.optics import Rectification
+from aria_perception.optics import Rectification, rectification_for
 
 __all__ = ["OUTSIDE", "CameraGrid", "normalised_grid", "remap"]
 
@@ -104,19 +103,7 @@ class CameraGrid:
         Raises:
             FrameError: no calibration yet, or one of another sensor size.
         """
-        rect = self.rectification
-        if rect is None:
-            raise FrameError(
-                "input.rectify is on and no camera_info has arrived yet: frames are refused "
-                "until the camera's calibration comes"
-            )
-        if rect.calibration.size != (width, height):
-            cw, ch = rect.calibration.size
-            raise FrameError(
-                f"frame {width}x{height} does not match the camera_info size {cw}x{ch} "
-                "(input.rectify)"
-            )
-        return rect
+        return rectification_for(self.rectification, width, height)
 
 
 def remap(pixels: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:

@@ -13,7 +13,12 @@ Modules: :mod:`~.models` (projection of rays to pixels for ``plumb_bob``,
 from aria_perception.optics.calibration import Calibration
 from aria_perception.optics.models import DISTORTION_LENGTHS, FISHEYE_MODELS, fold_angle, project
 from aria_perception.optics.pinhole import Pinhole
-from aria_perception.optics.rectification import CameraInfoFields, Rectification, rotation_matrix
+from aria_perception.optics.rectification import (
+    CameraInfoFields,
+    Rectification,
+    rectification_for,
+    rotation_matrix,
+)
 
 __all__ = [
     "DISTORTION_LENGTHS",
@@ -24,5 +29,6 @@ __all__ = [
     "Rectification",
     "fold_angle",
     "project",
+    "rectification_for",
     "rotation_matrix",
 ]

@@ -14,11 +14,11 @@ from typing import NamedTuple
 
 import numpy as np
 
-from aria_perception.errors import ConfigError
+from aria_perception.errors import ConfigError, FrameError
 from aria_perception.optics.calibration import Calibration
 from aria_perception.optics.pinhole import Pinhole
 
-__all__ = ["CameraInfoFields", "Rectification", "rotation_matrix"]
+__all__ = ["CameraInfoFields", "Rectification", "rectification_for", "rotation_matrix"]
 
 #: Clockwise image rotation -> R: input camera frame -> output camera frame (x right, y down).
 _ROTATION_MATRICES: dict[int, tuple[float, ...]] = {
@@ -124,3 +124,24 @@ class Rectification:
             r=tuple(float(v) for v in rotation_matrix(self.rotation).reshape(-1)),
             p=(f, 0.0, out.cx, 0.0, 0.0, f, out.cy, 0.0, 0.0, 0.0, 1.0, 0.0),
         )
+
+
+def rectification_for(rect: Rectification | None, width: int, height: int) -> Rectification:
+    """The rule of ``input.rectify`` for a frame of ``width`` x ``height``: ``rect`` fits it.
+
+    The node applies it before a frame crosses to the worker, the engine again on its own.
+
+    Raises:
+        FrameError: no calibration yet (``rect`` is None), or one of another sensor size.
+    """
+    if rect is None:
+        raise FrameError(
+            "input.rectify is on and no camera_info has arrived yet: frames are refused "
+            "until the camera's calibration comes"
+        )
+    if rect.calibration.size != (width, height):
+        cw, ch = rect.calibration.size
+        raise FrameError(
+            f"frame {width}x{height} does not match the camera_info size {cw}x{ch} (input.rectify)"
+        )
+    return rect

@@ -15,8 +15,14 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from aria_perception.errors import ConfigError, FrameError, shorten
-from aria_perception.optics import Calibration, CameraInfoFields, Pinhole, Rectification
+from aria_perception.errors import ConfigError, shorten
+from aria_perception.optics import (
+    Calibration,
+    CameraInfoFields,
+    Pinhole,
+    Rectification,
+    rectification_for,
+)
 from aria_perception.records import EngineConfig
 from aria_perception.ros.log_throttle import LogThrottle
 
@@ -103,15 +109,4 @@ class CameraInput:
         Raises:
             FrameError: no valid camera_info yet, or the frame is not the calibrated size.
         """
-        current = self._current
-        if current is None:
-            raise FrameError(
-                "input.rectify is on and no camera_info has arrived yet: frames are refused "
-                "until the camera's calibration comes"
-            )
-        if current.calibration.size != (width, height):
-            cw, ch = current.calibration.size
-            raise FrameError(
-                f"frame {width}x{height} does not match the camera_info size {cw}x{ch} "
-                "(input.rectify)"
-            )
+        rectification_for(self._current, width, height)
