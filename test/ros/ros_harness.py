@@ -76,6 +76,16 @@ def node_env(domain_id: int) -> dict[str, str]:
     return env
 
 
+def spin_until(executor: Any, predicate: Callable[[], Any], timeout: float = 30.0) -> bool:
+    """Spin ``executor`` until ``predicate`` holds or ``timeout``; whether it held."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        executor.spin_once(timeout_sec=0.05)
+    return bool(predicate())
+
+
 def ros_args(params: dict[str, Any], *extra: str) -> list[str]:
     """``--ros-args -p name:=value ...`` for ``params``."""
     args = ["--ros-args"]

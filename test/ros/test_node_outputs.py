@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
+from ros_harness import spin_until
 from sensor_msgs.msg import CameraInfo, Image
 from vision_msgs.msg import Detection2DArray
 
@@ -17,15 +16,6 @@ from aria_perception.ros.image_codec import image_from_array, image_to_frame
 from aria_perception.ros.outputs import OutputPublishers, PendingFrame
 
 CLASS_NAMES = ("person", "car")
-
-
-def _spin_until(executor: SingleThreadedExecutor, predicate: Callable[[], Any]) -> bool:
-    deadline = time.monotonic() + 30.0
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        executor.spin_once(timeout_sec=0.05)
-    return bool(predicate())
 
 
 def _pending() -> PendingFrame:
@@ -62,11 +52,11 @@ def test_depth_is_wanted_only_with_depth_subscribers(ros_context) -> None:
         peer.create_subscription(
             Detection2DArray, "/lazy/detections", got["detections"].append, 10
         )
-        assert _spin_until(executor, lambda: outputs.subscription_count("detections"))
+        assert spin_until(executor, lambda: outputs.subscription_count("detections"))
         assert not outputs.depth_wanted()  # detections alone: no dense map back from the worker
 
         assert outputs.publish(pending, _result(None), CLASS_NAMES)
-        assert _spin_until(executor, lambda: got["detections"])
+        assert spin_until(executor, lambda: got["detections"])
         [arr] = got["detections"]
         assert arr.header.frame_id == "cam" and arr.header.stamp.sec == 42
         assert arr.detections[0].results[0].hypothesis.class_id == "car"
@@ -76,12 +66,12 @@ def test_depth_is_wanted_only_with_depth_subscribers(ros_context) -> None:
         peer.create_subscription(
             CameraInfo, "/lazy/depth/camera_info", got["depth/camera_info"].append, 10
         )
-        assert _spin_until(executor, outputs.depth_wanted)
-        assert _spin_until(executor, lambda: outputs.subscription_count("depth/camera_info"))
+        assert spin_until(executor, outputs.depth_wanted)
+        assert spin_until(executor, lambda: outputs.subscription_count("depth/camera_info"))
         info = CameraInfo(width=8, height=6)
         depth = np.arange(48, dtype=np.float32).reshape(6, 8)
         assert outputs.publish(pending, _result(depth), CLASS_NAMES, info)
-        assert _spin_until(executor, lambda: got["depth/normalized"] and got["depth/camera_info"])
+        assert spin_until(executor, lambda: got["depth/normalized"] and got["depth/camera_info"])
         [norm] = got["depth/normalized"]
         assert (norm.encoding, norm.width, norm.height) == ("mono8", 8, 6)
         assert norm.header.frame_id == "cam"

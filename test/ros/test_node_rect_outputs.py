@@ -3,27 +3,18 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
+from ros_harness import spin_until
 from sensor_msgs.msg import CameraInfo, Image
 
 from aria_perception.optics import Calibration, Pinhole, Rectification
 from aria_perception.records import Detections, EngineResult, StageTimes
 from aria_perception.ros.image_codec import image_from_array, image_to_frame
 from aria_perception.ros.outputs import OutputPublishers, PendingFrame
-
-
-def _spin_until(executor: SingleThreadedExecutor, predicate: Callable[[], Any]) -> bool:
-    deadline = time.monotonic() + 30.0
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        executor.spin_once(timeout_sec=0.05)
-    return bool(predicate())
 
 
 def _pending() -> PendingFrame:
@@ -64,11 +55,11 @@ def test_image_rect_is_lazy_and_follows_the_rectified_frame(ros_context) -> None
         assert not outputs.rect_wanted() and not plain.rect_wanted()
         assert not peer.get_publishers_info_by_topic("/rect_peer/image/rect")
         peer.create_subscription(Image, "/rect/image/rect", got["rect"].append, 10)
-        assert _spin_until(executor, outputs.rect_wanted)
+        assert spin_until(executor, outputs.rect_wanted)
 
         rgb = np.random.default_rng(0).integers(0, 256, (10, 8, 3), dtype=np.uint8)
         assert outputs.publish(_pending(), _result(rgb), ("person",), None)
-        assert _spin_until(executor, lambda: got["rect"])
+        assert spin_until(executor, lambda: got["rect"])
         [msg] = got["rect"]
         assert (msg.encoding, msg.width, msg.height, msg.header.frame_id) == ("rgb8", 8, 10, "cam")
         np.testing.assert_array_equal(
@@ -77,16 +68,16 @@ def test_image_rect_is_lazy_and_follows_the_rectified_frame(ros_context) -> None
 
         mono = rgb[..., :1].copy()
         assert outputs.publish(_pending(), _result(mono), ("person",), None)
-        assert _spin_until(executor, lambda: len(got["rect"]) == 2)
+        assert spin_until(executor, lambda: len(got["rect"]) == 2)
         assert got["rect"][1].encoding == "mono8"
 
         # The overlay draws on the rectified frame, at its size; the info is the pinhole's.
         peer.create_subscription(Image, "/rect/detections/overlay", got["overlay"].append, 10)
         peer.create_subscription(CameraInfo, "/rect/depth/camera_info", got["info"].append, 10)
-        assert _spin_until(executor, lambda: outputs.subscription_count("depth/camera_info"))
-        assert _spin_until(executor, lambda: outputs.subscription_count("detections/overlay"))
+        assert spin_until(executor, lambda: outputs.subscription_count("depth/camera_info"))
+        assert spin_until(executor, lambda: outputs.subscription_count("detections/overlay"))
         assert outputs.publish(_pending(), _result(rgb), ("person",), _info())
-        assert _spin_until(executor, lambda: got["overlay"] and got["info"])
+        assert spin_until(executor, lambda: got["overlay"] and got["info"])
         assert (got["overlay"][0].width, got["overlay"][0].height) == (8, 10)
         info = got["info"][0]
         assert (info.width, info.height, info.header.frame_id) == (8, 10, "cam")
