@@ -12,16 +12,16 @@ writes it into a ``sensor_msgs/CameraInfo`` as follows (docs/design.md, "Topic c
 projectaria-tools gives the model's parameters as ``[f, cx, cy, k0..k5, p0, p1, s0..s3]`` (15
 values); :func:`fisheye624_params` turns such a CameraInfo back into them. Aria's eye-tracking
 cameras use Kannala-Brandt K3 (``[fx, fy, cx, cy, k0..k3]``), which is OpenCV's fisheye model,
-ROS's ``equidistant``. This module imports neither ROS nor projectaria-tools, so the node's side
-can parse the same convention.
+ROS's ``equidistant``. This module imports neither ROS nor projectaria-tools; the record is
+:class:`aria_perception.optics.CameraInfoFields`, which the node's side uses too.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from aria_perception.bench.errors import UsageError
+from aria_perception.optics import CameraInfoFields
 
 FISHEYE624 = "fisheye624"
 EQUIDISTANT = "equidistant"
@@ -30,29 +30,6 @@ ARIA_MODELS = {"FISHEYE624": FISHEYE624, "KANNALA_BRANDT_K3": EQUIDISTANT}
 FISHEYE624_PARAMS = 15
 KB3_PARAMS = 8
 IDENTITY = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
-
-
-@dataclass(frozen=True)
-class CameraInfoFields:
-    """The calibration fields of a ``sensor_msgs/CameraInfo`` (the header aside).
-
-    Attributes:
-        width: Calibrated image width in pixels.
-        height: Calibrated image height.
-        distortion_model: ``fisheye624`` or ``equidistant``.
-        d: Distortion coefficients (12 for fisheye624, 4 for equidistant).
-        k: Row-major 3x3 intrinsic matrix.
-        r: Row-major 3x3 rectification matrix (identity).
-        p: Row-major 3x4 projection matrix.
-    """
-
-    width: int
-    height: int
-    distortion_model: str
-    d: tuple[float, ...]
-    k: tuple[float, ...]
-    r: tuple[float, ...] = IDENTITY
-    p: tuple[float, ...] = ()
 
 
 def _size(width: int, height: int) -> tuple[int, int]:
@@ -88,7 +65,7 @@ def fisheye624_camera_info(params: Sequence[float], width: int, height: int) -> 
     f, cx, cy = values[:3]
     k, p = _pinhole(f, f, cx, cy)
     w, h = _size(width, height)
-    return CameraInfoFields(w, h, FISHEYE624, d=values[3:], k=k, p=p)
+    return CameraInfoFields(w, h, FISHEYE624, d=values[3:], k=k, r=IDENTITY, p=p)
 
 
 def kb3_camera_info(params: Sequence[float], width: int, height: int) -> CameraInfoFields:
@@ -111,7 +88,7 @@ def kb3_camera_info(params: Sequence[float], width: int, height: int) -> CameraI
     fx, fy, cx, cy = values[:4]
     k, p = _pinhole(fx, fy, cx, cy)
     w, h = _size(width, height)
-    return CameraInfoFields(w, h, EQUIDISTANT, d=values[4:], k=k, p=p)
+    return CameraInfoFields(w, h, EQUIDISTANT, d=values[4:], k=k, r=IDENTITY, p=p)
 
 
 def camera_info_fields(

@@ -42,16 +42,21 @@ def rotation_matrix(rotation: int) -> np.ndarray:
 
 
 class CameraInfoFields(NamedTuple):
-    """The fields of the output ``sensor_msgs/CameraInfo`` (no distortion: ``D`` all zeros).
+    """The calibration fields of a ``sensor_msgs/CameraInfo`` (the header aside).
+
+    The rectified output camera (:meth:`Rectification.camera_info`) and the cameras that
+    ``bench import`` writes both use it.
 
     Attributes:
-        width: output image width (after rotation).
-        height: output image height.
-        distortion_model: ``plumb_bob``.
-        d: five zeros.
+        width: image width (for the rectified output: after rotation).
+        height: image height.
+        distortion_model: ``plumb_bob`` (rectified output: ``D`` five zeros), ``fisheye624``,
+            ``equidistant``, ...
+        d: distortion coefficients.
         k: the 3x3 camera matrix, row major.
-        r: the rotation from the input camera's frame to the output camera's, row major.
-        p: the 3x4 projection matrix, row major (``K`` and a zero column).
+        r: the 3x3 rectification rotation, row major (identity for a sensor; the rectified
+            output's: from the input camera's frame to its own).
+        p: the 3x4 projection matrix, row major.
     """
 
     width: int
