@@ -44,6 +44,7 @@ from aria_perception.bench.replay_node import (
 )
 from aria_perception.bench.replay_settings import (
     ReplaySettings,
+    camera_info_qos,
     publisher_qos,
 )
 from aria_perception.bench.topics import TopicPlan, Topics, camera_info_topic, join_topic
@@ -149,7 +150,7 @@ class Replayer:
 
             topics = dataclasses.replace(topics, camera_info=camera_info_topic(topics.image))
             self._info_publisher = self.node.create_publisher(
-                CameraInfo, topics.camera_info, publisher_qos(self.settings)
+                CameraInfo, topics.camera_info, camera_info_qos(self.settings)
             )
         self.topics = topics
         self.publisher = self.node.create_publisher(

@@ -69,7 +69,7 @@ class BenchNode:
 
         for publisher in acked:
             if publisher is not None:
-                publisher.wait_for_all_acked(Duration(seconds=2.0))
+                publisher.wait_for_all_acked(Duration(seconds=5.0))
         self._executor.shutdown(timeout_sec=2.0)
         self._spinner.join(timeout=5.0)
         self.node.destroy_node()

@@ -61,6 +61,25 @@ def publisher_qos(settings: ReplaySettings):
     )
 
 
+# A reliable writer repairs a lost sample only when its next heartbeat (Fast DDS: every 3 s)
+# shows the gap; a KEEP_LAST history of a few samples has overwritten it by then. CameraInfo is
+# small, so its publisher keeps a few seconds of frames.
+CAMERA_INFO_DEPTH = 200
+
+
+def camera_info_qos(settings: ReplaySettings):
+    """The publisher profile of the frames' CameraInfo: the frames' own, with a deep history."""
+    from rclpy.qos import HistoryPolicy, QoSProfile
+
+    frames = publisher_qos(settings)
+    return QoSProfile(
+        depth=max(frames.depth, CAMERA_INFO_DEPTH),
+        history=HistoryPolicy.KEEP_LAST,
+        reliability=frames.reliability,
+        durability=frames.durability,
+    )
+
+
 def with_message_info() -> bool:
     """Whether subscription callbacks can receive MessageInfo (Iron and later)."""
     import rclpy.subscription

@@ -33,6 +33,7 @@ from aria_perception.bench.replay_node import (
 )
 from aria_perception.bench.replay_settings import (
     ReplaySettings,
+    camera_info_qos,
     publisher_qos,
 )
 from aria_perception.bench.streams import Stream, Timeline
@@ -129,7 +130,7 @@ class StreamReplayer:
             lane.publisher = self.node.create_publisher(msg_t, lane.topics.image, qos)
             if lane.topics.camera_info and any(i is not None for i in lane.infos):
                 lane.info_publisher = self.node.create_publisher(
-                    CameraInfo, lane.topics.camera_info, qos
+                    CameraInfo, lane.topics.camera_info, camera_info_qos(self.settings)
                 )
             self._subscribe(
                 Detection2DArray,
