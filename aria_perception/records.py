@@ -35,6 +35,7 @@ __all__ = [
     "PRECISIONS",
     "RAW_CHANNELS",
     "ROTATIONS",
+    "BatchItem",
     "Detections",
     "EngineConfig",
     "EngineInfo",
@@ -93,6 +94,9 @@ class EngineConfig:
     compile: str = "auto"
     #: Where inductor keeps compiled kernels between starts ("" = the user's cache).
     compile_cache_dir: str = ""
+    #: ``worker.batch_cameras``: frames of several cameras waiting together in one worker run
+    #: through the networks as one batch (per network input shape).
+    batch_cameras: bool = False
 
     def replace(self, **changes: object) -> EngineConfig:
         """Return a copy with ``changes`` applied."""
@@ -243,6 +247,25 @@ class EngineResult:
     # With input.rectify, when asked for: the rectified frame the networks saw, (H', W', C)
     # uint8 (C = 1 for mono8 input, else 3 RGB); detections and depth are in its pixels.
     rectified: np.ndarray | None = None
+
+
+@dataclass
+class BatchItem:
+    """One camera's frame in a batched engine call: the arguments of ``Engine.process``.
+
+    ``process_batch(items)`` takes a sequence of these and returns, in the same order, an
+    :class:`EngineResult` per item, or the :class:`~aria_perception.errors.FrameError` of an
+    item whose frame cannot be used (the other items still run). The engine's current
+    thresholds apply to every item.
+    """
+
+    frame: np.ndarray
+    encoding: str = "rgb8"
+    want_depth: bool = True
+    depth_out: np.ndarray | None = None
+    rect_out: np.ndarray | None = None
+    camera: str = ""
+    rotation: int | None = None
 
 
 @dataclass(frozen=True)

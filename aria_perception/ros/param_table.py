@@ -198,6 +198,10 @@ PARAMETERS: tuple[ParamSpec, ...] = (
        COMPILE_MODES),
     _P("worker.compile_cache_dir", "engine.compile_cache_dir",
        "Directory of the compiled kernels (empty: ~/.cache/aria_perception/inductor)."),
+    _P("worker.batch_cameras", "engine.batch_cameras",
+       "Nodes sharing a worker: frames of several cameras waiting together go through the "
+       "networks as one batch, per network input size (cameras with different detector "
+       "thresholds run one after another). Each batch size compiles once with worker.compile."),
     _P("worker.startup_timeout_s", "startup_timeout_s",
        "Seconds the worker may take to import torch and build the models.",
        low=1.0, high=3600.0),
