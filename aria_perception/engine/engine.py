@@ -9,7 +9,8 @@ box depth (fusion) and box un-rotation on the detect stream once the depth netwo
 fired; D2H copies into pinned memory; the host waits for one final event. Each fixed-shape
 step (prepare, MiDaS, upsampling, YOLO forward with the fixed-shape NMS, fusion) is captured as
 a CUDA graph per input shape and replayed, or run eagerly where capture fails. An input shape's
-buffers and graphs are its plan; :mod:`.plan_cache` keeps the most recently used.
+buffers and graphs are its plan; :mod:`.plan_cache` keeps the most recently used. Frames of
+several cameras run through the networks together with :meth:`Engine.process_batch`.
 
 On the CPU the same steps run eagerly in fp32, in order, with wall-clock stage times: the
 streams and events are :class:`~aria_perception.engine.lanes.Lane` objects that do nothing
@@ -24,6 +25,8 @@ import numpy as np
 import torch
 
 from aria_perception.engine import frames
+from aria_perception.engine.batch_plan import BatchPlans
+from aria_perception.engine.batched import BatchedFrames
 from aria_perception.engine.compile import CompiledStep
 from aria_perception.engine.detector import YoloDetector
 from aria_perception.engine.host_memory import HostMemory
@@ -34,7 +37,7 @@ from aria_perception.engine.plan import GraphRunner, ShapePlan
 from aria_perception.engine.plan_cache import PlanCache
 from aria_perception.engine.preprocess import MidasPreprocess
 from aria_perception.engine.rectifier import CameraGrid
-from aria_perception.engine.runtime import Runtime, StageClock, resolve_runtime
+from aria_perception.engine.runtime import StageClock, resolve_runtime
 from aria_perception.errors import ConfigError, EngineError, FrameError
 from aria_perception.optics import Rectification
 from aria_perception.records import (
@@ -53,8 +56,8 @@ __all__ = ["Engine", "validate_engine_config"]
 _LOG = logging.getLogger(__name__)
 
 
-class Engine:
-    """MiDaS v2.1 small + Ultralytics YOLO on one frame at a time (see the module docstring).
+class Engine(BatchedFrames):
+    """MiDaS v2.1 small + Ultralytics YOLO on a frame, or several cameras' (:mod:`.batched`).
 
     Args:
         config: what to build (docs/design.md, "Parameters"); thresholds may change later with
@@ -80,8 +83,7 @@ class Engine:
     def __init__(self, config: EngineConfig, *, fixed_nms: bool = True) -> None:
         validate_engine_config(config)
         self.config = config
-        self.runtime: Runtime = resolve_runtime(config.device, config.precision)
-        rt = self.runtime
+        rt = self.runtime = resolve_runtime(config.device, config.precision)
         # Fixed-shape NMS in the detect graph (no host sync) on CUDA; the CPU runs the exact
         # variable-size path, which is also the fallback when a frame's result is not exact.
         self._fixed_post = rt.is_cuda and fixed_nms
@@ -90,13 +92,12 @@ class Engine:
         self._graphs = GraphRunner(config.cuda_graphs and rt.is_cuda, rt.device)
         self._host = HostMemory(rt.is_cuda)
         self._plans = PlanCache(rt.device)
+        self._batches = BatchPlans(self._plans.holds, rt.device)  # process_batch's groups
         self._cameras: dict[str, CameraGrid] = {}  # with input.rectify: each camera's grid
-        self.fixed_post_frames = 0
-        self.exact_post_frames = 0
+        self.fixed_post_frames = self.exact_post_frames = 0
         self._frame_index: dict[str, int] = {}  # frames per camera (depth.frame_skip)
-        self.progress = 0
+        self.progress, self._closed = 0, False
         self._nets.watch_progress(self._tick)  # on the CPU: progress within a network too
-        self._closed = False
         self._clock = StageClock(rt)
         self.info = EngineInfo(
             device=str(rt.device),
@@ -137,6 +138,11 @@ class Engine:
     def plan_count(self) -> int:
         """Input shapes whose plan (buffers, graphs) is held now: at most ``ENGINE_MAX_PLANS``."""
         return len(self._plans)
+
+    @property
+    def batch_plan_count(self) -> int:
+        """Groups of plans held for batched network calls (:meth:`process_batch`)."""
+        return len(self._batches)
 
     def graph_counts(self) -> tuple[int, int]:
         """(captured, failed) CUDA graphs of the plans held now (both 0 without graphs)."""
@@ -185,17 +191,15 @@ class Engine:
         """(current, peak) GPU memory reserved by this process's allocator, in MB (0 on CPU)."""
         if not self.runtime.is_cuda:
             return 0.0, 0.0
-        dev = self.runtime.device
-        return (
-            torch.cuda.memory_reserved(dev) / 2**20,
-            torch.cuda.max_memory_reserved(dev) / 2**20,
-        )
+        dev, mb = self.runtime.device, 2**20
+        return torch.cuda.memory_reserved(dev) / mb, torch.cuda.max_memory_reserved(dev) / mb
 
     def close(self) -> None:
         """Release the models, graphs and buffers (idempotent)."""
         if self._closed:
             return
         self._closed = True
+        self._batches.clear()
         self._plans.clear()
         self._nets.close()
         if self.runtime.is_cuda:
@@ -229,12 +233,10 @@ class Engine:
             encoding: the message's encoding or compressed format.
             want_depth: return the full-resolution depth map (else it is neither upsampled
                 nor copied back; box depth is still computed).
-            depth_out: optional (H, W) float32 array, or a flat float32 buffer of at least
-                H * W elements, to receive the depth map (e.g. a shared-memory slot), saving
-                a copy; the returned depth is then a view of it.
-            rect_out: with ``input.rectify``, a uint8 array (H', W', C) or a flat buffer of at
-                least as many bytes to receive the rectified frame the networks saw (C = 1 for
-                mono8 input, else 3 RGB); ``result.rectified`` is then a view of it.
+            depth_out: an (H, W) float32 array, or a flat float32 buffer of H * W elements or
+                more, to receive the depth map (saves a copy); the depth is then a view of it.
+            rect_out: with ``input.rectify``, a uint8 (H', W', C) array or flat buffer for the
+                rectified frame the networks saw (C = 1 for mono8 input, else 3 RGB).
             camera: whose frame: its calibration rectifies it (:meth:`set_rectification`);
                 its plans (and the depth map ``depth.frame_skip`` reuses) are its own.
             rotation: the camera's ``input.rotation`` (None: the configuration's).
@@ -320,10 +322,8 @@ class Engine:
 
     def _depth_due(self, plan: ShapePlan, index: int) -> bool:
         """A plan's first frame runs depth; later ones the camera's every frame_skip-th."""
-        if self._nets.midas is None:
-            return False
         skip = self.config.depth_frame_skip
-        return not plan.depth_valid or (index - 1) % skip == 0
+        return self._nets.midas is not None and (not plan.depth_valid or (index - 1) % skip == 0)
 
     def _depth(self, plan: ShapePlan, fresh: bool, depth_map: bool) -> torch.cuda.Event | None:
         """MiDaS when due, then the full-size map when wanted (depth lane).

@@ -17,6 +17,7 @@ import torch
 from torch.nn.modules.module import register_module_forward_hook
 
 from aria_perception.engine import frames
+from aria_perception.engine.batch_plan import BatchPlan
 from aria_perception.engine.compile import CompiledStep, compile_wanted, use_cache_dir
 from aria_perception.engine.detector import YoloDetector
 from aria_perception.engine.fold import fold_batchnorm
@@ -200,6 +201,25 @@ class Networks:
     def detect(self, plan: ShapePlan) -> None:
         """YOLO's network, and with ``fixed_post`` the fixed-shape post-processing."""
         plan.yolo_raw = into(plan.yolo_raw, self.detector.forward(plan.yolo_in))
+        self.post(plan)
+
+    def depth_batch(self, batch: BatchPlan) -> None:
+        """MiDaS once over the batch's frames; each plan gets its own low-resolution map."""
+        out = self.depth_network(torch.cat([plan.midas_in for plan in batch.plans]))
+        for k, plan in enumerate(batch.plans):
+            plan.depth_low = into(plan.depth_low, out[k])
+
+    def detect_batch(self, batch: BatchPlan) -> None:
+        """YOLO's network once over the batch's frames; each plan gets its own raw output.
+
+        The post-processing stays per plan (:meth:`post`): each frame has its own geometry.
+        """
+        raw = self.detector.forward(torch.cat([plan.yolo_in for plan in batch.plans]))
+        for k, plan in enumerate(batch.plans):
+            plan.yolo_raw = into(plan.yolo_raw, raw[k : k + 1])
+
+    def post(self, plan: ShapePlan) -> None:
+        """With ``fixed_post``: the fixed-shape NMS of the plan's raw YOLO output."""
         if self.fixed_post:
             fixed = self._yolo_post(plan.yolo_raw, plan.rotated_hw)
             plan.fixed_boxes = into(plan.fixed_boxes, fixed.boxes)

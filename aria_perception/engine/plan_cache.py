@@ -66,6 +66,10 @@ class PlanCache:
         """The plans held, least recently used first."""
         return list(self._plans.values())
 
+    def holds(self, plan: ShapePlan) -> bool:
+        """Whether ``plan`` is one of the plans held (not evicted)."""
+        return any(held is plan for held in self._plans.values())
+
     def nbytes(self) -> int:
         """Bytes of the buffers of every plan held."""
         return sum(plan.nbytes() for plan in self._plans.values())

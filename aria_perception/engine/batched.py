@@ -1,0 +1,163 @@
+"""The engine's batched call: frames of several cameras, each network once per input shape.
+
+:class:`BatchedFrames` is the part of :class:`~aria_perception.engine.engine.Engine` that runs
+:meth:`~BatchedFrames.process_batch`. Every frame is uploaded and prepared in its own plan, as a
+single frame is; MiDaS and YOLO then run once over each group of frames whose network input has
+the same shape (:mod:`.batch_plan`), and the per-frame steps follow: the depth upsampling, the
+NMS, box depth and packing, and the downloads. A group of one frame runs the single-frame
+steps, so a batch of one is exactly :meth:`Engine.process`'s work.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+
+import torch
+
+from aria_perception.engine.batch_plan import MAX_BATCH, BatchPlans, group_by
+from aria_perception.engine.networks import Networks, unpack_rows
+from aria_perception.engine.plan import GraphRunner, ShapePlan
+from aria_perception.errors import ConfigError, EngineError, FrameError
+from aria_perception.records import BatchItem, EngineResult
+
+__all__ = ["BatchedFrames"]
+
+
+class BatchedFrames:
+    """:meth:`process_batch` for the engine that inherits it (its members are the engine's)."""
+
+    _closed: bool
+    _nets: Networks
+    _graphs: GraphRunner
+    _batches: BatchPlans
+    _fixed_post: bool
+    progress: int
+
+    def process_batch(self, items: Sequence[BatchItem]) -> list[EngineResult | FrameError]:
+        """Run the frames of several cameras together: each network once per input shape.
+
+        Each item holds :meth:`Engine.process`'s arguments and gets what it returns, in order;
+        an item whose frame cannot be used gets its :class:`FrameError` instead, and the others
+        still run. A call takes at most :data:`~.batch_plan.MAX_BATCH` frames and one frame per
+        camera through the networks at once; further ones run in later rounds of the same call.
+        The engine's current thresholds apply to every frame. Stage times: depth and detection
+        are the whole round's, preprocessing and transfers those of the round's last frame.
+
+        Raises:
+            EngineError: the device failed (no frame of the call has a result).
+        """
+        if self._closed:
+            raise EngineError("the engine is closed")
+        results: list[EngineResult | FrameError | None] = [None] * len(items)
+        pending = list(range(len(items)))
+        try:
+            with torch.inference_mode():
+                while pending:
+                    chosen: dict[str, int] = {}
+                    for k in pending:
+                        if len(chosen) < MAX_BATCH:
+                            chosen.setdefault(items[k].camera, k)
+                    batch = list(chosen.values())
+                    pending = [k for k in pending if k not in batch]
+                    done = self._run_batch([items[k] for k in batch])
+                    for k, result in zip(batch, done, strict=True):
+                        results[k] = result
+        except ConfigError:
+            raise
+        except torch.cuda.OutOfMemoryError as err:
+            raise EngineError(f"CUDA out of memory: {err}") from err
+        except RuntimeError as err:
+            raise EngineError(f"inference failed: {err}") from err
+        return results  # type: ignore[return-value]
+
+    def _run_batch(self, items: list[BatchItem]) -> list[EngineResult | FrameError]:
+        """One round: distinct cameras, at most MAX_BATCH frames."""
+        lanes, clock, nets, graphs = self._lanes, self._clock, self._nets, self._graphs
+        out: list[EngineResult | FrameError | None] = [None] * len(items)
+        staged: list[tuple[int, BatchItem, ShapePlan, bool]] = []
+        with lanes.upload:
+            for k, item in enumerate(items):
+                rotation = self.config.rotation if item.rotation is None else item.rotation
+                try:
+                    plan = self._upload(item.frame, item.encoding, item.camera, rotation)
+                except FrameError as err:
+                    out[k] = err
+                    continue
+                index = self._frame_index.get(item.camera, 0) + 1
+                self._frame_index[item.camera] = index
+                staged.append((k, item, plan, self._depth_due(plan, index)))
+                self._prepare(plan)
+        if not staged:
+            return out  # type: ignore[return-value]
+        self.progress += 1
+        prepared = lanes.upload.mark()
+        plans = [plan for _, _, plan, _ in staged]
+        with lanes.depth:
+            lanes.depth.wait(prepared)
+            clock.depth.start(lanes.depth.stream)
+            fresh = [plan for _, _, plan, due in staged if due]
+            self._batched("depth", fresh, lambda p: p.midas_in.shape, nets.depth, nets.depth_batch)
+            for plan in fresh:
+                plan.depth_valid = True
+            depth_network_done = lanes.depth.mark()
+            for _, item, plan, _ in staged:
+                if item.want_depth and nets.midas is not None:
+                    graphs.run("upsample", plan, lanes.depth.stream, nets.upsample)
+            clock.depth.stop(lanes.depth.stream)
+        self.progress += 1
+        depth_done = lanes.depth.mark()
+        with lanes.detect:
+            lanes.detect.wait(prepared)
+            clock.detect.start(lanes.detect.stream)
+            packed: dict[int, torch.Tensor | None] = {id(plan): None for plan in plans}
+            if nets.detector is not None:
+                shape: Callable[[ShapePlan], object] = lambda p: p.yolo_in.shape  # noqa: E731
+                batched = self._batched("detect", plans, shape, nets.detect, nets.detect_batch)
+                for plan in batched:
+                    graphs.run("post", plan, lanes.detect.stream, nets.post)
+                lanes.detect.wait(depth_network_done)
+                for plan in plans:
+                    if self._fixed_post:
+                        graphs.run("fuse", plan, lanes.detect.stream, nets.fuse)
+                        packed[id(plan)] = plan.packed
+                    else:
+                        packed[id(plan)] = nets.exact_packed(plan)
+            clock.detect.stop(lanes.detect.stream)
+            lanes.detect.wait(depth_done)
+            downloads = []
+            for k, item, plan, fresh_depth in staged:
+                depth_map = item.want_depth and nets.midas is not None
+                fetched = self._download(
+                    plan, packed[id(plan)], depth_map, item.depth_out, item.rect_out
+                )
+                downloads.append((k, fresh_depth, fetched))
+        times = clock.times()
+        for k, fresh_depth, (rows, depth, rect) in downloads:
+            out[k] = EngineResult(
+                unpack_rows(rows), depth, dataclasses.replace(times), fresh_depth, rectified=rect
+            )
+        return out  # type: ignore[return-value]
+
+    def _batched(
+        self,
+        name: str,
+        plans: list[ShapePlan],
+        shape: Callable[[ShapePlan], object],
+        single: Callable[[ShapePlan], None],
+        batched: Callable,
+    ) -> list[ShapePlan]:
+        """Step ``name`` over ``plans``: once per group of one input shape (current lane).
+
+        Returns:
+            The plans that ran in a group of two or more (their per-frame rest is still due).
+        """
+        stream = torch.cuda.current_stream() if self.runtime.is_cuda else None
+        together: list[ShapePlan] = []
+        for group in group_by(plans, shape):
+            if len(group) == 1:
+                self._graphs.run(name, group[0], stream, single)
+            else:
+                self._graphs.run(name, self._batches.get(name, group), stream, batched)
+                together.extend(group)
+        return together
