@@ -5,9 +5,9 @@ With ``EngineConfig.batch_cameras`` and an engine that has ``process_batch`` (se
 (round-robin, as without batching) together with every other camera that can run now (a request
 waiting and an output slot free) and has the same detector thresholds: one
 :class:`~aria_perception.records.BatchItem` per camera, at most one frame per camera, in the
-order of the round. Cameras whose thresholds differ run alone, one after another, as they would
-without batching; a batch of one frame is run by the worker's single-frame path
-(``Engine.process``).
+order of the round. Cameras whose thresholds differ wait for their own turn, as they would
+without batching (and then run with the cameras of their thresholds); a batch of one frame is
+run by the worker's single-frame path (``Engine.process``), exactly as without batching.
 
 Every frame of a batch is announced with ``Started`` before the call and answered on its own:
 a ``Result`` in its camera's output slot (``engine_ms`` is the whole call's time,
