@@ -55,19 +55,27 @@ def trio(
     ]
 
 
-def wait_together(cameras: list[Cam], gate: Gate, engine_log: EngineLog) -> None:
-    """The first camera's frame is held in the engine while every camera sends its value."""
-    assert cameras[0].submit(HELD) is not None
-    assert wait_for(lambda: engine_log.started() == [HELD], 30), engine_log.events()
+def wait_together(
+    cameras: list[Cam], gate: Gate, engine_log: EngineLog, held: int = HELD, debug: str = ""
+) -> None:
+    """The first camera's frame is held in the engine while every camera sends its value.
+
+    ``debug``: a ``FrameError`` injected meanwhile (the worker reads it with the frames).
+    """
+    gate.path.unlink(missing_ok=True)
+    assert cameras[0].submit(held) is not None
+    assert wait_for(lambda: engine_log.started()[-1:] == [held], 30), engine_log.events()
+    if debug:
+        cameras[0].client.debug("raise", "FrameError", debug)
     for cam in cameras:
         assert cam.submit(VALUES[cam.name]) is not None
     gate.open()
 
 
-def wait_done(cameras: list[Cam], results: int = 1) -> None:
-    """Each camera has its results (the first camera one more: its held frame)."""
+def wait_done(cameras: list[Cam], rounds: int = 1) -> None:
+    """Each camera has its answers after ``rounds`` (the first camera's held frames too)."""
     for i, cam in enumerate(cameras):
-        want = results + (i == 0)
+        want = rounds * (1 + (i == 0))
         assert cam.got.wait(lambda c=cam, n=want: len(c.got.results) + len(c.got.errors) >= n)
 
 
@@ -132,25 +140,46 @@ def test_a_frame_the_engine_refuses_in_a_batch_fails_alone(
     cameras = trio(cams)
     rgb, left, right = cameras
     pid = rgb.client.stats().pid
-    wait_together(cameras, gate, engine_log)
-    wait_done(cameras)
-    assert len(batch_log.calls()) == 1
-    [(_, tag, error, _)] = right.got.errors
-    assert type(error) is FrameError and tag == ("right", VALUES["right"])
-    assert "refused in a batch" in str(error)
-    assert batch_sizes(rgb) == {HELD: 1, VALUES["rgb"]: 3}
+    for round_ in (1, 2):  # twice: a refused frame gives its output slot back
+        wait_together(cameras, gate, engine_log, HELD + round_)
+        wait_done(cameras, round_)
+        assert len(batch_log.calls()) == round_
+        _, tag, error, _ = right.got.wait_errors(round_)[-1]
+        assert type(error) is FrameError and tag == ("right", VALUES["right"])
+        assert "refused in a batch" in str(error)
+    assert batch_sizes(rgb) == {HELD + 1: 1, HELD + 2: 1, VALUES["rgb"]: 3}
     assert batch_sizes(left) == {VALUES["left"]: 3}
     assert right.got.results == []
     stats = [cam.client.stats() for cam in cameras]
     assert [(s.rejected, s.failed, s.restarts, s.pid) for s in stats] == [
         (0, 0, 0, pid),
         (0, 0, 0, pid),
-        (1, 0, 0, pid),
+        (2, 0, 0, pid),
     ]
     run_round(cameras, 201)  # the worker goes on: right's next frame is fine
     for cam in cameras:
         cam.check_own()
         check_counts(cam.client.stats())
+
+
+def test_a_frame_error_for_the_whole_batch_refuses_its_frames_and_the_worker_goes_on(
+    cams: Cams, gate: Gate, engine_log: EngineLog, batch_log: BatchLog
+) -> None:
+    cameras = trio(cams)
+    rgb = cameras[0]
+    pid = rgb.client.stats().pid
+    for held in (HELD, HELD + 1):  # twice: a refused frame gives its output slot back
+        wait_together(cameras, gate, engine_log, held, "injected for the batch")
+        for cam in cameras:
+            _, tag, error, _ = cam.got.wait_errors(held - HELD + 1)[-1]
+            assert type(error) is FrameError and tag == (cam.name, VALUES[cam.name])
+    assert batch_log.calls() == []  # refused before the call
+    run_round(cameras, 204)
+    for cam in cameras:
+        stats = cam.client.stats()
+        assert (stats.rejected, stats.failed, stats.restarts, stats.pid) == (2, 0, 0, pid)
+        cam.check_own()
+        check_counts(stats)
 
 
 def test_an_engine_error_in_a_batch_fails_every_frame_and_every_camera_resumes(
