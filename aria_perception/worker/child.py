@@ -10,7 +10,8 @@ each has its own segment, its own newest waiting request and its own output slot
 worker serves the cameras that have a request waiting round-robin, so no camera waits more than
 one engine call per other camera. The heartbeat thread reports the main thread's progress (a
 counter of frames and messages handled plus the engine's own ``progress``, if it has one), so the
-parent can tell a slow worker from a hung one.
+parent can tell a slow worker from a hung one. With ``worker.batch_cameras`` the cameras that
+can run together share one ``process_batch`` call (:mod:`~aria_perception.worker.child_batch`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,13 @@ from aria_perception import errors
 from aria_perception.errors import ConfigError, FrameError
 from aria_perception.records import Thresholds
 from aria_perception.worker import protocol as msg
+from aria_perception.worker.child_batch import (
+    BatchCall,
+    Taken,
+    batch_partners,
+    batch_process,
+    run_batch,
+)
 from aria_perception.worker.child_camera import ChildCamera
 from aria_perception.worker.engine_api import InferenceEngine, camera_keywords, check_engine
 
@@ -87,6 +95,9 @@ class _Worker:
         self.retired: list[ChildCamera] = []  # segments that may stay page-locked (see remove)
         self.steps = 0  # frames and messages handled: progress the heartbeat reports
         self.keywords: frozenset[str] = frozenset()  # per-camera keywords process() takes
+        self.process_batch: BatchCall | None = (
+            None  # the engine's process_batch, when batching cameras
+        )
         config = start.config  # the engine is built with the config's thresholds
         self.applied = Thresholds(config.confidence, config.iou, config.classes)
 
@@ -142,6 +153,7 @@ class _Worker:
             engine = check_engine(factory(self.start.config), self.start.engine_factory)
             self.engine = engine
             self.keywords = camera_keywords(engine)
+            self.process_batch = batch_process(engine, self.start.config)
             for spec in self.start.cameras:
                 self.add_camera(engine, spec)
             info = engine.info
@@ -234,7 +246,15 @@ class _Worker:
             request, received = camera.take()
             self.last_served = request.camera
             self.steps += 1
-            if not self.run_request(engine, camera, request, received):
+            partners = batch_partners(self.cameras, camera) if self.process_batch else []
+            if partners:
+                batch = [Taken(camera, request, received)]
+                batch += [Taken(c, *c.take()) for c in partners]
+                self.steps += len(partners)
+                ok = run_batch(self, engine, self.process_batch, batch, self.start.config.rectify)
+            else:
+                ok = self.run_request(engine, camera, request, received)
+            if not ok:
                 return EXIT_ENGINE_ERROR
 
     def on_message(self, engine: InferenceEngine, message: object, received: float) -> int | None:

@@ -21,7 +21,18 @@ members where the engine has them:
   worker's heartbeat reports it, and a worker whose count stands still while a frame is due
   counts as hung (a slow but advancing one does not);
 - ``unregister_host_buffer(array)``: undo ``register_host_buffer`` for a camera that left, so
-  its segment can be unmapped at once (without it the worker keeps the segment mapped).
+  its segment can be unmapped at once (without it the worker keeps the segment mapped);
+- ``process_batch(items)``, used only with ``EngineConfig.batch_cameras``
+  (``worker.batch_cameras``): the frames of several cameras that wait together, one
+  :class:`~aria_perception.records.BatchItem` per camera (the arguments ``process`` would get,
+  ``camera`` and ``rotation`` set only where ``process`` takes those keywords), all with the
+  same thresholds (made the engine's once before the call). It returns, in item order, an
+  ``EngineResult`` per item or the ``FrameError`` of an item whose frame cannot be used (the
+  others still run); a ``FrameError`` raised for the whole call refuses all its frames, any
+  other exception fails every frame of the call and ends the worker. Every frame of the call
+  is announced as started first, so a crash in a batched call marks every frame of the batch
+  (each camera's own poison frame). Without it, or with a single camera waiting, frames run
+  one at a time through ``process`` (see :mod:`~aria_perception.worker.child_batch`).
 
 An engine's detector thresholds are switched to a camera's with ``set_thresholds`` before each
 of its frames, where they differ from the last frame's.

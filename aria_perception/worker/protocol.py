@@ -233,6 +233,7 @@ class Result:
     gpu_mem_peak_mb: float
     rect_shape: tuple[int, int, int] | None = None  # the rectified frame in the slot, if any
     camera: str = ""  # whose frame: the slots are that camera's
+    batch_size: int = 1  # frames in the engine call (``engine_ms`` is that call's time)
 
 
 @dataclass(frozen=True)
@@ -241,6 +242,8 @@ class Started:
 
     The frame's timeout counts from ``started_at`` (``time.monotonic()``), and a worker that
     dies before answering died on this frame: it is poison, never sent to a worker again.
+    Before a batched call (``process_batch``) every frame of the batch is started, one per
+    camera: a worker that dies in that call has died on each of them.
     """
 
     frame_id: int

@@ -24,6 +24,8 @@ class FrameTiming:
         roundtrip_ms: From the ``submit`` call to the ``on_result`` call.
         to_worker_ms: Dispatch to the worker having the frame's message (pipe, wake-up).
         to_parent_ms: The worker sending the result to its delivery here (pipe, wake-up).
+        batch_size: Frames in the engine call (several cameras' with ``batch_cameras``):
+            ``engine_ms`` is the whole call's time.
     """
 
     copy_in_ms: float
@@ -33,6 +35,7 @@ class FrameTiming:
     roundtrip_ms: float
     to_worker_ms: float = 0.0
     to_parent_ms: float = 0.0
+    batch_size: int = 1
 
     @property
     def transport_ms(self) -> float:
@@ -60,6 +63,7 @@ class FrameTiming:
             roundtrip_ms=(delivered_at - job.submitted_at) * 1e3,
             to_worker_ms=(message.received_at - job.dispatched_at) * 1e3,
             to_parent_ms=(delivered_at - message.sent_at) * 1e3,
+            batch_size=message.batch_size,
         )
 
 
