@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Hashable
 from pathlib import Path
@@ -100,6 +101,9 @@ class CompiledStep:
         self._key = key or _shapes
         self._keys: set[Hashable] = set()
         self.failure: str | None = None
+        #: Called about every second while a compile runs (the engine's progress: a worker that
+        #: compiles for a minute is busy, not hung).
+        self.ticker: Callable[[], None] | None = None
 
     @property
     def compiled_keys(self) -> frozenset[Hashable]:
@@ -121,7 +125,8 @@ class CompiledStep:
         )
         started = time.perf_counter()
         try:
-            out = self._compiled(*args)
+            with _Ticking(self.ticker):
+                out = self._compiled(*args)
         except Exception as err:  # noqa: BLE001 - any compile failure means: run uncompiled
             self.failure = _reason(err)
             _LOG.warning(
@@ -133,6 +138,30 @@ class CompiledStep:
         self._keys.add(key)
         _LOG.info("compiled %s in %.1f s", self.name, time.perf_counter() - started)
         return out
+
+
+class _Ticking:
+    """Calls ``tick`` from a thread of its own about every second while the block runs."""
+
+    def __init__(self, tick: Callable[[], None] | None, period_s: float = 1.0) -> None:
+        self._tick = tick
+        self._period_s = period_s
+        self._done = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> None:
+        if self._tick is not None:
+            self._thread = threading.Thread(target=self._run, name="compile-ticker", daemon=True)
+            self._thread.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _run(self) -> None:
+        while not self._done.wait(self._period_s):
+            self._tick()  # type: ignore[misc]
 
 
 def _shapes(*args: Any) -> tuple:

@@ -106,15 +106,19 @@ class Networks:
             self._compile(config.rectify)
 
     def watch_progress(self, tick: Callable[[], None]) -> None:
-        """Call ``tick`` after every layer's forward (CPU only; undone by :meth:`close`).
+        """Call ``tick`` after every layer's forward on the CPU, each second of a compile on CUDA.
 
-        On the CPU one network can take seconds on a loaded machine; the worker tells a slow
-        frame from a hung one by this progress, so it must move within a network too. (On CUDA
-        the graphs replay without Python: there a frame's stages are fine-grained enough, and
-        nothing is registered.) The hook is torch's process-wide module hook, not one on each
-        module, so the networks stay picklable and copyable.
+        The worker tells a slow frame from a hung one by this progress. On the CPU one network
+        can take seconds on a loaded machine, so the count must move within a network: torch's
+        process-wide module hook (not one per module, so the networks stay picklable and
+        copyable; undone by :meth:`close`). On CUDA the graphs replay without Python and a
+        frame's stages are fine-grained enough, but a step's compile (``worker.compile``) runs
+        tens of seconds without a layer: the step ticks meanwhile. (On the CPU, where compiling
+        is for tests, dynamo traces the hook and must not see the count move under it.)
         """
         if self.runtime.is_cuda:
+            for step in self.compiled:  # a compile takes tens of seconds, no layer running
+                step.ticker = lambda: tick()
             return
         self._progress_hook = register_module_forward_hook(lambda *_: tick())
 
