@@ -2,7 +2,9 @@
 
 ``engine_bench --size 1408x1408 --iterations 300`` prints a table (p50/p95/p99 latency, FPS and
 per-stage GPU times for each configuration) and writes the same as JSON with ``--json``.
-Random weights are used unless weight files are given; speed does not depend on them.
+``--batch 4 --size 640x480 --encoding mono8`` times each configuration with 1 to 4 cameras per
+engine call (``process_batch``), as a worker shared by the headset's cameras runs them. Random
+weights are used unless weight files are given; speed does not depend on them.
 torch is imported only by the functions that build and run an engine.
 """
 
@@ -96,6 +98,8 @@ class EngineRun:
         exact_post_frames: Frames whose fixed-shape NMS result was not exact and took the exact
             path (None for the reference code).
         fixed_post_frames: Frames served by the fixed-shape NMS (None for the reference code).
+        batch: Frames (cameras) per engine call (``--batch``): ``latency_ms`` is the call's,
+            ``fps`` counts frames.
     """
 
     name: str
@@ -112,6 +116,7 @@ class EngineRun:
     registered_io: bool
     exact_post_frames: int | None = None
     fixed_post_frames: int | None = None
+    batch: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form of ``--json`` (one entry of ``results``)."""
@@ -158,17 +163,21 @@ def run_config(
     want_depth: bool,
     output_size: Size,
     register: bool,
+    batch: int = 1,
 ) -> EngineRun:
     """Benchmark one configuration.
 
     With ``register`` the frame and the depth output live in page-locked memory, as the
-    worker's shared-memory slots do, so no staging copies happen on the host.
+    worker's shared-memory slots do, so no staging copies happen on the host. With ``batch``
+    above 1, each call is ``process_batch`` over that many cameras sending the same frame
+    (each with its own depth output), as a shared worker runs frames waiting together.
 
     Raises:
         UsageError: The configuration is invalid (a device that does not exist, ...).
         TargetError: The engine could not be built (weights, CUDA).
     """
     from aria_perception.engine.engine import Engine
+    from aria_perception.records import BatchItem
 
     try:
         engine = Engine(config, fixed_nms=ablation.engine_options.fixed_nms)
@@ -180,27 +189,39 @@ def run_config(
         rectification = bench_rectification(output_size, config)
         engine.set_rectification(rectification)
         output_size = Size(*rectification.output_size)
-    depth_out = np.empty(output_size.shape, np.float32) if want_depth else None
+    outs = [np.empty(output_size.shape, np.float32) if want_depth else None for _ in range(batch)]
+    depth_out = outs[0]
     if register:
         engine.register_host_buffer(frame)
-        if depth_out is not None:
-            engine.register_host_buffer(depth_out)
+        for out in outs:
+            if out is not None:
+                engine.register_host_buffer(out)
     stages: dict[str, list[float]] = {}
+    items = [
+        BatchItem(frame, encoding, want_depth, out, camera=f"camera{k}")
+        for k, out in enumerate(outs)
+    ]
 
     def step() -> None:
-        result = engine.process(frame, encoding, want_depth=want_depth, depth_out=depth_out)
-        for key, value in asdict(result.times).items():
+        if batch == 1:
+            results = [engine.process(frame, encoding, want_depth=want_depth, depth_out=depth_out)]
+        else:
+            results = engine.process_batch(items)
+        for result in results:
+            if not hasattr(result, "times"):  # a FrameError: the frame is refused
+                raise FrameDataError(f"{ablation.name}: the engine refused the frame: {result}")
+        for key, value in asdict(results[0].times).items():
             stages.setdefault(key, []).append(value)
 
     try:
         latencies, wall = _time_loop(step, iterations, warmup)
         mem, peak = engine.memory_mb()
         return EngineRun(
-            name=ablation.name,
+            name=ablation.name if batch == 1 else f"{ablation.name}, batch of {batch}",
             config=asdict(config),
             iterations=iterations,
             latency_ms=Summary.of(latencies),
-            fps=iterations / wall,
+            fps=iterations * batch / wall,
             # Warm-up frames are left out of the stage medians too.
             stages_ms_p50={k: percentile(v[warmup:], 50) for k, v in stages.items()},
             gpu_mem_mb=mem,
@@ -211,6 +232,7 @@ def run_config(
             registered_io=register,
             exact_post_frames=engine.exact_post_frames,
             fixed_post_frames=engine.fixed_post_frames,
+            batch=batch,
         )
     finally:
         engine.close()
@@ -269,15 +291,16 @@ def run_reference_baseline(frame: np.ndarray, iterations: int, warmup: int) -> E
 def format_table(rows: list[EngineRun]) -> str:
     """The results as a Markdown table."""
     head = (
-        "| configuration | p50 ms | p95 ms | p99 ms | FPS | prep ms | depth ms | detect ms "
-        "| transfer ms | GPU MB | exact-path frames |"
+        "| configuration | p50 ms | p95 ms | p99 ms | per frame p50 ms | FPS | prep ms "
+        "| depth ms | detect ms | transfer ms | GPU MB | exact-path frames |"
     )
-    lines = [head, "|" + "---|" * 11]
+    lines = [head, "|" + "---|" * 12]
     for r in rows:
         lat, st = r.latency_ms, r.stages_ms_p50
         exact = "-" if r.exact_post_frames is None else r.exact_post_frames
         lines.append(
             f"| {r.name} | {lat.p50:.2f} | {lat.p95:.2f} | {lat.p99:.2f} "
+            f"| {lat.p50 / r.batch:.2f} "
             f"| {r.fps:.0f} | {st['preprocess_ms']:.2f} | {st['depth_ms']:.2f} "
             f"| {st['detect_ms']:.2f} | {st['transfer_ms']:.2f} | {r.gpu_mem_peak_mb:.0f} "
             f"| {exact} |"
@@ -292,7 +315,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--iterations", type=int, default=300)
     parser.add_argument("--warmup", type=int, default=30)
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--encoding", default="rgb8", choices=["rgb8", "bgr8", "jpeg"])
+    parser.add_argument("--encoding", default="rgb8", choices=["rgb8", "bgr8", "mono8", "jpeg"])
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=1,
+        help="time each configuration at batch 1, 2, ... N: N cameras of one size in one "
+        "engine call (process_batch), as a worker shared by several cameras runs them",
+    )
     parser.add_argument(
         "--no-depth-output",
         action="store_true",
@@ -323,6 +353,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _encode(frame: np.ndarray, encoding: str) -> np.ndarray:
+    if encoding == "mono8":
+        return np.ascontiguousarray(frame[..., 1])
     if encoding != "jpeg":
         return frame
     import cv2
@@ -336,8 +368,8 @@ def _encode(frame: np.ndarray, encoding: str) -> np.ndarray:
 def run(args: argparse.Namespace) -> list[EngineRun]:
     """Time every selected ablation (and the reference code with ``--baseline``)."""
     size: Size = args.size
-    if args.iterations < 1 or args.warmup < 0:
-        raise UsageError("--iterations must be >= 1 and --warmup >= 0")
+    if args.iterations < 1 or args.warmup < 0 or args.batch < 1:
+        raise UsageError("--iterations must be >= 1, --batch must be >= 1 and --warmup >= 0")
     ablations = choose_ablations(args.ablations)
     frame, source = bench_frame(size)
     encoding = args.encoding
@@ -350,20 +382,22 @@ def run(args: argparse.Namespace) -> list[EngineRun]:
     )
     rows = []
     for ablation in ablations:
-        print(f"engine_bench: {ablation.name} ...", file=sys.stderr, flush=True)
-        rows.append(
-            run_config(
-                ablation,
-                ablation.config(base),
-                frame,
-                encoding,
-                args.iterations,
-                args.warmup,
-                not args.no_depth_output,
-                size,
-                args.io == "registered",
+        for batch in range(1, args.batch + 1):
+            print(f"engine_bench: {ablation.name}, batch {batch} ...", file=sys.stderr, flush=True)
+            rows.append(
+                run_config(
+                    ablation,
+                    ablation.config(base),
+                    frame,
+                    encoding,
+                    args.iterations,
+                    args.warmup,
+                    not args.no_depth_output,
+                    size,
+                    args.io == "registered",
+                    batch,
+                )
             )
-        )
     if args.baseline and encoding != "jpeg":
         print("engine_bench: per-frame reference ...", file=sys.stderr, flush=True)
         rows.append(run_reference_baseline(frame, args.iterations, args.warmup))

@@ -57,11 +57,29 @@ def test_a_short_cpu_run_writes_its_table_and_json(
         assert r["stages_ms_p50"]["depth_ms"] > 0
 
 
+@pytest.mark.slow
+def test_batch_times_one_to_n_cameras_per_call(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    out = tmp_path / "engine.json"
+    args = "--size 64x48 --encoding mono8 --iterations 2 --warmup 1 --device cpu --batch 3"
+    assert main([*args.split(), "--ablations", "default", "--json", str(out)]) == 0
+    table = capsys.readouterr().out
+    assert "| default |" in table and "| default, batch of 3 |" in table
+    data = json.loads(out.read_text())
+    assert data["encoding"] == "mono8"
+    assert [r["batch"] for r in data["results"]] == [1, 2, 3]
+    for r in data["results"]:
+        assert r["latency_ms"]["count"] == 2 and r["fps"] > 0
+
+
 def test_user_mistakes_are_one_line_errors(capsys: pytest.CaptureFixture) -> None:
     assert main(["--ablations", "turbo", "--device", "cpu"]) == 2
     err = capsys.readouterr().err
     assert_one_line_error(err, "unknown ablation")
     assert err.startswith("engine_bench: error: ")
+    assert main(["--batch", "0", "--device", "cpu"]) == 2
+    assert_one_line_error(capsys.readouterr().err, "--batch must be >= 1")
     with pytest.raises(SystemExit) as exit_:
         main(["--size", "96"])
     assert exit_.value.code == 2 and "WIDTHxHEIGHT" in capsys.readouterr().err
