@@ -48,6 +48,7 @@ KEYS: tuple[str, ...] = (
     "worker_state",
     "worker_pid",
     "worker_cameras",
+    "batched_frames",
     "gpu_mem_mb",
     "gpu_mem_peak_mb",
     "device",
@@ -229,6 +230,7 @@ class Snapshot:
     worker_state: str = "STOPPED"
     worker_pid: int = 0  # 0: no worker process now
     worker_cameras: int = 0  # cameras (nodes) sharing the worker
+    batched_frames: int = 0  # this camera's frames run with other cameras' (batch_cameras)
     gpu_mem_mb: float = 0.0
     gpu_mem_peak_mb: float = 0.0
     device: str = "unknown"
@@ -268,6 +270,7 @@ def values(snap: Snapshot) -> dict[str, str]:
         "worker_state": snap.worker_state,
         "worker_pid": str(snap.worker_pid),
         "worker_cameras": str(snap.worker_cameras),
+        "batched_frames": str(snap.batched_frames),
         "gpu_mem_mb": _fmt(snap.gpu_mem_mb, 1),
         "gpu_mem_peak_mb": _fmt(snap.gpu_mem_peak_mb, 1),
         "device": snap.device,

@@ -79,6 +79,7 @@ class PerceptionNode(LifecycleNode):
         self._input_rate = diagnostics.RateTracker()
         self._output_rate = diagnostics.RateTracker()
         self._latency = diagnostics.LatencyTracker()
+        self._batched_frames = 0  # frames that ran in one engine call with other cameras'
 
         self._input_group = MutuallyExclusiveCallbackGroup()
         self._diag_group = MutuallyExclusiveCallbackGroup()
@@ -335,6 +336,7 @@ class PerceptionNode(LifecycleNode):
             result.timing, (started - pending.received) * 1e3, (done - started) * 1e3, tracked.ms
         )
         self._latency.add((done - pending.received) * 1e3, result.result.times, path)
+        self._batched_frames += result.timing.batch_size > 1
 
     def _on_worker_error(self, frame_id: int, tag: Any, err: Exception) -> None:
         """A frame failed in the worker (supervisor thread): bad frames are counted there."""
@@ -413,7 +415,7 @@ class PerceptionNode(LifecycleNode):
         snap.latency_ms_p50, snap.latency_ms_p95, snap.latency_ms_p99 = self._latency.percentiles(
             50, 95, 99
         )
-        snap.rejected_frames = self._rejections.count
+        snap.rejected_frames, snap.batched_frames = self._rejections.count, self._batched_frames
         if self._input is not None:
             snap.lost_samples = self._input.lost_samples
         self._worker.report(snap, self._active)

@@ -8,8 +8,9 @@ the tests' CPU settings on top. Then one Aria-sized frame per camera goes to the
 and each node must answer on its own outputs with its own camera's header and frame size.
 
 The three nodes share ONE worker process (same device and networks): the first load starts it
-(about 15 s on two busy cores), the others join it. A kill -9 of that worker brings all three
-back, and each node's diagnostics count the one restart.
+(about 15 s on two busy cores), the others join it. With ``worker.batch_cameras`` the frames
+that wait together run in one engine call, and the nodes' diagnostics count them. A kill -9 of
+that worker brings all three back, and each node's diagnostics count the one restart.
 """
 
 from __future__ import annotations
@@ -97,8 +98,9 @@ def test_rgb_and_slam_cameras_in_one_container(
     lister = harness.node.create_client(ListNodes, f"{name}/_container/list_nodes")
     try:
         assert loader.wait_for_service(timeout_sec=60), container.log()
+        params = {**FAST_CPU, "worker.batch_cameras": True}
         for node in nodes:  # one after another, as LoadComposableNodes does
-            future = loader.call_async(load_request(node))
+            future = loader.call_async(load_request(node, params))
             assert wait_for(future.done, 240), container.log()[-3000:]
             response = future.result()
             assert response.success, (response.error_message, container.log()[-3000:])
@@ -129,11 +131,19 @@ def test_rgb_and_slam_cameras_in_one_container(
                 m.header.frame_id == own for m in infos
             )
 
-        def feed(since: float, first: int) -> int:
+        def batched(node_name: str, since: float) -> bool:
+            status = harness.last_status(node_name, since) or {}
+            return int(status.get("batched_frames", "0")) > 0
+
+        def feed(since: float, first: int, until=None) -> int:
             """Frames to every camera until each node answered; the last frame's number."""
             deadline = time.monotonic() + 180
+
+            def done() -> bool:
+                return all(answered(k, since) for k in FRAMES) and (until is None or until())
+
             n = first
-            while time.monotonic() < deadline and not all(answered(k, since) for k in FRAMES):
+            while time.monotonic() < deadline and not done():
                 n += 1
                 for node_name, (height, width, channels, encoding) in FRAMES.items():
                     image_pub, info_pub = pubs[node_name]
@@ -145,14 +155,19 @@ def test_rgb_and_slam_cameras_in_one_container(
                     msg.header.frame_id = frame_ids[node_name]
                     msg.header.stamp.sec = n
                     image_pub.publish(msg)
-                wait_for(lambda: all(answered(k, since) for k in FRAMES), 1.0)
-            assert all(answered(k, since) for k in FRAMES), (
+                wait_for(done, 1.0)
+            assert done(), (
                 {k: answered(k, since) for k in FRAMES},
+                {k: harness.last_status(k, since) for k in FRAMES},
                 container.log()[-4000:],
             )
             return n
 
-        n = feed(time.monotonic(), 0)
+        # Each round's three frames arrive together: the two SLAM cameras' wait while the
+        # worker runs another frame, then run as one batch.
+        started = time.monotonic()
+        slam = [k for k in FRAMES if k.startswith("slam")]
+        n = feed(started, 0, lambda: all(batched(k, started) for k in slam))
         # Each node saw its own camera only, and answered with the frames' own headers and size.
         for node_name, (height, width, _, _) in FRAMES.items():
             got = harness.messages(f"/{node_name}/detections")

@@ -144,8 +144,8 @@ def test_status_has_every_key_of_the_contract() -> None:
         "input_fps", "output_fps", "latency_ms_p50", "latency_ms_p95", "latency_ms_p99",
         "depth_ms", "detect_ms", "preprocess_ms", "transfer_ms", "dropped_frames",
         "rejected_frames", "poison_frames", "lost_samples", "worker_restarts", "worker_state",
-        "worker_pid", "worker_cameras", "gpu_mem_mb", "gpu_mem_peak_mb", "device", "precision",
-        "depth_frame_skip", "weights",
+        "worker_pid", "worker_cameras", "batched_frames", "gpu_mem_mb", "gpu_mem_peak_mb",
+        "device", "precision", "depth_frame_skip", "weights",
     }  # fmt: skip
     assert got["depth_ms"] == "2.000" and got["dropped_frames"] == "3"
     assert got["lost_samples"] == "2" and got["weights"] == "official"
