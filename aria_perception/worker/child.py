@@ -32,6 +32,7 @@ from aria_perception.worker import protocol as msg
 from aria_perception.worker.child_batch import (
     BatchCall,
     Taken,
+    answer,
     batch_partners,
     batch_process,
     run_batch,
@@ -43,8 +44,6 @@ from aria_perception.worker.engine_api import InferenceEngine, camera_keywords, 
 EXIT_ENGINE_ERROR = 3
 #: Exit code of the ``crash`` debug action.
 EXIT_DEBUG_CRASH = 70
-#: How old the GPU memory figure sent with a result may be.
-_FRAME_MEMORY_AGE_S = 1.0
 
 
 def load_factory(path: str) -> Any:
@@ -331,41 +330,16 @@ class _Worker:
                 depth_out=depth_out,
                 **extra,
             )
-            t1 = time.monotonic()
-            n, depth_shape = out.write(result)
-            rect_shape = out.write_rectified(result)
-            t2 = time.monotonic()
+            call = (t0, time.monotonic())
+            answer(self, Taken(camera, message, received), out_slot, result, call, batch_size=1)
         except FrameError as exc:
             camera.free_outputs.append(out_slot)  # nothing in it for the parent to read
             error = msg.ErrorInfo.from_exception(exc)
             self.send(msg.FrameFailed(message.frame_id, self.gen, error, False, message.camera))
-            return True
         except Exception as exc:  # CUDA errors, OOM: restart with a fresh context
             error = msg.ErrorInfo.from_exception(exc)
             self.send(msg.FrameFailed(message.frame_id, self.gen, error, True, message.camera))
             return False
-        self.steps += 1
-        current, peak = self.memory(max_age_s=_FRAME_MEMORY_AGE_S)
-        self.send(
-            msg.Result(
-                frame_id=message.frame_id,
-                generation=self.gen,
-                out_slot=out_slot,
-                n_detections=n,
-                depth_shape=depth_shape,
-                depth_fresh=bool(result.depth_fresh),
-                times=result.times,
-                engine_ms=(t1 - t0) * 1e3,
-                copy_out_ms=(t2 - t1) * 1e3,
-                received_at=received,
-                started_at=t0,
-                sent_at=time.monotonic(),
-                gpu_mem_mb=current,
-                gpu_mem_peak_mb=peak,
-                rect_shape=rect_shape,
-                camera=message.camera,
-            )
-        )
         return True
 
     def camera_keywords(self, camera: ChildCamera) -> dict[str, Any]:

@@ -34,7 +34,7 @@ __all__ = ["BatchCall", "BatchHost", "Taken", "batch_partners", "batch_process",
 #: An engine's ``process_batch``.
 BatchCall = Callable[[Sequence[BatchItem]], list[EngineResult | FrameError]]
 
-#: How old the GPU memory figure sent with a result may be (as for a single frame).
+#: How old the GPU memory figure sent with a result may be.
 _FRAME_MEMORY_AGE_S = 1.0
 
 
@@ -146,7 +146,7 @@ def run_batch(
                 f"process_batch returned {len(results)} results for {len(batch)} frames"
             )
         for taken, slot, result in zip(batch, slots, results, strict=True):
-            _answer(host, taken, slot, result, (t0, t1), len(batch))
+            answer(host, taken, slot, result, (t0, t1), len(batch))
             answered += 1
     except Exception as exc:
         # A FrameError for the whole call refuses its frames, the worker goes on (as for one
@@ -162,7 +162,7 @@ def run_batch(
     return True
 
 
-def _answer(
+def answer(
     host: BatchHost,
     taken: Taken,
     out_slot: int,
@@ -170,7 +170,11 @@ def _answer(
     call: tuple[float, float],
     batch_size: int,
 ) -> None:
-    """Write one frame's result to its output slot and send it; or report its FrameError."""
+    """Write one frame's result to its output slot and send it; or report its FrameError.
+
+    ``call`` is when the engine call started and ended; ``batch_size`` its frames. For a frame
+    run alone as for one of a batch; an error other than a FrameError propagates.
+    """
     camera, request = taken.camera, taken.request
     try:
         if isinstance(result, FrameError):

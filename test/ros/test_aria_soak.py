@@ -40,8 +40,9 @@ SOAK_PARAMS = {
 }
 
 
+@pytest.mark.parametrize("batch_cameras", [False, True], ids=["one-by-one", "batched"])
 def test_three_cameras_at_2_hz_for_3_minutes_never_restart_the_shared_worker(
-    env: dict[str, str], domain_id: int, tmp_path: Path
+    env: dict[str, str], domain_id: int, tmp_path: Path, batch_cameras: bool
 ) -> None:
     run = run_launch(ROOT / "launch" / "aria.launch.py", {"device": "cpu"})
     [container_action] = run.of(ComposableNodeContainer)
@@ -57,7 +58,8 @@ def test_three_cameras_at_2_hz_for_3_minutes_never_restart_the_shared_worker(
     try:
         assert loader.wait_for_service(timeout_sec=60), container.log()
         for node in nodes:
-            request = load_request(node, SOAK_PARAMS)
+            params = {**SOAK_PARAMS, "worker.batch_cameras": batch_cameras}
+            request = load_request(node, params)
             future = loader.call_async(request)
             assert wait_for(future.done, 240), container.log()[-3000:]
             assert future.result().success, container.log()[-3000:]
@@ -99,9 +101,10 @@ def test_three_cameras_at_2_hz_for_3_minutes_never_restart_the_shared_worker(
             report[node_name] = (
                 answers,
                 status.get("worker_restarts"),
+                status.get("batched_frames"),
                 status.get("dropped_frames"),
             )
-        print(f"soak: {n} frames per camera; (answers, restarts, dropped) per node: {report}")
+        print(f"soak: {n} frames per camera; (answers, restarts, batched, dropped): {report}")
         for node_name in FRAMES:
             status = harness.last_status(node_name, start) or {}
             assert status.get("worker_restarts") == "0", (node_name, status)
