@@ -36,7 +36,11 @@ from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import LoadComposableNodes, Node
 from launch_ros.descriptions import ComposableNode
 
-from aria_perception.ros.launch_support import OVERRIDE_ARGUMENTS, fastdds_environment
+from aria_perception.ros.launch_support import (
+    OVERRIDE_ARGUMENTS,
+    fastdds_environment,
+    launch_bool,
+)
 
 PACKAGE = "aria_perception"
 NODE_NAME = "central_perception"
@@ -62,14 +66,12 @@ def _launch_setup(context, *args, **kwargs):
     def arg(name: str) -> str:
         return LaunchConfiguration(name).perform(context).strip()
 
-    overrides = {"use_sim_time": arg("use_sim_time").lower() in ("true", "1", "yes")}
+    overrides = {"use_sim_time": launch_bool("use_sim_time", arg("use_sim_time"))}
     if arg("device"):
         overrides["device"] = arg("device")
     if arg("allow_random_weights"):
-        overrides["allow_random_weights"] = arg("allow_random_weights").lower() in (
-            "true",
-            "1",
-            "yes",
+        overrides["allow_random_weights"] = launch_bool(
+            "allow_random_weights", arg("allow_random_weights")
         )
     image_topic = arg("image_topic")
     namespace = arg("namespace")

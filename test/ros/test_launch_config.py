@@ -226,6 +226,16 @@ def test_central_launch_runs_with_its_defaults() -> None:
     ]
 
 
+def test_central_launch_reads_booleans_strictly() -> None:
+    from aria_perception.errors import ConfigError
+
+    run = run_launch(LAUNCH, {"allow_random_weights": "Yes", "use_sim_time": "1"})
+    [node] = run.of(Node)
+    assert node["parameters"][1] == {"use_sim_time": True, "allow_random_weights": True}
+    with pytest.raises(ConfigError, match="allow_random_weights must be true or false"):
+        run_launch(LAUNCH, {"allow_random_weights": "ture"})
+
+
 def _rviz_image_topics() -> dict[str, str]:
     doc = yaml.safe_load((ROOT / "config" / "central.rviz").read_text())
     displays = doc["Visualization Manager"]["Displays"]
