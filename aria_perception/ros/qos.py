@@ -2,14 +2,17 @@
 
 ``auto`` subscribes with best-available reliability where the distro has it (Iron and later) and,
 when an incompatible-QoS event shows a publisher it cannot match, re-creates the subscription to
-match and logs what it did; on Humble it falls back to the sensor-data profile. ``sensor_data``,
-``reliable`` and ``best_effort`` force a profile; a publisher they cannot match is logged as an
-error. Lost samples (Fast DDS drops fragmented large frames for best-effort readers) are counted
-and warned about with the fix.
+match and logs what it did; once no best-effort publisher is left, it subscribes with
+best-available reliability again, so that a later reliable publisher is read reliably (large
+frames are lost over a best-effort link). On Humble it uses the sensor-data profile.
+``sensor_data``, ``reliable`` and ``best_effort`` force a profile; a publisher they cannot
+match is logged as an error. Lost samples (Fast DDS drops fragmented large frames for
+best-effort readers) are counted and warned about with the fix.
 """
 
 from __future__ import annotations
 
+import inspect
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -32,6 +35,8 @@ except ImportError:  # Humble
 
 #: ``ReliabilityPolicy.BEST_AVAILABLE`` where the distro has it (Iron+), else None.
 BEST_AVAILABLE = getattr(ReliabilityPolicy, "BEST_AVAILABLE", None)
+#: Whether subscriptions report publishers matching and leaving (Iron+).
+_MATCHED_EVENT = "matched" in inspect.signature(SubscriptionEventCallbacks.__init__).parameters
 #: Queue depth of the input subscription: newest frame wins downstream, so keep it short.
 INPUT_DEPTH = 2
 
@@ -136,6 +141,7 @@ class InputSubscription:
         self._sub: Any = None
         self._profile = input_profile(policy)
         self._timer: Any = None
+        self._restore_timer: Any = None
         self._lock = threading.Lock()
         self.lost_samples = 0
         self.rematches = 0
@@ -170,16 +176,20 @@ class InputSubscription:
 
     def destroy(self) -> None:
         """Unsubscribe (idempotent)."""
-        if self._timer is not None:
-            self._node.destroy_timer(self._timer)
-            self._timer = None
+        for timer in (self._timer, self._restore_timer):
+            if timer is not None:
+                self._node.destroy_timer(timer)
+        self._timer = self._restore_timer = None
         if self._sub is not None:
             self._node.destroy_subscription(self._sub)
             self._sub = None
 
     def _subscribe(self, profile: QoSProfile) -> Any:
+        events: dict[str, Any] = {"message_lost": self._on_message_lost}
+        if _MATCHED_EVENT and self._policy == "auto" and BEST_AVAILABLE is not None:
+            events["matched"] = self._on_matched
         try:
-            return self._create_subscription(profile, message_lost=self._on_message_lost)
+            return self._create_subscription(profile, **events)
         except (TypeError, UnsupportedEventTypeError):
             # An RMW without the message-lost event: keep the incompatible-QoS one.
             self._logger.warning(
@@ -226,6 +236,34 @@ class InputSubscription:
         # Re-create outside this event's own callback (a one-shot timer in the same group).
         if self._timer is None:
             self._timer = self._node.create_timer(0.01, self._rematch, callback_group=self._group)
+
+    def _on_matched(self, info: Any) -> None:
+        """A publisher came or went: after a best-effort one is gone, restore best-available."""
+        if self._profile.reliability != ReliabilityPolicy.BEST_EFFORT:
+            return
+        if self._restore_timer is None:  # outside this event's own callback, as _rematch
+            self._restore_timer = self._node.create_timer(
+                0.01, self._restore, callback_group=self._group
+            )
+
+    def _restore(self) -> None:
+        if self._restore_timer is not None:
+            self._node.destroy_timer(self._restore_timer)
+            self._restore_timer = None
+        if self._sub is None or self._profile.reliability != ReliabilityPolicy.BEST_EFFORT:
+            return
+        topic = self._sub.topic_name
+        infos = self._node.get_publishers_info_by_topic(topic)
+        if any(i.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT for i in infos):
+            return
+        self._node.destroy_subscription(self._sub)
+        self._profile = input_profile("auto")
+        self._sub = self._subscribe(self._profile)
+        self.rematches += 1
+        self._logger.warning(
+            f"input.qos auto: no best-effort publisher is left on {topic}; re-subscribed with "
+            f"{describe(self._profile)}"
+        )
 
     def _rematch(self) -> None:
         if self._timer is not None:

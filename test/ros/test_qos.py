@@ -101,6 +101,53 @@ def test_auto_rematches_a_best_effort_publisher_started_later(ros_context, capfd
     assert ("(Image, serialized, input.qos auto" in log) == raw
 
 
+@pytest.mark.skipif(qos.BEST_AVAILABLE is None, reason="best-available QoS needs Iron or later")
+def test_auto_reads_reliably_again_once_the_best_effort_publisher_is_gone(
+    ros_context, capfd
+) -> None:
+    sub_node = rclpy.create_node("qos_sub_restore", context=ros_context)
+    pub_node = rclpy.create_node("qos_pub_restore", context=ros_context)
+    executor = SingleThreadedExecutor(context=ros_context)
+    executor.add_node(sub_node)
+    executor.add_node(pub_node)
+    received: list[Image] = []
+    topic = "/qos_test_restore/image"
+    sub = qos.InputSubscription(sub_node, Image, topic, received.append, "auto")
+
+    def publish_until(reliability, done: Callable[[], bool]) -> bool:
+        pub = pub_node.create_publisher(Image, topic, QoSProfile(depth=5, reliability=reliability))
+        deadline = time.monotonic() + 60.0
+        try:
+            while time.monotonic() < deadline and not done():
+                msg = Image(height=1, width=1, encoding="mono8", step=1)
+                msg.data = [7]
+                pub.publish(msg)
+                executor.spin_once(timeout_sec=0.05)
+            return done()
+        finally:
+            pub_node.destroy_publisher(pub)
+
+    try:
+        sub.create()
+        assert publish_until(ReliabilityPolicy.BEST_EFFORT, lambda: len(received) >= 3)
+        assert sub.profile.reliability == ReliabilityPolicy.BEST_EFFORT and sub.rematches == 1
+        # The best-effort publisher is gone; a reliable one comes: the reader is reliable again.
+        received.clear()
+        assert publish_until(
+            ReliabilityPolicy.RELIABLE, lambda: sub.rematches == 2 and len(received) >= 3
+        ), (sub.rematches, len(received))
+        assert sub.profile.reliability == qos.BEST_AVAILABLE
+        [info] = sub_node.get_subscriptions_info_by_topic(topic)
+        assert info.qos_profile.reliability == ReliabilityPolicy.RELIABLE
+        log = capfd.readouterr().err
+        assert f"input.qos auto: no best-effort publisher is left on {topic}" in log
+    finally:
+        sub.destroy()
+        executor.shutdown()
+        sub_node.destroy_node()
+        pub_node.destroy_node()
+
+
 def test_auto_with_a_reliable_publisher_started_later(ros_context) -> None:
     received, sub = _exchange(ros_context, "auto", ReliabilityPolicy.RELIABLE, _three)
     assert len(received) >= 3 and sub.rematches == 0
