@@ -34,6 +34,11 @@ class BatchedFrames:
     _fixed_post: bool
     progress: int
 
+    @property
+    def batch_plan_count(self) -> int:
+        """Groups of plans held for batched network calls (:meth:`process_batch`)."""
+        return len(self._batches)
+
     def process_batch(self, items: Sequence[BatchItem]) -> list[EngineResult | FrameError]:
         """Run the frames of several cameras together: each network once per input shape.
 

@@ -139,11 +139,6 @@ class Engine(BatchedFrames):
         """Input shapes whose plan (buffers, graphs) is held now: at most ``ENGINE_MAX_PLANS``."""
         return len(self._plans)
 
-    @property
-    def batch_plan_count(self) -> int:
-        """Groups of plans held for batched network calls (:meth:`process_batch`)."""
-        return len(self._batches)
-
     def graph_counts(self) -> tuple[int, int]:
         """(captured, failed) CUDA graphs of the plans held now (both 0 without graphs)."""
         return GraphRunner.counts(self._plans.plans())
@@ -180,12 +175,14 @@ class Engine(BatchedFrames):
 
         For long-lived buffers such as the worker's shared-memory slots: frames read from and
         depth maps written to registered memory skip a host-side copy of several MB. Does
-        nothing on the CPU. Registrations end with :meth:`close`.
-
-        Returns:
-            Whether the memory is registered.
+        nothing on the CPU. Registrations end with :meth:`unregister_host_buffer` or
+        :meth:`close`. Returns whether the memory is registered.
         """
         return self._host.register(array)
+
+    def unregister_host_buffer(self, array: np.ndarray) -> None:
+        """End :meth:`register_host_buffer` of ``array`` (a camera left): it may be unmapped."""
+        self._host.unregister(array)
 
     def memory_mb(self) -> tuple[float, float]:
         """(current, peak) GPU memory reserved by this process's allocator, in MB (0 on CPU)."""

@@ -63,7 +63,11 @@ class HostMemory:
         self.rect_staging = PinnedBuffer(torch.uint8)
 
     def register(self, array: np.ndarray) -> bool:
-        """Page-lock ``array``'s memory (until :meth:`close`); False on the CPU or on failure."""
+        """Page-lock ``array``'s memory (until :meth:`unregister` or :meth:`close`).
+
+        Returns:
+            False on the CPU or on failure.
+        """
         if not self.is_cuda or array.nbytes == 0:
             return False
         address = array.__array_interface__["data"][0]
@@ -76,6 +80,15 @@ class HostMemory:
             return False
         self._registered.append((address, array.nbytes))
         return True
+
+    def unregister(self, array: np.ndarray) -> None:
+        """Undo :meth:`register` of exactly ``array`` (after a device sync); else nothing."""
+        entry = (array.__array_interface__["data"][0], array.nbytes)
+        if entry not in self._registered:
+            return
+        torch.cuda.synchronize()  # no copy may still read or write it
+        torch.cuda.cudart().cudaHostUnregister(entry[0])
+        self._registered.remove(entry)
 
     def _is_registered(self, address: int, nbytes: int) -> bool:
         return any(a <= address and address + nbytes <= a + n for a, n in self._registered)

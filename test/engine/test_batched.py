@@ -145,3 +145,18 @@ def test_batched_graphs_on_cuda_match_single_frames(weights: str) -> None:
         assert got.depth.shape == want.depth.shape
         np.testing.assert_allclose(got.depth, want.depth, rtol=2e-2, atol=2e-2)
         assert len(got.detections) > 0
+
+
+@pytest.mark.gpu
+def test_a_host_buffer_is_unregistered_and_can_be_registered_again() -> None:
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA (run on the GPU device)")
+    from aria_perception.engine.host_memory import HostMemory
+
+    host = HostMemory(is_cuda=True)
+    buffer = np.zeros(1 << 20, np.uint8)
+    assert host.register(buffer) and host.registered_tensor(buffer) is not None
+    host.unregister(buffer)
+    assert host.registered_tensor(buffer) is None
+    assert host.register(buffer)  # cudaHostRegister refuses memory that is registered already
+    host.close()
