@@ -2,7 +2,8 @@
 
 One worker serves the whole module (a start costs ~15 s of imports on a 2-core machine); the
 tests run in file order and the kill and hang tests each cost one restart. Random weights are
-seeded (``worker_real_engine``) so that the engine in this process holds the same ones.
+seeded (``worker_real_engine``) so that the engine in this process holds the same ones. The
+last test starts a worker of its own, shared by two cameras.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -35,6 +37,7 @@ from aria_perception.errors import (
 )
 from aria_perception.records import EngineConfig, Thresholds, WorkerState
 from aria_perception.worker.engine_api import InferenceEngine, check_engine
+from aria_perception.worker.registry import WorkerRegistry
 from aria_perception.worker.settings import DEFAULT_ENGINE_FACTORY, WorkerSettings
 from aria_perception.worker.supervisor import Supervisor
 
@@ -253,3 +256,46 @@ def test_the_real_engine_implements_the_worker_protocol(engine: Any) -> None:
     assert result.depth is not None and np.shares_memory(result.depth, depth_out)
     assert np.isfinite(depth_out).all()
     np.testing.assert_array_equal(depth_out, engine.process(data, encoding).depth)
+
+
+def _mapped(pid: int) -> set[str]:
+    """Names of the shared-memory segments process ``pid`` has mapped."""
+    names = set()
+    for line in Path(f"/proc/{pid}/maps").read_text().splitlines():
+        fields = line.split(maxsplit=5)
+        if len(fields) == 6 and fields[5].startswith("/dev/shm/"):
+            names.add(fields[5].removeprefix("/dev/shm/").split(" ")[0])
+    return names
+
+
+def test_a_camera_that_leaves_is_unmapped_by_the_worker_at_once() -> None:
+    # The engine undoes its page-locking of a departed camera's segment
+    # (unregister_host_buffer), so the worker unmaps it instead of keeping it until it exits.
+    registry = WorkerRegistry()
+    got = {name: Collector() for name in ("left", "right")}
+    clients, segments = {}, {}
+    try:
+        for name, collector in got.items():
+            before = our_segments()
+            clients[name] = registry.acquire(
+                name, CONFIG, SETTINGS, on_result=collector.on_result, on_error=collector.on_error
+            )
+            segments[name] = our_segments() - before
+        frame = np.random.default_rng(0).integers(0, 256, (96, 128, 3), dtype=np.uint8)
+        for name, client in clients.items():
+            assert client.submit(frame, "rgb8", tag=name) is not None
+            got[name].wait_results(1, timeout=120)
+        pid = clients["left"].stats().pid
+        assert pid is not None and clients["right"].stats().pid == pid
+        assert len(segments["left"]) == 1 and segments["left"] <= _mapped(pid)
+
+        clients.pop("left").close()
+        assert wait_for(lambda: not (segments["left"] & _mapped(pid)), 30), _mapped(pid)
+        # The other camera goes on, on the same worker.
+        assert clients["right"].submit(frame, "rgb8", tag="again") is not None
+        assert got["right"].wait(lambda: any(g.tag == "again" for g in got["right"].results))
+        assert clients["right"].stats().pid == pid
+    finally:
+        for client in clients.values():
+            client.close()
+    assert registry.workers() == 0
