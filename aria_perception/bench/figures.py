@@ -32,6 +32,7 @@ COUNTERS = {
     "rejected_frames": "rejected_frames",
     "lost_samples": "lost_samples",
     "worker_restarts": "worker_restarts",
+    "batched_frames": "batched_frames",
 }
 
 
@@ -173,6 +174,7 @@ def diagnostics_summary(
         node_dropped_frames=counters["node_dropped_frames"],
         lost_samples=counters["lost_samples"],
         worker_restarts=counters["worker_restarts"],
+        batched_frames=counters["batched_frames"],
         gpu_mem_mb=gpu["gpu_mem_mb"],
         gpu_mem_peak_mb=gpu["gpu_mem_peak_mb"],
         weights=last.values.get("weights"),
@@ -254,6 +256,7 @@ def merged_diagnostics(parts: Sequence[DiagnosticsSummary]) -> DiagnosticsSummar
         node_dropped_frames=total("node_dropped_frames"),
         lost_samples=total("lost_samples"),
         worker_restarts=total("worker_restarts"),
+        batched_frames=total("batched_frames"),
         gpu_mem_mb=rounded(gpu, 1),
         gpu_mem_peak_mb=rounded(peak, 1),
     )

@@ -37,7 +37,13 @@ RUN_LEGEND = (
     "both; GPU MB: NVML, else the node's gpu_mem_peak_mb."
 )
 DIAGNOSTICS_KEYS = ("device", "precision", "weights", "hardware_id")
-COUNTER_KEYS = ("node_dropped_frames", "rejected_frames", "lost_samples", "worker_restarts")
+COUNTER_KEYS = (
+    "node_dropped_frames",
+    "rejected_frames",
+    "lost_samples",
+    "worker_restarts",
+    "batched_frames",
+)
 STREAM_HEADER = [
     "run",
     "stream",

@@ -148,6 +148,7 @@ class DiagnosticsSummary(JsonRecord):
     node_dropped_frames: int | None = None
     lost_samples: int | None = None
     worker_restarts: int | None = None
+    batched_frames: int | None = None  # frames run with other cameras' (worker.batch_cameras)
     gpu_mem_mb: float | None = None
     gpu_mem_peak_mb: float | None = None
     weights: str | None = None
