@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# On the GPU device (the `device` tool), in one command of at most 10 minutes: the GPU tests and
+# the engine figures behind the README's results, written under $OUT. Run it as
+#   bash tools/device_checks.sh [tests|engine|batch|node] ...   (default: tests engine batch)
+# with `.whl` carried (tools/device_wheels.sh). Each part prints its table; the full outputs
+# are in $OUT. The `node` part (three bench runs of raw 1408² over DDS) takes about 6 minutes
+# on its own: give it a command of its own.
+set -u
+cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 2
+: "${OUT:?set OUT to the folder the results go to}"
+. tools/device_setup.sh >/dev/null || exit 1
+export XDG_CACHE_HOME=${XDG_CACHE_HOME:-/tmp/xdgcache}  # compiled kernels, warm for the later parts
+parts=("$@")
+[[ ${#parts[@]} -eq 0 ]] && parts=(tests engine batch)
+t0=$(date +%s)
+stamp() { echo "[$1 done at +$(($(date +%s) - t0)) s]"; }
+
+for part in "${parts[@]}"; do
+  case $part in
+    tests)
+      timeout 300 python3 -m pytest -q -m gpu test/ -p no:cacheprovider >"$OUT/gpu_tests.txt" 2>&1
+      tail -n 5 "$OUT/gpu_tests.txt"
+      ;;
+    engine)
+      timeout 200 python3 -m aria_perception.bench.engine_bench --size 1408x1408 \
+        --iterations 300 --ablations default,no-compile,rectify --json "$OUT/engine.json" \
+        >"$OUT/engine.txt" 2>&1
+      grep "^|" "$OUT/engine.txt"
+      ;;
+    batch)
+      timeout 150 python3 -m aria_perception.bench.engine_bench --size 640x480 --encoding mono8 \
+        --iterations 300 --ablations default --batch 4 --json "$OUT/batch_slam.json" \
+        >"$OUT/batch_slam.txt" 2>&1
+      grep "^|" "$OUT/batch_slam.txt"
+      ;;
+    node)
+      for run in 1 2 3; do
+        timeout 150 python3 -m aria_perception.bench.cli --preset benchmark --no-progress \
+          --fastdds-profile config/fastdds_large_data.xml --echo-targets --frames 300 \
+          --out "$OUT/raw$run" >"$OUT/raw$run.txt" 2>&1
+        grep -A3 "over echo" "$OUT/raw$run.txt" | head -n 8
+        rm -rf "$OUT/raw$run/frames"
+      done
+      ;;
+    *)
+      echo "device_checks: unknown part '$part' (tests, engine, batch, node)" >&2
+      exit 2
+      ;;
+  esac
+  stamp "$part"
+done
