@@ -18,11 +18,11 @@ stamp() { echo "[$1 done at +$(($(date +%s) - t0)) s]"; }
 for part in "${parts[@]}"; do
   case $part in
     tests)
-      timeout 300 python3 -m pytest -q -m gpu test/ -p no:cacheprovider >"$OUT/gpu_tests.txt" 2>&1
+      timeout 240 python3 -m pytest -q -m gpu test/ -p no:cacheprovider >"$OUT/gpu_tests.txt" 2>&1
       tail -n 5 "$OUT/gpu_tests.txt"
       ;;
     engine)
-      timeout 200 python3 -m aria_perception.bench.engine_bench --size 1408x1408 \
+      timeout 180 python3 -m aria_perception.bench.engine_bench --size 1408x1408 \
         --iterations 300 --ablations default,no-compile,rectify --json "$OUT/engine.json" \
         >"$OUT/engine.txt" 2>&1
       grep "^|" "$OUT/engine.txt"
