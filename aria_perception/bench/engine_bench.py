@@ -24,7 +24,7 @@ from aria_perception.bench.ablation import Ablation, ablation_names, select_abla
 from aria_perception.bench.console import run_command, write_json
 from aria_perception.bench.errors import BenchError, FrameDataError, TargetError, UsageError
 from aria_perception.bench.sizes import Size, parse_size
-from aria_perception.errors import AriaPerceptionError, ConfigError
+from aria_perception.errors import AriaPerceptionError, ConfigError, FrameError
 from aria_perception.records import EngineConfig
 from aria_perception.stats import Summary, percentile
 
@@ -168,9 +168,9 @@ def run_config(
     """Benchmark one configuration.
 
     With ``register`` the frame and the depth output live in page-locked memory, as the
-    worker's shared-memory slots do, so no staging copies happen on the host. With ``batch``
-    above 1, each call is ``process_batch`` over that many cameras sending the same frame
-    (each with its own depth output), as a shared worker runs frames waiting together.
+    worker's shared-memory slots do, so no staging copies happen on the host. Each call is
+    ``process_batch`` over ``batch`` cameras sending the same frame (each with its own depth
+    output), as a shared worker runs frames waiting together; one camera is ``process``'s work.
 
     Raises:
         UsageError: The configuration is invalid (a device that does not exist, ...).
@@ -190,7 +190,6 @@ def run_config(
         engine.set_rectification(rectification)
         output_size = Size(*rectification.output_size)
     outs = [np.empty(output_size.shape, np.float32) if want_depth else None for _ in range(batch)]
-    depth_out = outs[0]
     if register:
         engine.register_host_buffer(frame)
         for out in outs:
@@ -203,12 +202,9 @@ def run_config(
     ]
 
     def step() -> None:
-        if batch == 1:
-            results = [engine.process(frame, encoding, want_depth=want_depth, depth_out=depth_out)]
-        else:
-            results = engine.process_batch(items)
+        results = engine.process_batch(items)  # one item: exactly Engine.process
         for result in results:
-            if not hasattr(result, "times"):  # a FrameError: the frame is refused
+            if isinstance(result, FrameError):
                 raise FrameDataError(f"{ablation.name}: the engine refused the frame: {result}")
         for key, value in asdict(results[0].times).items():
             stages.setdefault(key, []).append(value)

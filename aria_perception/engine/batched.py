@@ -1,11 +1,11 @@
-"""The engine's batched call: frames of several cameras, each network once per input shape.
+"""The engine's frame flow, for one frame or several cameras' at once.
 
 :class:`BatchedFrames` is the part of :class:`~aria_perception.engine.engine.Engine` that runs
-:meth:`~BatchedFrames.process_batch`. Every frame is uploaded and prepared in its own plan, as a
-single frame is; MiDaS and YOLO then run once over each group of frames whose network input has
-the same shape (:mod:`.batch_plan`), and the per-frame steps follow: the depth upsampling, the
-NMS, box depth and packing, and the downloads. A group of one frame runs the single-frame
-steps, so a batch of one is exactly :meth:`Engine.process`'s work.
+frames: :meth:`~BatchedFrames.process_batch`, and ``Engine.process`` as a batch of one. Every
+frame is uploaded and prepared in its own plan; MiDaS and YOLO then run once over each group of
+frames whose network input has the same shape (:mod:`.batch_plan`; a group of one runs the
+plan's own graphs), and the per-frame steps follow: the depth upsampling, the NMS, box depth
+and packing, and the downloads.
 """
 
 from __future__ import annotations
@@ -84,13 +84,13 @@ class BatchedFrames:
         with lanes.upload:
             for k, item in enumerate(items):
                 rotation = self.config.rotation if item.rotation is None else item.rotation
+                # A refused frame counts too: depth.frame_skip follows the camera's frames.
+                index = self._frame_index[item.camera] = self._frame_index.get(item.camera, 0) + 1
                 try:
                     plan = self._upload(item.frame, item.encoding, item.camera, rotation)
                 except FrameError as err:
                     out[k] = err
                     continue
-                index = self._frame_index.get(item.camera, 0) + 1
-                self._frame_index[item.camera] = index
                 staged.append((k, item, plan, self._depth_due(plan, index)))
                 self._prepare(plan)
         if not staged:

@@ -32,16 +32,17 @@ from aria_perception.engine.detector import YoloDetector
 from aria_perception.engine.host_memory import HostMemory
 from aria_perception.engine.lanes import make_lanes
 from aria_perception.engine.midas import MidasSmall
-from aria_perception.engine.networks import ROW_FLOATS, Networks, unpack_rows
+from aria_perception.engine.networks import ROW_FLOATS, Networks
 from aria_perception.engine.plan import GraphRunner, ShapePlan
 from aria_perception.engine.plan_cache import PlanCache
 from aria_perception.engine.preprocess import MidasPreprocess
 from aria_perception.engine.rectifier import CameraGrid
 from aria_perception.engine.runtime import StageClock, resolve_runtime
-from aria_perception.errors import ConfigError, EngineError, FrameError
+from aria_perception.errors import ConfigError, FrameError
 from aria_perception.optics import Rectification
 from aria_perception.records import (
     COMPRESSED_FORMATS,
+    BatchItem,
     EngineConfig,
     EngineInfo,
     EngineResult,
@@ -246,53 +247,13 @@ class Engine(BatchedFrames):
             FrameError: the frame cannot be used; the engine stays usable.
             EngineError: the device failed (CUDA error, out of memory).
         """
-        if self._closed:
-            raise EngineError("the engine is closed")
-        rotation = self.config.rotation if rotation is None else rotation
-        try:
-            with torch.inference_mode():
-                args = (want_depth, depth_out, rect_out, camera, rotation)
-                return self._process(frame, encoding, *args)
-        except (FrameError, ConfigError):
-            raise
-        except torch.cuda.OutOfMemoryError as err:
-            raise EngineError(f"CUDA out of memory: {err}") from err
-        except RuntimeError as err:
-            raise EngineError(f"inference failed: {err}") from err
+        item = BatchItem(frame, encoding, want_depth, depth_out, rect_out, camera, rotation)
+        [result] = self.process_batch([item])  # one flow for one frame and for several
+        if isinstance(result, FrameError):
+            raise result
+        return result
 
     # ------------------------------------------------------------------------------ per frame
-    def _process(
-        self,
-        frame: np.ndarray,
-        encoding: str,
-        want_depth: bool,
-        depth_out: np.ndarray | None,
-        rect_out: np.ndarray | None,
-        camera: str,
-        rotation: int,
-    ) -> EngineResult:
-        lanes = self._lanes
-        index = self._frame_index[camera] = self._frame_index.get(camera, 0) + 1
-        with lanes.upload:
-            plan = self._upload(frame, encoding, camera, rotation)
-            self._prepare(plan)
-        self.progress += 1
-        prepared = lanes.upload.mark()
-        fresh = self._depth_due(plan, index)
-        depth_map = want_depth and self._nets.midas is not None
-        with lanes.depth:
-            lanes.depth.wait(prepared)
-            depth_network_done = self._depth(plan, fresh, depth_map)
-        self.progress += 1
-        depth_done = lanes.depth.mark()
-        with lanes.detect:
-            lanes.detect.wait(prepared)
-            packed = self._detect(plan, depth_network_done)
-            lanes.detect.wait(depth_done)  # the depth map, and the depth lane's timing events
-            rows, depth, rect = self._download(plan, packed, depth_map, depth_out, rect_out)
-        times = self._clock.times()
-        return EngineResult(unpack_rows(rows), depth, times, fresh, rectified=rect)
-
     def _upload(self, frame: np.ndarray, encoding: str, camera: str, rotation: int) -> ShapePlan:
         """Check the frame and put it on the device in its plan's frame buffer (upload lane)."""
         stream = self._lanes.upload.stream
@@ -321,48 +282,6 @@ class Engine(BatchedFrames):
         """A plan's first frame runs depth; later ones the camera's every frame_skip-th."""
         skip = self.config.depth_frame_skip
         return self._nets.midas is not None and (not plan.depth_valid or (index - 1) % skip == 0)
-
-    def _depth(self, plan: ShapePlan, fresh: bool, depth_map: bool) -> torch.cuda.Event | None:
-        """MiDaS when due, then the full-size map when wanted (depth lane).
-
-        Returns:
-            The mark after the network: fusion needs only its output, so it can start while
-            the upsampling runs.
-        """
-        lane = self._lanes.depth
-        self._clock.depth.start(lane.stream)
-        if fresh:
-            self._graphs.run("depth", plan, lane.stream, self._nets.depth)
-            plan.depth_valid = True
-        network_done = lane.mark()
-        if depth_map:
-            self._graphs.run("upsample", plan, lane.stream, self._nets.upsample)
-        self._clock.depth.stop(lane.stream)
-        return network_done
-
-    def _detect(
-        self, plan: ShapePlan, depth_network_done: torch.cuda.Event | None
-    ) -> torch.Tensor | None:
-        """YOLO, then NMS, box depth and packing once the depth network is done (detect lane).
-
-        Returns:
-            The packed detections (:meth:`Networks.fuse`; the exact rows alone on the exact
-            path), or None without a detector.
-        """
-        lane = self._lanes.detect
-        self._clock.detect.start(lane.stream)
-        nets = self._nets
-        if nets.detector is not None:
-            self._graphs.run("detect", plan, lane.stream, nets.detect)
-        lane.wait(depth_network_done)
-        packed: torch.Tensor | None = None
-        if nets.detector is not None and self._fixed_post:
-            self._graphs.run("fuse", plan, lane.stream, nets.fuse)
-            packed = plan.packed
-        elif nets.detector is not None:
-            packed = nets.exact_packed(plan)
-        self._clock.detect.stop(lane.stream)
-        return packed
 
     def _download(
         self,
