@@ -26,15 +26,15 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from aria_perception import errors
-from aria_perception.errors import ConfigError, FrameError
+from aria_perception.errors import ConfigError
 from aria_perception.records import Thresholds
 from aria_perception.worker import protocol as msg
 from aria_perception.worker.child_batch import (
     BatchCall,
     Taken,
-    answer,
     batch_partners,
     batch_process,
+    process_alone,
     run_batch,
 )
 from aria_perception.worker.child_camera import ChildCamera
@@ -94,9 +94,8 @@ class _Worker:
         self.retired: list[ChildCamera] = []  # segments that may stay page-locked (see remove)
         self.steps = 0  # frames and messages handled: progress the heartbeat reports
         self.keywords: frozenset[str] = frozenset()  # per-camera keywords process() takes
-        self.process_batch: BatchCall | None = (
-            None  # the engine's process_batch, when batching cameras
-        )
+        self.process_batch: BatchCall | None = None  # the engine's, when batching cameras
+        self.process_alone: BatchCall | None = None  # the engine's process, for one frame
         config = start.config  # the engine is built with the config's thresholds
         self.applied = Thresholds(config.confidence, config.iou, config.classes)
 
@@ -153,6 +152,7 @@ class _Worker:
             self.engine = engine
             self.keywords = camera_keywords(engine)
             self.process_batch = batch_process(engine, self.start.config)
+            self.process_alone = process_alone(engine, self.keywords)
             for spec in self.start.cameras:
                 self.add_camera(engine, spec)
             info = engine.info
@@ -246,14 +246,12 @@ class _Worker:
             self.last_served = request.camera
             self.steps += 1
             partners = batch_partners(self.cameras, camera) if self.process_batch else []
-            if partners:
-                batch = [Taken(camera, request, received)]
-                batch += [Taken(c, *c.take()) for c in partners]
-                self.steps += len(partners)
-                ok = run_batch(self, engine, self.process_batch, batch, self.start.config.rectify)
-            else:
-                ok = self.run_request(engine, camera, request, received)
-            if not ok:
+            batch = [Taken(camera, request, received)]
+            batch += [Taken(c, *c.take()) for c in partners]
+            self.steps += len(partners)
+            call = self.process_batch if partners else self.process_alone
+            assert call is not None  # both are set once the engine is built
+            if not run_batch(self, engine, call, batch, self.start.config.rectify):
                 return EXIT_ENGINE_ERROR
 
     def on_message(self, engine: InferenceEngine, message: object, received: float) -> int | None:
@@ -299,57 +297,6 @@ class _Worker:
             self.send(msg.Failure(self.gen, msg.ErrorInfo.from_exception(exc), message.camera))
             return
         camera.thresholds = message.thresholds
-
-    def run_request(
-        self,
-        engine: InferenceEngine,
-        camera: ChildCamera,
-        message: msg.FrameRequest,
-        received: float,
-    ) -> bool:
-        """Process one frame; False when the engine failed and the worker must go."""
-        out_slot = camera.free_outputs.pop(0)
-        # Before the engine sees the frame: should it kill us, the parent knows which one did.
-        self.send(msg.Started(message.frame_id, self.gen, time.monotonic(), message.camera))
-        try:
-            if self.raise_next is not None:
-                injected, self.raise_next = self.raise_next, None
-                raise injected.to_exception()
-            self.apply(engine, camera.thresholds)  # its own, if they differ from the last's
-            pixels = camera.pixels(message)
-            out = camera.slots.output(out_slot)
-            depth_out = camera.depth_out(out, message, self.start.config.rectify)
-            extra: dict[str, Any] = self.camera_keywords(camera)
-            if message.want_rect and out.rect.size:  # optional: only rectifying engines get it
-                extra["rect_out"] = out.rect
-            t0 = time.monotonic()
-            result = engine.process(
-                pixels,
-                message.encoding,
-                want_depth=message.want_depth,
-                depth_out=depth_out,
-                **extra,
-            )
-            call = (t0, time.monotonic())
-            answer(self, Taken(camera, message, received), out_slot, result, call, batch_size=1)
-        except FrameError as exc:
-            camera.free_outputs.append(out_slot)  # nothing in it for the parent to read
-            error = msg.ErrorInfo.from_exception(exc)
-            self.send(msg.FrameFailed(message.frame_id, self.gen, error, False, message.camera))
-        except Exception as exc:  # CUDA errors, OOM: restart with a fresh context
-            error = msg.ErrorInfo.from_exception(exc)
-            self.send(msg.FrameFailed(message.frame_id, self.gen, error, True, message.camera))
-            return False
-        return True
-
-    def camera_keywords(self, camera: ChildCamera) -> dict[str, Any]:
-        """The per-camera keywords ``process`` takes: whose frame, and its rotation."""
-        extra: dict[str, Any] = {}
-        if "camera" in self.keywords:
-            extra["camera"] = camera.name
-        if camera.rotation is not None and "rotation" in self.keywords:
-            extra["rotation"] = camera.rotation
-        return extra
 
     def set_rectification(self, engine: InferenceEngine, message: msg.SetRectification) -> None:
         """Hand a camera's calibration to the engine; a refusal is reported, the worker goes on."""

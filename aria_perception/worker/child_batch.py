@@ -1,4 +1,8 @@
-"""Several cameras' waiting frames as one engine call (``worker.batch_cameras``).
+"""Running frames in the worker: one frame, or several cameras' as one engine call.
+
+A frame run alone goes through :func:`run_batch` as a batch of one, with the engine's
+``process`` (:func:`process_alone`): the announcing, the answers and the failure rules below
+are the same for both.
 
 With ``EngineConfig.batch_cameras`` and an engine that has ``process_batch`` (see
 :mod:`~aria_perception.worker.engine_api`), the worker's loop serves the camera whose turn it is
@@ -6,8 +10,8 @@ With ``EngineConfig.batch_cameras`` and an engine that has ``process_batch`` (se
 waiting and an output slot free) and has the same detector thresholds: one
 :class:`~aria_perception.records.BatchItem` per camera, at most one frame per camera, in the
 order of the round. Cameras whose thresholds differ wait for their own turn, as they would
-without batching (and then run with the cameras of their thresholds); a batch of one frame is
-run by the worker's single-frame path (``Engine.process``), exactly as without batching.
+without batching (and then run with the cameras of their thresholds); a batch of one frame
+goes through ``Engine.process``, exactly as without batching.
 
 Every frame of a batch is announced with ``Started`` before the call and answered on its own:
 a ``Result`` in its camera's output slot (``engine_ms`` is the whole call's time,
@@ -29,7 +33,16 @@ from aria_perception.worker import protocol as msg
 from aria_perception.worker.child_camera import ChildCamera
 from aria_perception.worker.engine_api import InferenceEngine
 
-__all__ = ["BatchCall", "BatchHost", "Taken", "batch_partners", "batch_process", "run_batch"]
+__all__ = [
+    "BatchCall",
+    "BatchHost",
+    "Taken",
+    "answer",
+    "batch_partners",
+    "batch_process",
+    "process_alone",
+    "run_batch",
+]
 
 #: An engine's ``process_batch``.
 BatchCall = Callable[[Sequence[BatchItem]], list[EngineResult | FrameError]]
@@ -90,8 +103,27 @@ def batch_partners(cameras: dict[str, ChildCamera], first: ChildCamera) -> list[
     return partners
 
 
+def process_alone(engine: InferenceEngine, keywords: frozenset[str]) -> BatchCall:
+    """``engine.process`` as a call of one frame, with the optional keywords it takes."""
+
+    def call(items: Sequence[BatchItem]) -> list[EngineResult | FrameError]:
+        [item] = items
+        extra: dict[str, object] = {}
+        if item.rect_out is not None:
+            extra["rect_out"] = item.rect_out
+        if "camera" in keywords:
+            extra["camera"] = item.camera
+        if item.rotation is not None:  # set only where the engine takes it (_item)
+            extra["rotation"] = item.rotation
+        frame, encoding = item.frame, item.encoding
+        kw = {"want_depth": item.want_depth, "depth_out": item.depth_out, **extra}
+        return [engine.process(frame, encoding, **kw)]
+
+    return call
+
+
 def _item(host: BatchHost, taken: Taken, out_slot: int, rectify: bool) -> BatchItem:
-    """``taken``'s frame as ``run_request`` would pass it to ``Engine.process``."""
+    """``taken``'s frame as the engine's ``process`` arguments."""
     camera, request = taken.camera, taken.request
     out = camera.slots.output(out_slot)
     item = BatchItem(
@@ -116,7 +148,9 @@ def run_batch(
     batch: Sequence[Taken],
     rectify: bool,
 ) -> bool:
-    """Run ``batch`` (one request per camera, same thresholds) as one ``process_batch`` call.
+    """Run ``batch`` (one request per camera, same thresholds) as one engine call.
+
+    ``process_batch`` is the engine's, or :func:`process_alone` for a frame run alone.
 
     Returns:
         False when the call failed as a whole and the worker must go: every frame of the
@@ -143,7 +177,7 @@ def run_batch(
         t1 = time.monotonic()
         if len(results) != len(batch):
             raise EngineError(
-                f"process_batch returned {len(results)} results for {len(batch)} frames"
+                f"the engine returned {len(results)} results for {len(batch)} frames"
             )
         for taken, slot, result in zip(batch, slots, results, strict=True):
             answer(host, taken, slot, result, (t0, t1), len(batch))
@@ -180,9 +214,7 @@ def answer(
         if isinstance(result, FrameError):
             raise result
         if not isinstance(result, EngineResult):
-            raise EngineError(
-                f"process_batch returned {type(result).__name__}, not an EngineResult"
-            )
+            raise EngineError(f"the engine returned {type(result).__name__}, not an EngineResult")
         t2 = time.monotonic()
         out = camera.slots.output(out_slot)
         n, depth_shape = out.write(result)
