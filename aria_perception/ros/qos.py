@@ -256,14 +256,19 @@ class InputSubscription:
         infos = self._node.get_publishers_info_by_topic(topic)
         if any(i.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT for i in infos):
             return
-        self._node.destroy_subscription(self._sub)
-        self._profile = input_profile("auto")
-        self._sub = self._subscribe(self._profile)
-        self.rematches += 1
+        self._resubscribe(input_profile("auto"))
         self._logger.warning(
             f"input.qos auto: no best-effort publisher is left on {topic}; re-subscribed with "
             f"{describe(self._profile)}"
         )
+
+    def _resubscribe(self, profile: QoSProfile) -> QoSProfile:
+        """Re-create the subscription with ``profile`` (a re-match); the profile it had."""
+        old, self._profile = self._profile, profile
+        self._node.destroy_subscription(self._sub)
+        self._sub = self._subscribe(profile)
+        self.rematches += 1
+        return old
 
     def _rematch(self) -> None:
         if self._timer is not None:
@@ -282,11 +287,7 @@ class InputSubscription:
                 throttle_duration_sec=10.0,
             )
             return
-        old = self._profile
-        self._node.destroy_subscription(self._sub)
-        self._profile = wanted
-        self._sub = self._subscribe(wanted)
-        self.rematches += 1
+        old = self._resubscribe(wanted)
         offered = ", ".join(
             f"{i.node_namespace.rstrip('/')}/{i.node_name}: {describe(i.qos_profile)}"
             for i in infos
