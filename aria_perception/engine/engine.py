@@ -183,6 +183,8 @@ class Engine(BatchedFrames):
 
     def unregister_host_buffer(self, array: np.ndarray) -> None:
         """End :meth:`register_host_buffer` of ``array`` (a camera left): it may be unmapped."""
+        if self.runtime.is_cuda:
+            torch.cuda.synchronize(self.runtime.device)  # no copy may still use it
         self._host.unregister(array)
 
     def memory_mb(self) -> tuple[float, float]:

@@ -82,11 +82,13 @@ class HostMemory:
         return True
 
     def unregister(self, array: np.ndarray) -> None:
-        """Undo :meth:`register` of exactly ``array`` (after a device sync); else nothing."""
+        """Undo :meth:`register` of exactly ``array``, else nothing.
+
+        The caller has synchronised the device: no copy may still read or write the memory.
+        """
         entry = (array.__array_interface__["data"][0], array.nbytes)
         if entry not in self._registered:
             return
-        torch.cuda.synchronize()  # no copy may still read or write it
         torch.cuda.cudart().cudaHostUnregister(entry[0])
         self._registered.remove(entry)
 

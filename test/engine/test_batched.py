@@ -156,6 +156,7 @@ def test_a_host_buffer_is_unregistered_and_can_be_registered_again() -> None:
     host = HostMemory(is_cuda=True)
     buffer = np.zeros(1 << 20, np.uint8)
     assert host.register(buffer) and host.registered_tensor(buffer) is not None
+    torch.cuda.synchronize()
     host.unregister(buffer)
     assert host.registered_tensor(buffer) is None
     assert host.register(buffer)  # cudaHostRegister refuses memory that is registered already
