@@ -185,9 +185,11 @@ def run_config(
         raise UsageError(f"{ablation.name}: {err}") from err
     except AriaPerceptionError as err:
         raise TargetError(f"{ablation.name}: cannot build the engine: {err}") from err
+    cameras = [f"camera{k}" for k in range(batch)]
     if config.rectify:
         rectification = bench_rectification(output_size, config)
-        engine.set_rectification(rectification)
+        for camera in cameras:  # each camera rectifies through its own calibration
+            engine.set_rectification(rectification, camera)
         output_size = Size(*rectification.output_size)
     outs = [np.empty(output_size.shape, np.float32) if want_depth else None for _ in range(batch)]
     if register:
@@ -197,8 +199,8 @@ def run_config(
                 engine.register_host_buffer(out)
     stages: dict[str, list[float]] = {}
     items = [
-        BatchItem(frame, encoding, want_depth, out, camera=f"camera{k}")
-        for k, out in enumerate(outs)
+        BatchItem(frame, encoding, want_depth, out, camera=camera)
+        for camera, out in zip(cameras, outs, strict=True)
     ]
 
     def step() -> None:
