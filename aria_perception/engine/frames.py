@@ -37,8 +37,9 @@ def to_rgb(pixels: torch.Tensor, encoding: str) -> torch.Tensor:
         return pixels.expand(-1, -1, 3)
     if encoding == "rgba8":
         return pixels[..., :3]
-    # bgr8 / bgra8: reverse the first three channels.
-    return pixels[..., [2, 1, 0]]
+    # bgr8 / bgra8: reverse the first three channels. A flip, not an index list: the list
+    # would be a host tensor copied to the device, which a CUDA graph capture refuses.
+    return pixels[..., :3].flip(-1)
 
 
 def decode(data: torch.Tensor, fmt: str, device: torch.device) -> torch.Tensor:

@@ -53,6 +53,29 @@ def test_encodings_convert_to_rgb(encoding: str, make) -> None:
     assert torch.equal(frames.to_rgb(given, encoding), torch.from_numpy(rgb))
 
 
+@pytest.mark.gpu
+@pytest.mark.parametrize("encoding", ["rgb8", "bgr8", "rgba8", "bgra8", "mono8"])
+def test_every_encoding_converts_inside_a_cuda_graph(encoding: str) -> None:
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA (run on the GPU device)")
+    rng = np.random.default_rng(1)
+    shape = (6, 9) if encoding == "mono8" else (6, 9, len(encoding) - 1)
+    given = torch.from_numpy(rng.integers(0, 256, shape, dtype=np.uint8)).cuda()
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        frames.to_rgb(given, encoding) + 0  # warm-up off the capturing stream
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        static_out = frames.to_rgb(given, encoding) + 0
+    other = torch.from_numpy(rng.integers(0, 256, shape, dtype=np.uint8))
+    given.copy_(other.cuda())
+    graph.replay()
+    torch.cuda.synchronize()
+    assert torch.equal(static_out.cpu(), frames.to_rgb(other, encoding))
+
+
 def test_mono_expands_to_three_channels() -> None:
     mono = torch.arange(12, dtype=torch.uint8).reshape(3, 4)
     rgb = frames.to_rgb(mono, "mono8")

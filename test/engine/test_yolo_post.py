@@ -111,10 +111,13 @@ def test_cuda_engine_fixed_nms_equals_exact_engine(
             a = fixed.process(rgb, want_depth=False)
         b = exact.process(rgb, want_depth=False)
         assert len(b.detections.boxes) >= 20
-        for name in ("boxes", "scores", "class_ids", "depth"):
+        for name in ("boxes", "scores", "class_ids"):
             np.testing.assert_array_equal(
                 getattr(a.detections, name), getattr(b.detections, name), err_msg=name
             )
+        # Box depth reads each engine's own MiDaS output: the two agree to float32 rounding,
+        # not bit for bit (measured on the H200: at most 2.4e-5 relative apart).
+        np.testing.assert_allclose(a.detections.depth, b.detections.depth, rtol=1e-4, atol=0)
     captured, failed = fixed.graph_counts()
     assert captured > 0 and failed == 0
     # Both paths ran: the 1408x1408 frame has > 1024 candidates, 480x640 ones fit (mostly).
