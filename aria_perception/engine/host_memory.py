@@ -32,18 +32,34 @@ class PinnedBuffer:
     def __init__(self, dtype: torch.dtype) -> None:
         self.dtype = dtype
         self._buffer: torch.Tensor | None = None
+        self._busy: torch.cuda.Event | None = None
 
     def take(self, numel: int) -> torch.Tensor:
-        """The first ``numel`` elements (valid until the next :meth:`take`)."""
+        """The first ``numel`` elements (valid until the next :meth:`take`).
+
+        Waits for the copy that :meth:`busy_until_done` marked, if any: the buffer is reused.
+        """
+        if self._busy is not None:
+            self._busy.synchronize()
+            self._busy = None
         buf = self._buffer
         if buf is None or buf.numel() < numel:
             buf = torch.empty(max(numel, 1), dtype=self.dtype, pin_memory=True)
             self._buffer = buf
         return buf[:numel]
 
+    def busy_until_done(self) -> None:
+        """Mark a copy from the buffer just queued on the current CUDA stream.
+
+        The next :meth:`take` waits for it: the frames of one batch are staged in a row.
+        """
+        self._busy = torch.cuda.Event()
+        self._busy.record()
+
     def release(self) -> None:
         """Free the buffer."""
         self._buffer = None
+        self._busy = None
 
 
 class HostMemory:
@@ -121,6 +137,7 @@ class HostMemory:
         pinned = self.frame_staging.take(src.numel())
         pinned.copy_(src.reshape(-1))
         target.view(-1).copy_(pinned, non_blocking=True)
+        self.frame_staging.busy_until_done()
 
     def download(
         self, tensor: torch.Tensor | None, staging: PinnedBuffer

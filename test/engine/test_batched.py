@@ -161,3 +161,21 @@ def test_a_host_buffer_is_unregistered_and_can_be_registered_again() -> None:
     assert host.registered_tensor(buffer) is None
     assert host.register(buffer)  # cudaHostRegister refuses memory that is registered already
     host.close()
+
+
+@pytest.mark.gpu
+def test_frames_staged_one_after_another_each_arrive_whole() -> None:
+    """Unregistered frames share one pinned staging buffer: a batch uploads several in a row."""
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA (run on the GPU device)")
+    from aria_perception.engine.host_memory import HostMemory
+
+    host = HostMemory(is_cuda=True)
+    frames = [np.full(32 << 20, k, np.uint8) for k in range(1, 5)]  # 32 MB each
+    targets = [torch.empty(f.size, dtype=torch.uint8, device="cuda") for f in frames]
+    for frame, target in zip(frames, targets, strict=True):
+        host.upload(frame, target)
+    torch.cuda.synchronize()
+    for k, target in enumerate(targets, start=1):
+        assert int(target.min()) == int(target.max()) == k
+    host.close()
