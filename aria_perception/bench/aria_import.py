@@ -20,7 +20,6 @@ import heapq
 import io
 import os
 import shutil
-import signal
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -40,7 +39,12 @@ from aria_perception.bench.bag import (
     typestore_for,
     write_errors,
 )
-from aria_perception.bench.console import EXIT_INTERRUPTED, EXIT_OK, run_main
+from aria_perception.bench.console import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    run_main,
+    sigterm_interrupts,
+)
 from aria_perception.bench.errors import BagError, RecordingError, UsageError
 from aria_perception.bench.frame import COMPRESSED_TYPE, IMAGE_TYPE, JPEG_FORMAT
 from aria_perception.bench.vrs_records import jpeg_size
@@ -355,10 +359,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _raise_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
-
-
 def _run(args: argparse.Namespace) -> int:
     streams = None
     if args.streams is not None:
@@ -378,14 +378,12 @@ def _run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
     )
     # SIGTERM stops an import like Ctrl-C: the temporary folder is removed on the way out.
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
-        result = import_recording(spec)
+        with sigterm_interrupts():
+            result = import_recording(spec)
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted; nothing written to {args.out}", file=sys.stderr)
         return EXIT_INTERRUPTED
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     print(result.summary())
     if result.absent:
         others = ", ".join(result.others) or "none"

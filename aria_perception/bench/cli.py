@@ -27,6 +27,7 @@ from aria_perception.bench.console import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     run_main,
+    sigterm_interrupts,
 )
 from aria_perception.bench.criteria import Criteria, Verdict
 from aria_perception.bench.errors import UsageError
@@ -395,8 +396,12 @@ def _bench(args: argparse.Namespace, argv: list[str]) -> int:
     from aria_perception.bench.runner import run_bench
 
     try:
-        rep = run_bench(config_from_args(args, argv))
+        with sigterm_interrupts():  # the children are stopped on the way out
+            rep = run_bench(config_from_args(args, argv))
     except KeyboardInterrupt:
+        from aria_perception.bench.process import stop_children
+
+        stop_children()  # one started as the interruption came is not stopped by its run
         print("bench: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     print(summary_text(rep))

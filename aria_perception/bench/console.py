@@ -9,9 +9,11 @@ exit status 2 (a user's mistake never prints a traceback), and argparse's own us
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from aria_perception.bench.errors import BenchError
@@ -48,6 +50,24 @@ def run_main(prog: str, body: Callable[[], int]) -> int:
         return body()
     except BenchError as err:
         return print_error(prog, err)
+
+
+@contextlib.contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM stops the command like Ctrl-C: as a KeyboardInterrupt, cleaning up on the way out.
+
+    A command that starts ROS must then init rclpy without its signal handlers (they would
+    shut the context down under the command, whose next ROS call fails with a traceback).
+    """
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def run_command(

@@ -44,8 +44,11 @@ class TargetProcess:
         self._proc: subprocess.Popen | None = None
         self._log = None
 
-    def start(self) -> None:
+    def start(self) -> int:
         """Start the child (same process group: Ctrl-C in a terminal reaches it as well).
+
+        Returns:
+            Its process id.
 
         Raises:
             TargetError: The log file cannot be created or the program cannot be started.
@@ -61,6 +64,7 @@ class TargetProcess:
                 self._log.close()
                 self._log = None
             raise TargetError(f"cannot start {shlex.join(self.argv[:1])}: {err}") from err
+        return self._proc.pid
 
     @property
     def pid(self) -> int | None:
@@ -110,6 +114,29 @@ class TargetProcess:
         except OSError:
             return ""
         return "\n".join(text.splitlines()[-lines:])
+
+
+def stop_children(timeout_s: float = 10.0) -> list[int]:
+    """Stop whatever children of this process are still running (SIGINT, SIGTERM, SIGKILL).
+
+    For an interrupted bench, after its own clean-up: an interruption that lands while a child
+    is being started (inside ``Popen``) leaves a child no :class:`TargetProcess` knows of.
+
+    Returns:
+        The process ids that had to be stopped here.
+    """
+    import psutil
+
+    left = psutil.Process().children()
+    stopped = [child.pid for child in left]
+    for sig, wait_s in ((signal.SIGINT, timeout_s), (signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+        for child in left:
+            with contextlib.suppress(psutil.Error):
+                child.send_signal(sig)
+        _gone, left = psutil.wait_procs(left, timeout=wait_s)
+        if not left:
+            break
+    return stopped
 
 
 @dataclass

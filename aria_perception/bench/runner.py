@@ -128,14 +128,17 @@ class Bench:
         settings = ReplaySettings(
             **{name: getattr(c, name) for name in _REPLAY_AS_GIVEN}, status_node=c.node_name
         )
+        replayer = monitor = bar = None
+        # The bench's own CPU use shows whether the load generator could be the bottleneck.
+        self_monitor = ResourceMonitor(os.getpid(), children=False)
+        records: list[FrameRecord] = []
         proc = None
         if target.command is not None:
             log = self.out / "logs" / f"{target.label}.log"
             proc = TargetProcess(list(target.command), list(target.ros_args), self.env, log)
             run.command = shlex.join(proc.argv)
             run.log = str(log)
-            proc.start()
-            run.pid = proc.pid
+            run.pid = proc.start()
             alive = proc.alive
         else:
             run.pid = c.node_pid
@@ -143,13 +146,10 @@ class Bench:
             def alive() -> bool:
                 return True
 
-        started = time.monotonic()
-        replayer = monitor = None
-        # The bench's own CPU use shows whether the load generator could be the bottleneck.
-        self_monitor = ResourceMonitor(os.getpid(), children=False)
-        records: list[FrameRecord] = []
-        bar = None
+        # Nothing between the child's start and this try: an interruption (Ctrl-C, SIGTERM)
+        # anywhere after it still stops the child on the way out.
         try:
+            started = time.monotonic()
             replayer = Replayer(frames, plan, settings, name=f"bench_{target.label}")
             if run.pid:
                 try:
@@ -273,6 +273,7 @@ class Bench:
                 cannot be started, or the report cannot be written.
         """
         import rclpy
+        from rclpy.signals import SignalHandlerOptions
 
         c = self.config
         if c.node and not c.attach:
@@ -306,7 +307,13 @@ class Bench:
         os.environ.update(self.env)
         runs = []
         try:
-            rclpy.init(args=[], domain_id=int(self.env["ROS_DOMAIN_ID"]))
+            # Ctrl-C and SIGTERM end the bench as a KeyboardInterrupt (its command line's
+            # doing); rclpy's own handlers would shut the context down mid-call instead.
+            rclpy.init(
+                args=[],
+                domain_id=int(self.env["ROS_DOMAIN_ID"]),
+                signal_handler_options=SignalHandlerOptions.NO,
+            )
             try:
                 if timeline is not None:
                     logs, notes = self.out / "logs", self.notes

@@ -125,17 +125,15 @@ def run_stream_target(
         params=list(target.params),
     )
     settings = ReplaySettings(**{name: getattr(c, name) for name in _REPLAY_AS_GIVEN})
-    proc = None
     assert target.command is not None
     log = out / "logs" / f"{target.label}.log"
     proc = TargetProcess(list(target.command), list(target.ros_args), env, log)
     run.command, run.log = shlex.join(proc.argv), str(log)
-    proc.start()
-    run.pid = proc.pid
-    started = time.monotonic()
     replayer = monitor = None
     self_monitor = ResourceMonitor(os.getpid(), children=False)
-    try:
+    run.pid = proc.start()
+    try:  # right after the start: an interruption (Ctrl-C, SIGTERM) still stops the child
+        started = time.monotonic()
         replayer = StreamReplayer(
             streams, topics, timeline, settings, name=f"bench_{target.label}"
         )
