@@ -42,8 +42,8 @@ from aria_perception.bench.bag import (
 from aria_perception.bench.console import (
     EXIT_INTERRUPTED,
     EXIT_OK,
+    interrupts_once,
     run_main,
-    sigterm_interrupts,
 )
 from aria_perception.bench.errors import BagError, RecordingError, UsageError
 from aria_perception.bench.frame import COMPRESSED_TYPE, IMAGE_TYPE, JPEG_FORMAT
@@ -378,12 +378,12 @@ def _run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
     )
     # SIGTERM stops an import like Ctrl-C: the temporary folder is removed on the way out.
-    try:
-        with sigterm_interrupts():
+    with interrupts_once():
+        try:
             result = import_recording(spec)
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted; nothing written to {args.out}", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        except KeyboardInterrupt:
+            print(f"{PROG}: interrupted; nothing written to {args.out}", file=sys.stderr)
+            return EXIT_INTERRUPTED
     print(result.summary())
     if result.absent:
         others = ", ".join(result.others) or "none"

@@ -26,8 +26,8 @@ from aria_perception.bench.console import (
     EXIT_FAILED_CRITERIA,
     EXIT_INTERRUPTED,
     EXIT_OK,
+    interrupts_once,
     run_main,
-    sigterm_interrupts,
 )
 from aria_perception.bench.criteria import Criteria, Verdict
 from aria_perception.bench.errors import UsageError
@@ -395,15 +395,15 @@ def _bench(args: argparse.Namespace, argv: list[str]) -> int:
     from aria_perception.bench.render import summary_text
     from aria_perception.bench.runner import run_bench
 
-    try:
-        with sigterm_interrupts():  # the children are stopped on the way out
+    with interrupts_once():  # the children are stopped on the way out
+        try:
             rep = run_bench(config_from_args(args, argv))
-    except KeyboardInterrupt:
-        from aria_perception.bench.process import stop_children
+        except KeyboardInterrupt:
+            from aria_perception.bench.process import stop_children
 
-        stop_children()  # one started as the interruption came is not stopped by its run
-        print("bench: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+            stop_children()  # one started as the interruption came is not stopped by its run
+            print("bench: interrupted", file=sys.stderr)
+            return EXIT_INTERRUPTED
     print(summary_text(rep))
     print(f"\nreport: {rep.files.json}, {rep.files.md}, plot: {rep.files.plot}")
     if any(r.latency is None for r in rep.runs):

@@ -53,21 +53,27 @@ def run_main(prog: str, body: Callable[[], int]) -> int:
 
 
 @contextlib.contextmanager
-def sigterm_interrupts() -> Iterator[None]:
-    """SIGTERM stops the command like Ctrl-C: as a KeyboardInterrupt, cleaning up on the way out.
+def interrupts_once() -> Iterator[None]:
+    """Ctrl-C or SIGTERM stops the command once, as a KeyboardInterrupt; later ones are ignored.
 
-    A command that starts ROS must then init rclpy without its signal handlers (they would
-    shut the context down under the command, whose next ROS call fails with a traceback).
+    The clean-up on the way out (stopping children, removing temporary files) then runs to its
+    end, inside this context. A command that starts ROS must init rclpy without its signal
+    handlers: they would shut the context down under the command, whose next ROS call would
+    fail with a traceback.
     """
+    stop = (signal.SIGINT, signal.SIGTERM)
 
     def interrupt(signum: int, frame: Any) -> None:
+        for sig in stop:
+            signal.signal(sig, signal.SIG_IGN)
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    previous = {sig: signal.signal(sig, interrupt) for sig in stop}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def run_command(
