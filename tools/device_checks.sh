@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # On the GPU device (the `device` tool), in one command of at most 10 minutes: the GPU tests and
 # the engine figures behind the README's results, written under $OUT. Run it as
-#   bash tools/device_checks.sh [tests|engine|batch|node] ...   (default: tests engine batch)
+#   bash tools/device_checks.sh [tests|engine|batch|node|headset] ...   (default: tests engine batch)
 # with `.whl` carried (tools/device_wheels.sh). Each part prints its table; the full outputs
-# are in $OUT. The `node` part (three bench runs of raw 1408² over DDS) takes about 6 minutes
-# on its own: give it a command of its own.
+# are in $OUT. The `node` part (three bench runs of raw 1408² over DDS) and the `headset` part
+# (the three cameras one by one, then with worker.batch_cameras) take about 6 minutes each: give
+# each a command of its own.
 set -u
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 2
 : "${OUT:?set OUT to the folder the results go to}"
@@ -18,8 +19,10 @@ stamp() { echo "[$1 done at +$(($(date +%s) - t0)) s]"; }
 for part in "${parts[@]}"; do
   case $part in
     tests)
-      timeout 240 python3 -m pytest -q -m gpu test/ -p no:cacheprovider >"$OUT/gpu_tests.txt" 2>&1
-      tail -n 5 "$OUT/gpu_tests.txt"
+      # About 4.5 minutes on a fresh machine (compiling); torch's debug log stays out of it.
+      timeout 330 python3 -m pytest -q -m gpu test/ -p no:cacheprovider -p no:logging \
+        --tb=short >"$OUT/gpu_tests.txt" 2>&1
+      grep -E "^(FAILED|ERROR|E  )|passed|failed" "$OUT/gpu_tests.txt" | head -n 40
       ;;
     engine)
       timeout 180 python3 -m aria_perception.bench.engine_bench --size 1408x1408 \
@@ -42,8 +45,16 @@ for part in "${parts[@]}"; do
         rm -rf "$OUT/raw$run/frames"
       done
       ;;
+    headset)
+      # Both configurations and the echo in one call: about 6 minutes.
+      timeout 560 python3 -m aria_perception.bench.cli --preset headset --no-progress \
+        --fastdds-profile config/fastdds_large_data.xml --echo-targets --frames 300 \
+        -P worker.batch_cameras:=true --out "$OUT/headset" >"$OUT/headset.txt" 2>&1
+      grep -E "over echo|PASS|FAIL|RESULT" "$OUT/headset.txt" | head -n 40
+      rm -rf "$OUT/headset/frames"
+      ;;
     *)
-      echo "device_checks: unknown part '$part' (tests, engine, batch, node)" >&2
+      echo "device_checks: unknown part '$part' (tests, engine, batch, node, headset)" >&2
       exit 2
       ;;
   esac
