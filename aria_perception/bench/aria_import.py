@@ -42,7 +42,6 @@ from aria_perception.bench.bag import (
 from aria_perception.bench.console import (
     EXIT_INTERRUPTED,
     EXIT_OK,
-    interrupts_once,
     run_main,
 )
 from aria_perception.bench.errors import BagError, RecordingError, UsageError
@@ -377,13 +376,13 @@ def _run(args: argparse.Namespace) -> int:
         distro=args.distro,
         progress=not args.no_progress,
     )
-    # SIGTERM stops an import like Ctrl-C: the temporary folder is removed on the way out.
-    with interrupts_once():
-        try:
-            result = import_recording(spec)
-        except KeyboardInterrupt:
-            print(f"{PROG}: interrupted; nothing written to {args.out}", file=sys.stderr)
-            return EXIT_INTERRUPTED
+    # run_main turns Ctrl-C and SIGTERM into this, once: the temporary folder is removed on the
+    # way out.
+    try:
+        result = import_recording(spec)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted; nothing written to {args.out}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     print(result.summary())
     if result.absent:
         others = ", ".join(result.others) or "none"

@@ -26,7 +26,6 @@ from aria_perception.bench.console import (
     EXIT_FAILED_CRITERIA,
     EXIT_INTERRUPTED,
     EXIT_OK,
-    interrupts_once,
     run_main,
 )
 from aria_perception.bench.criteria import Criteria, Verdict
@@ -395,15 +394,14 @@ def _bench(args: argparse.Namespace, argv: list[str]) -> int:
     from aria_perception.bench.render import summary_text
     from aria_perception.bench.runner import run_bench
 
-    with interrupts_once():  # the children are stopped on the way out
-        try:
-            rep = run_bench(config_from_args(args, argv))
-        except KeyboardInterrupt:
-            from aria_perception.bench.process import stop_children
+    try:  # run_main turns Ctrl-C and SIGTERM into this, once; the runs stop their children
+        rep = run_bench(config_from_args(args, argv))
+    except KeyboardInterrupt:
+        from aria_perception.bench.process import stop_children
 
-            stop_children()  # one started as the interruption came is not stopped by its run
-            print("bench: interrupted", file=sys.stderr)
-            return EXIT_INTERRUPTED
+        stop_children()  # one started as the interruption came is not stopped by its run
+        print("bench: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     print(summary_text(rep))
     print(f"\nreport: {rep.files.json}, {rep.files.md}, plot: {rep.files.plot}")
     if any(r.latency is None for r in rep.runs):

@@ -39,6 +39,9 @@ def print_error(prog: str, err: BaseException) -> int:
 def run_main(prog: str, body: Callable[[], int]) -> int:
     """Run a command's ``body``; a :class:`BenchError` it raises becomes one line and status 2.
 
+    Ctrl-C or SIGTERM (once, :func:`interrupts_once`) ends it with "<prog>: interrupted" and
+    status 130.
+
     Args:
         prog: The command's name, the start of the error line.
         body: Does the command's work and returns its exit status.
@@ -47,9 +50,13 @@ def run_main(prog: str, body: Callable[[], int]) -> int:
         ``body``'s exit status, or ``EXIT_ERROR``.
     """
     try:
-        return body()
+        with interrupts_once():
+            return body()
     except BenchError as err:
         return print_error(prog, err)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the body's clean-up has run on the way out
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 @contextlib.contextmanager

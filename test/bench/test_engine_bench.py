@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import json
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -83,6 +89,39 @@ def test_user_mistakes_are_one_line_errors(capsys: pytest.CaptureFixture) -> Non
     with pytest.raises(SystemExit) as exit_:
         main(["--size", "96"])
     assert exit_.value.code == 2 and "WIDTHxHEIGHT" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_a_stopped_run_says_so_without_a_traceback(sig: signal.Signals) -> None:
+    args = "--device cpu --size 64x64 --iterations 1000000 --warmup 1 --ablations default"
+    proc = subprocess.Popen(
+        [sys.executable, "-u", "-m", "aria_perception.bench.engine_bench", *args.split()],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    reader = threading.Thread(target=lambda: [lines.put(x) for x in proc.stderr], daemon=True)
+    reader.start()
+    seen: list[str] = []
+    try:
+        # Stopped once it times its configuration (it says so before building the engine).
+        deadline = time.monotonic() + 120
+        while not seen or not seen[-1].startswith("engine_bench: default"):
+            seen.append(lines.get(timeout=max(deadline - time.monotonic(), 0)))
+        proc.send_signal(sig)
+        proc.wait(timeout=60)
+        reader.join(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    while not lines.empty():
+        seen.append(lines.get())
+    stderr = "".join(seen)
+    assert proc.returncode == 130, stderr
+    assert stderr.rstrip().endswith("engine_bench: interrupted") and "Traceback" not in stderr
 
 
 @pytest.mark.gpu
