@@ -39,11 +39,7 @@ from aria_perception.bench.bag import (
     typestore_for,
     write_errors,
 )
-from aria_perception.bench.console import (
-    EXIT_INTERRUPTED,
-    EXIT_OK,
-    run_main,
-)
+from aria_perception.bench.console import EXIT_INTERRUPTED, EXIT_OK, run_main
 from aria_perception.bench.errors import BagError, RecordingError, UsageError
 from aria_perception.bench.frame import COMPRESSED_TYPE, IMAGE_TYPE, JPEG_FORMAT
 from aria_perception.bench.vrs_records import jpeg_size

@@ -116,19 +116,15 @@ class TargetProcess:
         return "\n".join(text.splitlines()[-lines:])
 
 
-def stop_children(timeout_s: float = 10.0) -> list[int]:
+def stop_children(timeout_s: float = 10.0) -> None:
     """Stop whatever children of this process are still running (SIGINT, SIGTERM, SIGKILL).
 
     For an interrupted bench, after its own clean-up: an interruption that lands while a child
     is being started (inside ``Popen``) leaves a child no :class:`TargetProcess` knows of.
-
-    Returns:
-        The process ids that had to be stopped here.
     """
     import psutil
 
     left = psutil.Process().children()
-    stopped = [child.pid for child in left]
     for sig, wait_s in ((signal.SIGINT, timeout_s), (signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
         for child in left:
             with contextlib.suppress(psutil.Error):
@@ -136,7 +132,6 @@ def stop_children(timeout_s: float = 10.0) -> list[int]:
         _gone, left = psutil.wait_procs(left, timeout=wait_s)
         if not left:
             break
-    return stopped
 
 
 @dataclass

@@ -119,8 +119,9 @@ class BatchedFrames:
             if nets.detector is not None:
                 shape: Callable[[ShapePlan], object] = lambda p: p.yolo_in.shape  # noqa: E731
                 batched = self._batched("detect", plans, shape, nets.detect, nets.detect_batch)
-                for plan in batched:
-                    graphs.run("post", plan, lanes.detect.stream, nets.post)
+                if self._fixed_post:  # the exact path runs its own NMS below
+                    for plan in batched:
+                        graphs.run("post", plan, lanes.detect.stream, nets.post)
                 lanes.detect.wait(depth_network_done)
                 for plan in plans:
                     if self._fixed_post:

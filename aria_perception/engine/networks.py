@@ -118,7 +118,7 @@ class Networks:
         """
         if self.runtime.is_cuda:
             for step in self.compiled:  # a compile takes tens of seconds, no layer running
-                step.ticker = lambda: tick()
+                step.ticker = tick
             return
         self._progress_hook = register_module_forward_hook(lambda *_: tick())
 
