@@ -3,7 +3,9 @@
 ``engine_bench --size 1408x1408 --iterations 300`` prints a table (p50/p95/p99 latency, FPS and
 per-stage GPU times for each configuration) and writes the same as JSON with ``--json``.
 ``--batch 4 --size 640x480 --encoding mono8`` times each configuration with 1 to 4 cameras per
-engine call (``process_batch``), as a worker shared by the headset's cameras runs them. Random
+engine call (``process_batch``), as a worker shared by the headset's cameras runs them.
+``--rate 30`` starts the calls at a camera's rate instead of back to back: the host idles
+between frames, as a node's worker does, and each call starts cold. Random
 weights are used unless weight files are given; speed does not depend on them.
 torch is imported only by the functions that build and run an engine.
 """
@@ -100,6 +102,7 @@ class EngineRun:
         fixed_post_frames: Frames served by the fixed-shape NMS (None for the reference code).
         batch: Frames (cameras) per engine call (``--batch``): ``latency_ms`` is the call's,
             ``fps`` counts frames.
+        rate_hz: The rate the calls were paced at (``--rate``; 0: back to back).
     """
 
     name: str
@@ -117,6 +120,7 @@ class EngineRun:
     exact_post_frames: int | None = None
     fixed_post_frames: int | None = None
     batch: int = 1
+    rate_hz: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form of ``--json`` (one entry of ``results``)."""
@@ -140,13 +144,22 @@ def bench_frame(size: Size) -> tuple[np.ndarray, str]:
     return rng.integers(0, 256, (*size.shape, 3), dtype=np.uint8), "noise"
 
 
-def _time_loop(step: Callable[[], object], iterations: int, warmup: int) -> tuple[list, float]:
-    """Latencies (ms) of ``iterations`` calls after ``warmup`` ones, and the loop's wall time."""
+def _time_loop(
+    step: Callable[[], object], iterations: int, warmup: int, rate_hz: float = 0.0
+) -> tuple[list, float]:
+    """Latencies (ms) of ``iterations`` calls after ``warmup`` ones, and the loop's wall time.
+
+    With ``rate_hz`` the timed calls start at that rate, as a camera's frames arrive (the host
+    sleeps in between, which the latencies leave out); else back to back.
+    """
     for _ in range(warmup):
         step()
     latencies: list[float] = []
+    period = 1.0 / rate_hz if rate_hz > 0 else 0.0
     start = time.perf_counter()
-    for _ in range(iterations):
+    for k in range(iterations):
+        if period:
+            time.sleep(max(start + k * period - time.perf_counter(), 0.0))
         t0 = time.perf_counter()
         step()
         latencies.append((time.perf_counter() - t0) * 1000.0)
@@ -164,6 +177,7 @@ def run_config(
     output_size: Size,
     register: bool,
     batch: int = 1,
+    rate_hz: float = 0.0,
 ) -> EngineRun:
     """Benchmark one configuration.
 
@@ -197,7 +211,7 @@ def run_config(
         for out in outs:
             if out is not None:
                 engine.register_host_buffer(out)
-    stages: dict[str, list[float]] = {}
+    times: list[object] = []  # each call's first StageTimes, read out after the loop
     items = [
         BatchItem(frame, encoding, want_depth, out, camera=camera)
         for camera, out in zip(cameras, outs, strict=True)
@@ -208,11 +222,14 @@ def run_config(
         for result in results:
             if isinstance(result, FrameError):
                 raise FrameDataError(f"{ablation.name}: the engine refused the frame: {result}")
-        for key, value in asdict(results[0].times).items():
-            stages.setdefault(key, []).append(value)
+        times.append(results[0].times)
 
     try:
-        latencies, wall = _time_loop(step, iterations, warmup)
+        latencies, wall = _time_loop(step, iterations, warmup, rate_hz)
+        stages: dict[str, list[float]] = {}
+        for frame_times in times:
+            for key, value in asdict(frame_times).items():  # type: ignore[call-overload]
+                stages.setdefault(key, []).append(value)
         mem, peak = engine.memory_mb()
         return EngineRun(
             name=ablation.name if batch == 1 else f"{ablation.name}, batch of {batch}",
@@ -231,6 +248,7 @@ def run_config(
             exact_post_frames=engine.exact_post_frames,
             fixed_post_frames=engine.fixed_post_frames,
             batch=batch,
+            rate_hz=rate_hz,
         )
     finally:
         engine.close()
@@ -312,6 +330,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--size", type=parse_size, default=Size(1408, 1408), help="WxH")
     parser.add_argument("--iterations", type=int, default=300)
     parser.add_argument("--warmup", type=int, default=30)
+    rate_help = "start the timed calls at this rate, as a camera's frames come (0: back to back)"
+    parser.add_argument("--rate", type=float, default=0.0, metavar="HZ", help=rate_help)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--encoding", default="rgb8", choices=["rgb8", "bgr8", "mono8", "jpeg"])
     parser.add_argument(
@@ -366,8 +386,8 @@ def _encode(frame: np.ndarray, encoding: str) -> np.ndarray:
 def run(args: argparse.Namespace) -> list[EngineRun]:
     """Time every selected ablation (and the reference code with ``--baseline``)."""
     size: Size = args.size
-    if args.iterations < 1 or args.warmup < 0 or args.batch < 1:
-        raise UsageError("--iterations must be >= 1, --batch must be >= 1 and --warmup >= 0")
+    if args.iterations < 1 or args.warmup < 0 or args.batch < 1 or not args.rate >= 0:  # NaN
+        raise UsageError("--iterations and --batch must be >= 1, --warmup and --rate >= 0")
     ablations = choose_ablations(args.ablations)
     frame, source = bench_frame(size)
     encoding = args.encoding
@@ -394,13 +414,15 @@ def run(args: argparse.Namespace) -> list[EngineRun]:
                     size,
                     args.io == "registered",
                     batch,
+                    args.rate,
                 )
             )
     if args.baseline and encoding != "jpeg":
         print("engine_bench: per-frame reference ...", file=sys.stderr, flush=True)
         rows.append(run_reference_baseline(frame, args.iterations, args.warmup))
+    pace = f"calls at {args.rate:g} Hz" if args.rate else "calls back to back"
     print(
-        f"\n{size} {encoding} ({source}), {args.iterations} iterations, {args.io} host "
+        f"\n{size} {encoding} ({source}), {args.iterations} iterations, {pace}, {args.io} host "
         "buffers, random weights\n"
     )
     print(format_table(rows))

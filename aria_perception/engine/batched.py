@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 
+import numpy as np
 import torch
 
 from aria_perception.engine.batch_plan import MAX_BATCH, BatchPlans, group_by
@@ -98,6 +99,18 @@ class BatchedFrames:
         self.progress += 1
         prepared = lanes.upload.mark()
         plans = [plan for _, _, plan, _ in staged]
+        # Each output's copy back starts on its own lane as soon as it is ready: the rectified
+        # frame's behind the preparation, the depth map's behind its upsampling (the detector
+        # is still at work); the detect lane waits for both before the frame's one host wait.
+        fetch_rect: dict[int, Callable[[], np.ndarray]] = {}
+        with lanes.upload:
+            clock.rect_out.start(lanes.upload.stream)
+            for n, (k, item, plan, _) in enumerate(staged):
+                if item.rect_out is not None and plan.rect is not None:
+                    fetch_rect[k] = self._start_fetch(plan.rect, item.rect_out, "rect_out", n)
+            clock.rect_out.stop(lanes.upload.stream)
+        rect_done = lanes.upload.mark() if fetch_rect else None
+        fetch_depth: dict[int, Callable[[], np.ndarray]] = {}
         with lanes.depth:
             lanes.depth.wait(prepared)
             clock.depth.start(lanes.depth.stream)
@@ -106,10 +119,18 @@ class BatchedFrames:
             for plan in fresh:
                 plan.depth_valid = True
             depth_network_done = lanes.depth.mark()
-            for _, item, plan, _ in staged:
-                if item.want_depth and nets.midas is not None:
-                    graphs.run("upsample", plan, lanes.depth.stream, nets.upsample)
+            wanted = [
+                (n, k, item, plan)
+                for n, (k, item, plan, _) in enumerate(staged)
+                if item.want_depth and nets.midas is not None
+            ]
+            for _, _, _, plan in wanted:
+                graphs.run("upsample", plan, lanes.depth.stream, nets.upsample)
             clock.depth.stop(lanes.depth.stream)
+            clock.depth_out.start(lanes.depth.stream)
+            for n, k, item, plan in wanted:
+                fetch_depth[k] = self._start_fetch(plan.depth_full, item.depth_out, "depth_out", n)
+            clock.depth_out.stop(lanes.depth.stream)
         self.progress += 1
         depth_done = lanes.depth.mark()
         with lanes.detect:
@@ -131,15 +152,15 @@ class BatchedFrames:
                         packed[id(plan)] = nets.exact_packed(plan)
             clock.detect.stop(lanes.detect.stream)
             lanes.detect.wait(depth_done)
+            lanes.detect.wait(rect_done)
             downloads = []
-            for k, item, plan, fresh_depth in staged:
-                depth_map = item.want_depth and nets.midas is not None
-                fetched = self._download(
-                    plan, packed[id(plan)], depth_map, item.depth_out, item.rect_out
-                )
-                downloads.append((k, fresh_depth, fetched))
+            for k, _, plan, fresh_depth in staged:
+                rows = self._download(plan, packed[id(plan)])
+                downloads.append((k, fresh_depth, rows))
         times = clock.times()
-        for k, fresh_depth, (rows, depth, rect) in downloads:
+        for k, fresh_depth, rows in downloads:
+            depth = fetch_depth[k]() if k in fetch_depth else None
+            rect = fetch_rect[k]() if k in fetch_rect else None
             out[k] = EngineResult(
                 unpack_rows(rows), depth, dataclasses.replace(times), fresh_depth, rectified=rect
             )

@@ -6,7 +6,10 @@ camera's remap grid that rectifies and rotates: :mod:`.rectifier`) and both netw
 preprocessing in a *prepare* step on the upload stream; MiDaS on the depth stream and YOLO on
 the detect stream, in parallel, joined with CUDA events (no device-wide synchronisation); NMS,
 box depth (fusion) and box un-rotation on the detect stream once the depth network's event has
-fired; D2H copies into pinned memory; the host waits for one final event. Each fixed-shape
+fired. Each output's D2H copy into pinned memory starts on its own stream as soon as the output
+is ready: the depth map's on the depth stream right after its upsampling, while the detector
+is still at work; the rectified frame's on the upload stream; the detections' last, on the
+detect stream, which waits for the other two; the host waits for one final event. Each fixed-shape
 step (prepare, MiDaS, upsampling, YOLO forward with the fixed-shape NMS, fusion) is captured as
 a CUDA graph per input shape and replayed, or run eagerly where capture fails. An input shape's
 buffers and graphs are its plan; :mod:`.plan_cache` keeps the most recently used. Frames of
@@ -20,6 +23,7 @@ there (:mod:`.lanes`), the host copies are plain ones (:mod:`.host_memory`).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -285,41 +289,44 @@ class Engine(BatchedFrames):
         skip = self.config.depth_frame_skip
         return self._nets.midas is not None and (not plan.depth_valid or (index - 1) % skip == 0)
 
-    def _download(
-        self,
-        plan: ShapePlan,
-        packed: torch.Tensor | None,
-        depth_map: bool,
-        depth_out: np.ndarray | None,
-        rect_out: np.ndarray | None,
-    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-        """The D2H copies, the frame's one host wait, and the host results (detect lane).
+    def _start_fetch(
+        self, tensor: torch.Tensor, out: np.ndarray | None, what: str, index: int
+    ) -> Callable[[], np.ndarray]:
+        """Queue the D2H copy of an output (current lane); the returned function reads it.
+
+        Into ``out`` (straight by DMA when it is registered memory), else into a new array.
+        The function is called once the copy is known to be done (after the frame's wait).
+
+        Args:
+            tensor: the device output (depth map, rectified frame).
+            out: the caller's array or flat buffer for it, or None.
+            what: the output's argument name (for errors, and its staging buffer).
+            index: the frame's place in its round (its staging buffer).
+        """
+        host = self._host
+        staging = host.output_staging(what, index, tensor.dtype)
+        if out is not None:
+            return host.fetch_into(tensor, out, what, staging)
+        staged, shape = host.download(tensor, staging), tensor.shape
+        return lambda: staged().reshape(shape).copy()
+
+    def _download(self, plan: ShapePlan, packed: torch.Tensor | None) -> np.ndarray:
+        """The detections' D2H copy, the frame's one host wait, and its rows (detect lane).
+
+        The lane has waited for the other lanes' output copies: after the wait all are done.
 
         Returns:
-            (N, 7) detection rows, the depth map (None when not wanted) and the rectified frame
-            (None unless ``rect_out`` asked for it).
+            (N, 7) detection rows.
         """
-        lane, host = self._lanes.detect, self._host
+        lane = self._lanes.detect
         self._clock.d2h.start(lane.stream)
-        depth_full = plan.depth_full if depth_map else None
-        fetch_depth = fetch_rect = None
-        if depth_full is not None and depth_out is not None:
-            fetch_depth = host.fetch_into(depth_full, depth_out, "depth_out", host.depth_staging)
-        elif depth_full is not None:
-            staged, shape = host.download(depth_full, host.depth_staging), depth_full.shape
-            fetch_depth = lambda: staged().reshape(shape).copy()  # noqa: E731
-        if rect_out is not None and plan.rect is not None:
-            fetch_rect = host.fetch_into(plan.rect, rect_out, "rect_out", host.rect_staging)
-        fetch_rows = host.download(packed, host.detections_staging)
+        fetch_rows = self._host.download(packed, self._host.detections_staging)
         self._clock.d2h.stop(lane.stream)
         lane.finish()
         rows = fetch_rows()
         if packed is not None and self._fixed_post:
-            rows = self._fixed_rows(rows, plan)
-        else:
-            rows = rows.reshape(-1, ROW_FLOATS).copy()
-        depth = fetch_depth() if fetch_depth is not None else None
-        return rows, depth, fetch_rect() if fetch_rect is not None else None
+            return self._fixed_rows(rows, plan)
+        return rows.reshape(-1, ROW_FLOATS).copy()
 
     def _fixed_rows(self, host_rows: np.ndarray, plan: ShapePlan) -> np.ndarray:
         """The real rows of the fixed-shape result, or the exact path's if it was not exact."""

@@ -73,10 +73,20 @@ class HostMemory:
         self.is_cuda = is_cuda
         self._registered: list[tuple[int, int]] = []  # (address, nbytes) page-locked by us
         self.frame_staging = PinnedBuffer(torch.uint8)
-        self.depth_staging = PinnedBuffer(torch.float32)
         self.detections_staging = PinnedBuffer(torch.float32)
         self.exact_staging = PinnedBuffer(torch.float32)
-        self.rect_staging = PinnedBuffer(torch.uint8)
+        self._output_staging: dict[tuple[str, int], PinnedBuffer] = {}
+
+    def output_staging(self, what: str, index: int, dtype: torch.dtype) -> PinnedBuffer:
+        """The staging buffer of output ``what`` of a round's ``index``-th frame.
+
+        A round (:meth:`Engine.process_batch`) queues the copies of every frame's outputs (depth
+        map, rectified frame) before it reads any, so each frame stages in its own buffer.
+        """
+        buffer = self._output_staging.get((what, index))
+        if buffer is None:
+            buffer = self._output_staging[what, index] = PinnedBuffer(dtype)
+        return buffer
 
     def register(self, array: np.ndarray) -> bool:
         """Page-lock ``array``'s memory (until :meth:`unregister` or :meth:`close`).
@@ -193,12 +203,12 @@ class HostMemory:
         """Unregister the page-locked memory and free the staging buffers (after a sync)."""
         for buffer in (
             self.frame_staging,
-            self.depth_staging,
             self.detections_staging,
             self.exact_staging,
-            self.rect_staging,
+            *self._output_staging.values(),
         ):
             buffer.release()
+        self._output_staging.clear()
         for address, _ in self._registered:
             torch.cuda.cudart().cudaHostUnregister(address)
         self._registered.clear()

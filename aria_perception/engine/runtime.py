@@ -120,7 +120,9 @@ class StageClock:
         prepare: encoding conversion, rotation and both networks' input preparation.
         depth: MiDaS and the depth upsampling.
         detect: YOLO, NMS, box depth and packing.
-        d2h: the copies back to the host.
+        d2h: the detections' copy back to the host.
+        depth_out: the depth map's copy back (on the depth lane, as soon as it is upsampled).
+        rect_out: the rectified frame's copy back (on the upload lane, once prepared).
     """
 
     def __init__(self, runtime: Runtime) -> None:
@@ -129,18 +131,24 @@ class StageClock:
         self.depth = Stopwatch(runtime)
         self.detect = Stopwatch(runtime)
         self.d2h = Stopwatch(runtime)
+        self.depth_out = Stopwatch(runtime)
+        self.rect_out = Stopwatch(runtime)
 
     def times(self) -> StageTimes:
         """The frame's stage times; read once its work is finished.
 
         Depth and detection run at the same time on two streams, so the total counts the
-        longer of the two.
+        longer of the two. The transfer time is every copy's, though the output copies may
+        overlap the detector's work.
         """
         times = StageTimes(
             preprocess_ms=self.prepare.elapsed_ms(),
             depth_ms=self.depth.elapsed_ms(),
             detect_ms=self.detect.elapsed_ms(),
-            transfer_ms=self.h2d.elapsed_ms() + self.d2h.elapsed_ms(),
+            transfer_ms=self.h2d.elapsed_ms()
+            + self.d2h.elapsed_ms()
+            + self.depth_out.elapsed_ms()
+            + self.rect_out.elapsed_ms(),
         )
         times.total_ms = (
             times.preprocess_ms + max(times.depth_ms, times.detect_ms) + times.transfer_ms

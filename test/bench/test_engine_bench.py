@@ -15,7 +15,7 @@ import pytest
 from bench_helpers import assert_one_line_error
 
 from aria_perception.bench.ablation import ABLATIONS, Ablation, EngineOptions, select_ablations
-from aria_perception.bench.engine_bench import main
+from aria_perception.bench.engine_bench import _time_loop, main
 from aria_perception.bench.errors import UsageError
 from aria_perception.records import EngineConfig
 
@@ -79,13 +79,39 @@ def test_batch_times_one_to_n_cameras_per_call(
         assert r["latency_ms"]["count"] == 2 and r["fps"] > 0
 
 
+@pytest.mark.slow
+def test_rate_starts_the_calls_at_a_cameras_pace(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    out = tmp_path / "engine.json"
+    # At 2 Hz, 3 calls span at least 1 s (calls 0.5 s apart); back to back they take a fraction.
+    args = "--size 64x48 --iterations 3 --warmup 1 --device cpu --ablations default --rate 2"
+    assert main([*args.split(), "--json", str(out)]) == 0
+    assert "calls at 2 Hz" in capsys.readouterr().out
+    [r] = json.loads(out.read_text())["results"]
+    assert r["rate_hz"] == 2 and r["latency_ms"]["count"] == 3
+    assert r["fps"] < 3.0  # 3 calls over more than 1 s
+
+
+def test_paced_latencies_leave_out_the_idle_time_between_calls() -> None:
+    calls: list[float] = []
+    latencies, wall = _time_loop(lambda: calls.append(time.perf_counter()), 5, 2, rate_hz=20.0)
+    assert len(calls) == 7 and len(latencies) == 5
+    gaps = [b - a for a, b in zip(calls[2:], calls[3:], strict=False)]
+    assert min(gaps) > 0.04 and wall > 0.19  # the timed calls start 50 ms apart
+    assert max(latencies) < 40  # ms: each call alone, not the sleep before it
+
+
 def test_user_mistakes_are_one_line_errors(capsys: pytest.CaptureFixture) -> None:
     assert main(["--ablations", "turbo", "--device", "cpu"]) == 2
     err = capsys.readouterr().err
     assert_one_line_error(err, "unknown ablation")
     assert err.startswith("engine_bench: error: ")
     assert main(["--batch", "0", "--device", "cpu"]) == 2
-    assert_one_line_error(capsys.readouterr().err, "--batch must be >= 1")
+    assert_one_line_error(capsys.readouterr().err, "--iterations and --batch must be >= 1")
+    for rate in ("-30", "nan"):
+        assert main(["--rate", rate, "--device", "cpu"]) == 2
+        assert_one_line_error(capsys.readouterr().err, "--warmup and --rate >= 0")
     with pytest.raises(SystemExit) as exit_:
         main(["--size", "96"])
     assert exit_.value.code == 2 and "WIDTHxHEIGHT" in capsys.readouterr().err
