@@ -103,13 +103,18 @@ class BatchedFrames:
         # frame's behind the preparation, the depth map's behind its upsampling (the detector
         # is still at work); the detect lane waits for both before the frame's one host wait.
         fetch_rect: dict[int, Callable[[], np.ndarray]] = {}
-        with lanes.upload:
-            clock.rect_out.start(lanes.upload.stream)
-            for n, (k, item, plan, _) in enumerate(staged):
-                if item.rect_out is not None and plan.rect is not None:
+        rects = [
+            (n, k, item, plan)
+            for n, (k, item, plan, _) in enumerate(staged)
+            if item.rect_out is not None and plan.rect is not None
+        ]
+        if rects:
+            with lanes.upload:
+                clock.rect_out.start(lanes.upload.stream)
+                for n, k, item, plan in rects:
                     fetch_rect[k] = self._start_fetch(plan.rect, item.rect_out, "rect_out", n)
-            clock.rect_out.stop(lanes.upload.stream)
-        rect_done = lanes.upload.mark() if fetch_rect else None
+                clock.rect_out.stop(lanes.upload.stream)
+        rect_done = lanes.upload.mark() if rects else None
         fetch_depth: dict[int, Callable[[], np.ndarray]] = {}
         with lanes.depth:
             lanes.depth.wait(prepared)
@@ -127,10 +132,12 @@ class BatchedFrames:
             for _, _, _, plan in wanted:
                 graphs.run("upsample", plan, lanes.depth.stream, nets.upsample)
             clock.depth.stop(lanes.depth.stream)
-            clock.depth_out.start(lanes.depth.stream)
-            for n, k, item, plan in wanted:
-                fetch_depth[k] = self._start_fetch(plan.depth_full, item.depth_out, "depth_out", n)
-            clock.depth_out.stop(lanes.depth.stream)
+            if wanted:
+                clock.depth_out.start(lanes.depth.stream)
+                for n, k, item, plan in wanted:
+                    full, dest = plan.depth_full, item.depth_out
+                    fetch_depth[k] = self._start_fetch(full, dest, "depth_out", n)
+                clock.depth_out.stop(lanes.depth.stream)
         self.progress += 1
         depth_done = lanes.depth.mark()
         with lanes.detect:
