@@ -223,13 +223,19 @@ class Detections:
 
 @dataclass
 class StageTimes:
-    """Per-stage times of one frame in milliseconds (GPU event time on CUDA)."""
+    """Per-stage times of one frame in milliseconds (GPU event time on CUDA).
+
+    ``host_ms`` is the host's own time in the engine call: the call's wall time less its waits
+    for the device (queueing the frame's work, reading its results). On the CPU, where nothing
+    is waited for, it is the call's wall time.
+    """
 
     preprocess_ms: float = 0.0
     depth_ms: float = 0.0
     detect_ms: float = 0.0
     transfer_ms: float = 0.0
     total_ms: float = 0.0
+    host_ms: float = 0.0
 
     def as_dict(self) -> dict[str, float]:
         """The times as a plain dict."""

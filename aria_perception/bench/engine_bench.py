@@ -5,7 +5,8 @@ per-stage GPU times for each configuration) and writes the same as JSON with ``-
 ``--batch 4 --size 640x480 --encoding mono8`` times each configuration with 1 to 4 cameras per
 engine call (``process_batch``), as a worker shared by the headset's cameras runs them.
 ``--rate 30`` starts the calls at a camera's rate instead of back to back: the host idles
-between frames, as a node's worker does, and each call starts cold. Random
+between frames, as a node's worker does, and each call starts cold. The ``host ms`` column is
+the host's own time in a call, outside its waits for the GPU. Random
 weights are used unless weight files are given; speed does not depend on them.
 torch is imported only by the functions that build and run an engine.
 """
@@ -30,7 +31,7 @@ from aria_perception.errors import AriaPerceptionError, ConfigError, FrameError
 from aria_perception.records import EngineConfig
 from aria_perception.stats import Summary, percentile
 
-STAGE_KEYS = ("preprocess_ms", "depth_ms", "detect_ms", "transfer_ms", "total_ms")
+STAGE_KEYS = ("preprocess_ms", "depth_ms", "detect_ms", "transfer_ms", "total_ms", "host_ms")
 
 #: The ``rectify`` ablation: Aria RGB frames rectified on the device to the default pinhole.
 RECTIFY = Ablation(
@@ -308,9 +309,9 @@ def format_table(rows: list[EngineRun]) -> str:
     """The results as a Markdown table."""
     head = (
         "| configuration | p50 ms | p95 ms | p99 ms | per frame p50 ms | FPS | prep ms "
-        "| depth ms | detect ms | transfer ms | GPU MB | exact-path frames |"
+        "| depth ms | detect ms | transfer ms | host ms | GPU MB | exact-path frames |"
     )
-    lines = [head, "|" + "---|" * 12]
+    lines = [head, "|" + "---|" * 13]
     for r in rows:
         lat, st = r.latency_ms, r.stages_ms_p50
         exact = "-" if r.exact_post_frames is None else r.exact_post_frames
@@ -318,7 +319,8 @@ def format_table(rows: list[EngineRun]) -> str:
             f"| {r.name} | {lat.p50:.2f} | {lat.p95:.2f} | {lat.p99:.2f} "
             f"| {lat.p50 / r.batch:.2f} "
             f"| {r.fps:.0f} | {st['preprocess_ms']:.2f} | {st['depth_ms']:.2f} "
-            f"| {st['detect_ms']:.2f} | {st['transfer_ms']:.2f} | {r.gpu_mem_peak_mb:.0f} "
+            f"| {st['detect_ms']:.2f} | {st['transfer_ms']:.2f} | {st['host_ms']:.2f} "
+            f"| {r.gpu_mem_peak_mb:.0f} "
             f"| {exact} |"
         )
     return "\n".join(lines)

@@ -11,6 +11,7 @@ and packing, and the downloads.
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -80,6 +81,7 @@ class BatchedFrames:
     def _run_batch(self, items: list[BatchItem]) -> list[EngineResult | FrameError]:
         """One round: distinct cameras, at most MAX_BATCH frames."""
         lanes, clock, nets, graphs = self._lanes, self._clock, self._nets, self._graphs
+        started, waited = time.perf_counter(), sum(lane.waited_s for lane in lanes)
         out: list[EngineResult | FrameError | None] = [None] * len(items)
         staged: list[tuple[int, BatchItem, ShapePlan, bool]] = []
         with lanes.upload:
@@ -165,6 +167,8 @@ class BatchedFrames:
                 rows = self._download(plan, packed[id(plan)])
                 downloads.append((k, fresh_depth, rows))
         times = clock.times()
+        waited = sum(lane.waited_s for lane in lanes) - waited
+        times.host_ms = (time.perf_counter() - started - waited) * 1000.0
         for k, fresh_depth, rows in downloads:
             depth = fetch_depth[k]() if k in fetch_depth else None
             rect = fetch_rect[k]() if k in fetch_rect else None

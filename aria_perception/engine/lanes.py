@@ -10,6 +10,7 @@ where the engine's per-frame code differs between CUDA and the CPU.
 
 from __future__ import annotations
 
+import time
 from typing import NamedTuple
 
 import torch
@@ -27,6 +28,7 @@ class Lane:
     def __init__(self, stream: torch.cuda.Stream | None) -> None:
         self.stream = stream
         self._context: torch.cuda.StreamContext | None = None
+        self.waited_s = 0.0  # the host's time in finish(), all calls together
 
     def __enter__(self) -> Lane:
         if self.stream is not None:
@@ -53,10 +55,15 @@ class Lane:
             self.stream.wait_event(mark)
 
     def finish(self) -> None:
-        """Block the host until everything queued on this lane (and what it waited for) is done."""
+        """Block the host until everything queued on this lane (and what it waited for) is done.
+
+        The time it blocks adds to :attr:`waited_s`.
+        """
         done = self.mark()
         if done is not None:
+            start = time.perf_counter()
             done.synchronize()
+            self.waited_s += time.perf_counter() - start
 
 
 class Lanes(NamedTuple):
