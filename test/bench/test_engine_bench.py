@@ -42,16 +42,20 @@ def test_select_ablations() -> None:
         select_ablations("default,turbo")
 
 
+def _run(args: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> tuple[str, dict]:
+    """``engine_bench`` on the CPU: its printed table and its JSON."""
+    out = tmp_path / "engine.json"
+    assert main([*args.split(), "--device", "cpu", "--json", str(out)]) == 0
+    return capsys.readouterr().out, json.loads(out.read_text())
+
+
 @pytest.mark.slow
 def test_a_short_cpu_run_writes_its_table_and_json(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    out = tmp_path / "engine.json"
-    args = "--size 96x64 --iterations 2 --warmup 1 --device cpu --ablations default,sequential"
-    assert main([*args.split(), "--json", str(out)]) == 0
-    table = capsys.readouterr().out
+    args = "--size 96x64 --iterations 2 --warmup 1 --ablations default,sequential"
+    table, data = _run(args, tmp_path, capsys)
     assert "96x64 rgb8" in table and "| default |" in table and "| sequential |" in table
-    data = json.loads(out.read_text())
     assert data["size"] == [96, 64] and data["encoding"] == "rgb8"
     default, sequential = data["results"]
     assert (default["name"], sequential["name"]) == ("default", "sequential")
@@ -67,12 +71,9 @@ def test_a_short_cpu_run_writes_its_table_and_json(
 def test_batch_times_one_to_n_cameras_per_call(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    out = tmp_path / "engine.json"
-    args = "--size 64x48 --encoding mono8 --iterations 2 --warmup 1 --device cpu --batch 3"
-    assert main([*args.split(), "--ablations", "default", "--json", str(out)]) == 0
-    table = capsys.readouterr().out
+    args = "--size 64x48 --encoding mono8 --iterations 2 --warmup 1 --batch 3 --ablations default"
+    table, data = _run(args, tmp_path, capsys)
     assert "| default |" in table and "| default, batch of 3 |" in table
-    data = json.loads(out.read_text())
     assert data["encoding"] == "mono8"
     assert [r["batch"] for r in data["results"]] == [1, 2, 3]
     for r in data["results"]:
@@ -83,12 +84,11 @@ def test_batch_times_one_to_n_cameras_per_call(
 def test_rate_starts_the_calls_at_a_cameras_pace(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    out = tmp_path / "engine.json"
     # At 2 Hz, 3 calls span at least 1 s (calls 0.5 s apart); back to back they take a fraction.
-    args = "--size 64x48 --iterations 3 --warmup 1 --device cpu --ablations default --rate 2"
-    assert main([*args.split(), "--json", str(out)]) == 0
-    assert "calls at 2 Hz" in capsys.readouterr().out
-    [r] = json.loads(out.read_text())["results"]
+    args = "--size 64x48 --iterations 3 --warmup 1 --ablations default --rate 2"
+    table, data = _run(args, tmp_path, capsys)
+    assert "calls at 2 Hz" in table
+    [r] = data["results"]
     assert r["rate_hz"] == 2 and r["latency_ms"]["count"] == 3
     assert r["fps"] < 3.0  # 3 calls over more than 1 s
 
