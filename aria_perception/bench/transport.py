@@ -50,6 +50,7 @@ from aria_perception.worker import (
     FrameTiming,
     Supervisor,
     WorkerSettings,
+    slots,
 )
 
 _RING = 8
@@ -296,25 +297,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--rate", type=float, default=0.0, metavar="HZ", help="send at this rate (0: back to back)"
     )
+    parser.add_argument(
+        "--copy-threads",
+        type=int,
+        metavar="N",
+        help="threads that copy a frame into shared memory (default: 2 where there are 2 cores)",
+    )
     parser.add_argument("--json", metavar="PATH", help="also write the report as JSON")
     args = parser.parse_args(argv)
     if args.rate < 0:
         parser.error(f"--rate must be >= 0 (0: back to back), got {args.rate:g}")
+    if args.copy_threads is not None and args.copy_threads < 1:
+        parser.error(f"--copy-threads must be >= 1, got {args.copy_threads}")
     return run_main(parser.prog, lambda: _report(args))
 
 
 def _report(args: argparse.Namespace) -> int:
-    report = measure_transport(
-        size=args.size,
-        frames=args.frames,
-        warmup=args.warmup,
-        engine=args.engine,
-        config=EngineConfig(device=args.device, allow_random_weights=True),
-        encoding=args.encoding,
-        want_depth=not args.no_depth,
-        rate_hz=args.rate,
-    )
+    previous, slots.COPY_THREADS = slots.COPY_THREADS, args.copy_threads
+    try:
+        report = measure_transport(
+            size=args.size,
+            frames=args.frames,
+            warmup=args.warmup,
+            engine=args.engine,
+            config=EngineConfig(device=args.device, allow_random_weights=True),
+            encoding=args.encoding,
+            want_depth=not args.no_depth,
+            rate_hz=args.rate,
+        )
+    finally:
+        slots.COPY_THREADS = previous
     print(report.table())
+    if args.copy_threads is not None:
+        print(f"copy into shared memory: {args.copy_threads} thread(s)")
     if args.json:
         write_json(args.json, report.to_dict(), indent=2)
     return EXIT_OK

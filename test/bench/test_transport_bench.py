@@ -77,6 +77,18 @@ def test_user_mistakes_are_one_line_errors(capsys: pytest.CaptureFixture) -> Non
     assert exit_.value.code == 2 and "WIDTHxHEIGHT" in capsys.readouterr().err
     assert main(["--engine", "echo", "--size", "64x48", "--frames", "0"]) == 2
     assert_one_line_error(capsys.readouterr().err, "frames must be >= 1")
+    with pytest.raises(SystemExit):
+        main(["--engine", "echo", "--copy-threads", "0"])
+    assert "--copy-threads must be >= 1" in capsys.readouterr().err
+
+
+def test_copy_threads_apply_to_the_run_only(capsys: pytest.CaptureFixture) -> None:
+    from aria_perception.worker import slots
+
+    args = ["--engine", "echo", "--size", "1024x1024", "--frames", "3", "--warmup", "1"]
+    assert main([*args, "--copy-threads", "3"]) == 0
+    assert "copy into shared memory: 3 thread(s)" in capsys.readouterr().out
+    assert slots._copy_pool_workers == 2 and slots.COPY_THREADS is None
 
 
 @pytest.mark.gpu
