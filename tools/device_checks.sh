@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # On the GPU device (the `device` tool), in one command of at most 10 minutes: the GPU tests and
 # the engine figures behind the README's results, written under $OUT. Run it as
-#   bash tools/device_checks.sh [tests|engine|batch|node|headset] ...   (default: tests engine batch)
+#   bash tools/device_checks.sh [tests|engine|batch|node|headset|copy] ...   (default: tests engine batch)
 # with `.whl` carried (tools/device_wheels.sh). Each part prints its table; the full outputs
 # are in $OUT. The `node` part (three bench runs of raw 1408² over DDS) and the `headset` part
 # (the three cameras one by one, then with worker.batch_cameras) take about 6 minutes each: give
@@ -53,8 +53,19 @@ for part in "${parts[@]}"; do
       grep -E "over echo|PASS|FAIL|RESULT" "$OUT/headset.txt" | head -n 40
       rm -rf "$OUT/headset/frames"
       ;;
+    copy)
+      # The copy into shared memory at 30 Hz with one thread and two, and the engine at 30 Hz.
+      for threads in 1 2 1 2; do
+        timeout 90 python3 -m aria_perception.bench.transport --size 1408x1408 --no-depth \
+          --frames 300 --rate 30 --copy-threads $threads >"$OUT/copy$threads.txt" 2>&1
+        echo "copy threads $threads: $(grep -E '^copy_in' "$OUT/copy$threads.txt")"
+      done
+      timeout 150 python3 -m aria_perception.bench.engine_bench --size 1408x1408 \
+        --iterations 300 --ablations default --rate 30 >"$OUT/engine_30hz.txt" 2>&1
+      grep "^|" "$OUT/engine_30hz.txt"
+      ;;
     *)
-      echo "device_checks: unknown part '$part' (tests, engine, batch, node, headset)" >&2
+      echo "device_checks: unknown part '$part' (tests, engine, batch, node, headset, copy)" >&2
       exit 2
       ;;
   esac
