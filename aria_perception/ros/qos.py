@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import inspect
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -39,6 +40,10 @@ BEST_AVAILABLE = getattr(ReliabilityPolicy, "BEST_AVAILABLE", None)
 _MATCHED_EVENT = "matched" in inspect.signature(SubscriptionEventCallbacks.__init__).parameters
 #: Queue depth of the input subscription: newest frame wins downstream, so keep it short.
 INPUT_DEPTH = 2
+#: How long ``auto`` looks for the publisher an incompatible-QoS event was about, and how often:
+#: the event can come before the ROS graph lists that publisher (seen under load).
+REMATCH_WAIT_S = 5.0
+REMATCH_PERIOD_S = 0.1
 
 LARGE_DATA_FIX = (
     "large frames are fragmented over UDP and a best-effort reader loses them: set "
@@ -141,6 +146,7 @@ class InputSubscription:
         self._sub: Any = None
         self._profile = input_profile(policy)
         self._timer: Any = None
+        self._rematch_until = 0.0  # monotonic time the current re-match stops looking
         self._restore_timer: Any = None
         self._lock = threading.Lock()
         self.lost_samples = 0
@@ -235,6 +241,7 @@ class InputSubscription:
             return
         # Re-create outside this event's own callback (a one-shot timer in the same group).
         if self._timer is None:
+            self._rematch_until = time.monotonic() + REMATCH_WAIT_S
             self._timer = self._node.create_timer(0.01, self._rematch, callback_group=self._group)
 
     def _on_matched(self, info: Any) -> None:
@@ -279,7 +286,15 @@ class InputSubscription:
         topic = self._sub.topic_name
         infos = self._node.get_publishers_info_by_topic(topic)
         wanted = matching_profile([i.qos_profile for i in infos])
-        if wanted.reliability == self._profile.reliability:
+        best_effort = ReliabilityPolicy.BEST_EFFORT
+        if wanted.reliability != best_effort and time.monotonic() < self._rematch_until:
+            # Only a best-effort publisher is incompatible with a reliable reader, and the event
+            # can come before the graph lists it: look again shortly.
+            self._timer = self._node.create_timer(
+                REMATCH_PERIOD_S, self._rematch, callback_group=self._group
+            )
+            return
+        if wanted.reliability != best_effort or self._profile.reliability == best_effort:
             self._logger.error(
                 f"a publisher on {topic} offers incompatible QoS that input.qos auto cannot "
                 f"match by reliability (publishers: "

@@ -273,7 +273,8 @@ def test_best_effort_publisher_started_after_the_node(harness: Harness, node) ->
     """input.qos auto: the subscription is re-created to match a BEST_EFFORT publisher."""
     with harness.publishing("/image", Image, reliable=False) as pub:
         start = time.monotonic()
-        assert _feed(pub, harness, lambda: len(_answered(harness, "be", start)) >= 3, "be")
+        fed = _feed(pub, harness, lambda: len(_answered(harness, "be", start)) >= 3, "be")
+        assert fed, f"{len(_answered(harness, 'be', start))} of 3 answered; {node.log()[-4000:]}"
     assert "re-subscribed with BEST_EFFORT" in node.log()
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from types import SimpleNamespace
 
 import pytest
 import rclpy
@@ -164,3 +165,59 @@ def test_forced_reliable_does_not_rematch_a_best_effort_publisher(ros_context, c
     assert told(received), "an incompatible publisher must never be silent"
     assert received == [] and sub.rematches == 0
     assert sub.profile.reliability == ReliabilityPolicy.RELIABLE
+
+
+@pytest.mark.skipif(qos.BEST_AVAILABLE is None, reason="best-available QoS needs Iron or later")
+def test_auto_looks_again_when_the_graph_lists_the_publisher_late(
+    ros_context, capfd, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The incompatible-QoS event can come before the graph lists the publisher it is about."""
+    monkeypatch.setattr(qos, "REMATCH_WAIT_S", 1.5)
+    sub_node = rclpy.create_node("qos_sub_late", context=ros_context)
+    pub_node = rclpy.create_node("qos_pub_late", context=ros_context)
+    executor = SingleThreadedExecutor(context=ros_context)
+    executor.add_node(sub_node)
+    executor.add_node(pub_node)
+    received: list[Image] = []
+    topic = "/qos_test_late/image"
+    sub = qos.InputSubscription(sub_node, Image, topic, received.append, "auto")
+
+    def spin(seconds: float, until: Callable[[], bool] = lambda: False) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and not until():
+            executor.spin_once(timeout_sec=0.05)
+
+    try:
+        sub.create()
+        before = sub.profile
+        # The event as it comes when the graph does not list its publisher yet (here: none).
+        sub._on_incompatible_qos(SimpleNamespace(last_policy_kind=None))
+        spin(0.5)
+        # Still looking: nothing re-subscribed, no error yet.
+        assert sub._timer is not None and sub.rematches == 0 and sub.profile == before
+        assert "cannot match" not in capfd.readouterr().err
+        # The publisher shows up while it looks: it is matched.
+        pub = pub_node.create_publisher(
+            Image, topic, QoSProfile(depth=5, reliability=ReliabilityPolicy.BEST_EFFORT)
+        )
+        msg = Image(height=1, width=1, encoding="mono8", step=1)
+        msg.data = [7]
+
+        def three() -> bool:
+            pub.publish(msg)
+            return len(received) >= 3
+
+        spin(30.0, three)
+        assert len(received) >= 3 and sub.rematches == 1
+        assert sub.profile.reliability == ReliabilityPolicy.BEST_EFFORT
+        pub_node.destroy_publisher(pub)
+        # No best-effort publisher ever shows up: after the wait it says so, once.
+        sub._on_incompatible_qos(SimpleNamespace(last_policy_kind=None))
+        spin(5.0, lambda: sub._timer is None)
+        assert sub._timer is None
+        assert "input.qos auto cannot match by reliability" in capfd.readouterr().err
+    finally:
+        sub.destroy()
+        executor.shutdown()
+        sub_node.destroy_node()
+        pub_node.destroy_node()
