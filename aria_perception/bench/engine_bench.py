@@ -28,7 +28,7 @@ from aria_perception.bench.console import run_command, write_json
 from aria_perception.bench.errors import BenchError, FrameDataError, TargetError, UsageError
 from aria_perception.bench.sizes import Size, parse_size
 from aria_perception.errors import AriaPerceptionError, ConfigError, FrameError
-from aria_perception.records import EngineConfig
+from aria_perception.records import EngineConfig, StageTimes
 from aria_perception.stats import Summary, percentile
 
 STAGE_KEYS = ("preprocess_ms", "depth_ms", "detect_ms", "transfer_ms", "total_ms", "host_ms")
@@ -212,7 +212,7 @@ def run_config(
         for out in outs:
             if out is not None:
                 engine.register_host_buffer(out)
-    times: list[object] = []  # each call's first StageTimes, read out after the loop
+    times: list[StageTimes] = []  # each call's first frame's, read out after the loop
     items = [
         BatchItem(frame, encoding, want_depth, out, camera=camera)
         for camera, out in zip(cameras, outs, strict=True)
@@ -229,7 +229,7 @@ def run_config(
         latencies, wall = _time_loop(step, iterations, warmup, rate_hz)
         stages: dict[str, list[float]] = {}
         for frame_times in times:
-            for key, value in asdict(frame_times).items():  # type: ignore[call-overload]
+            for key, value in asdict(frame_times).items():
                 stages.setdefault(key, []).append(value)
         mem, peak = engine.memory_mb()
         return EngineRun(
