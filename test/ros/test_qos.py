@@ -41,6 +41,61 @@ def test_matching_profile() -> None:
     assert "BEST_EFFORT" in qos.describe(be)
 
 
+class _Rig:
+    """A subscriber node with an :class:`InputSubscription`, a publisher node, one executor.
+
+    ``with _Rig(...) as rig:`` subscribes; leaving it unsubscribes and destroys the nodes.
+    """
+
+    def __init__(self, ros_context, name: str, topic: str, policy: str, raw: bool = False):
+        self.sub_node = rclpy.create_node(f"qos_sub_{name}", context=ros_context)
+        self.pub_node = rclpy.create_node(f"qos_pub_{name}", context=ros_context)
+        self.executor = SingleThreadedExecutor(context=ros_context)
+        self.executor.add_node(self.sub_node)
+        self.executor.add_node(self.pub_node)
+        self.topic = topic
+        self.received: list[Image] = []
+        self.sub = qos.InputSubscription(
+            self.sub_node, Image, topic, self.received.append, policy, raw=raw
+        )
+
+    def __enter__(self) -> _Rig:
+        self.sub.create()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.sub.destroy()
+        self.executor.shutdown()
+        self.sub_node.destroy_node()
+        self.pub_node.destroy_node()
+
+    def spin(self, seconds: float, until: Callable[[], bool] = lambda: False) -> None:
+        """Spin until ``until()`` holds or ``seconds`` have passed."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and not until():
+            self.executor.spin_once(timeout_sec=0.05)
+
+    def publish_until(self, reliability, done: Callable[[], bool], timeout: float = 60.0) -> bool:
+        """Start a publisher, publish until ``done()`` (or ``timeout``), then remove it."""
+        pub = self.pub_node.create_publisher(
+            Image, self.topic, QoSProfile(depth=5, reliability=reliability)
+        )
+        msg = Image(height=1, width=1, encoding="mono8", step=1)
+        msg.data = [7]
+
+        def published() -> bool:
+            if done():
+                return True
+            pub.publish(msg)
+            return False
+
+        try:
+            self.spin(timeout, published)
+            return done()
+        finally:
+            self.pub_node.destroy_publisher(pub)
+
+
 def _exchange(
     ros_context,
     policy: str,
@@ -55,31 +110,10 @@ def _exchange(
     Returns:
         What was received, and the subscription.
     """
-    sub_node = rclpy.create_node(f"qos_sub_{policy}", context=ros_context)
-    pub_node = rclpy.create_node(f"qos_pub_{policy}", context=ros_context)
-    executor = SingleThreadedExecutor(context=ros_context)
-    executor.add_node(sub_node)
-    executor.add_node(pub_node)
-    received: list[Image] = []
     topic = f"/qos_test_{policy}{'_raw' if raw else ''}/image"
-    sub = qos.InputSubscription(sub_node, Image, topic, received.append, policy, raw=raw)
-    try:
-        sub.create()
-        pub = pub_node.create_publisher(
-            Image, topic, QoSProfile(depth=5, reliability=publisher_reliability)
-        )
-        deadline = time.monotonic() + 60.0
-        while time.monotonic() < deadline and not until(received):
-            msg = Image(height=1, width=1, encoding="mono8", step=1)
-            msg.data = [7]
-            pub.publish(msg)
-            executor.spin_once(timeout_sec=0.05)
-        return received, sub
-    finally:
-        sub.destroy()
-        executor.shutdown()
-        sub_node.destroy_node()
-        pub_node.destroy_node()
+    with _Rig(ros_context, policy, topic, policy, raw) as rig:
+        rig.publish_until(publisher_reliability, lambda: until(rig.received))
+        return rig.received, rig.sub
 
 
 def _three(received: list) -> bool:
@@ -106,47 +140,21 @@ def test_auto_rematches_a_best_effort_publisher_started_later(ros_context, capfd
 def test_auto_reads_reliably_again_once_the_best_effort_publisher_is_gone(
     ros_context, capfd
 ) -> None:
-    sub_node = rclpy.create_node("qos_sub_restore", context=ros_context)
-    pub_node = rclpy.create_node("qos_pub_restore", context=ros_context)
-    executor = SingleThreadedExecutor(context=ros_context)
-    executor.add_node(sub_node)
-    executor.add_node(pub_node)
-    received: list[Image] = []
     topic = "/qos_test_restore/image"
-    sub = qos.InputSubscription(sub_node, Image, topic, received.append, "auto")
-
-    def publish_until(reliability, done: Callable[[], bool]) -> bool:
-        pub = pub_node.create_publisher(Image, topic, QoSProfile(depth=5, reliability=reliability))
-        deadline = time.monotonic() + 60.0
-        try:
-            while time.monotonic() < deadline and not done():
-                msg = Image(height=1, width=1, encoding="mono8", step=1)
-                msg.data = [7]
-                pub.publish(msg)
-                executor.spin_once(timeout_sec=0.05)
-            return done()
-        finally:
-            pub_node.destroy_publisher(pub)
-
-    try:
-        sub.create()
-        assert publish_until(ReliabilityPolicy.BEST_EFFORT, lambda: len(received) >= 3)
+    with _Rig(ros_context, "restore", topic, "auto") as rig:
+        sub, received = rig.sub, rig.received
+        assert rig.publish_until(ReliabilityPolicy.BEST_EFFORT, lambda: len(received) >= 3)
         assert sub.profile.reliability == ReliabilityPolicy.BEST_EFFORT and sub.rematches == 1
         # The best-effort publisher is gone; a reliable one comes: the reader is reliable again.
         received.clear()
-        assert publish_until(
+        assert rig.publish_until(
             ReliabilityPolicy.RELIABLE, lambda: sub.rematches == 2 and len(received) >= 3
         ), (sub.rematches, len(received))
         assert sub.profile.reliability == qos.BEST_AVAILABLE
-        [info] = sub_node.get_subscriptions_info_by_topic(topic)
+        [info] = rig.sub_node.get_subscriptions_info_by_topic(topic)
         assert info.qos_profile.reliability == ReliabilityPolicy.RELIABLE
         log = capfd.readouterr().err
         assert f"input.qos auto: no best-effort publisher is left on {topic}" in log
-    finally:
-        sub.destroy()
-        executor.shutdown()
-        sub_node.destroy_node()
-        pub_node.destroy_node()
 
 
 def test_auto_with_a_reliable_publisher_started_later(ros_context) -> None:
@@ -173,51 +181,21 @@ def test_auto_looks_again_when_the_graph_lists_the_publisher_late(
 ) -> None:
     """The incompatible-QoS event can come before the graph lists the publisher it is about."""
     monkeypatch.setattr(qos, "REMATCH_WAIT_S", 1.5)
-    sub_node = rclpy.create_node("qos_sub_late", context=ros_context)
-    pub_node = rclpy.create_node("qos_pub_late", context=ros_context)
-    executor = SingleThreadedExecutor(context=ros_context)
-    executor.add_node(sub_node)
-    executor.add_node(pub_node)
-    received: list[Image] = []
-    topic = "/qos_test_late/image"
-    sub = qos.InputSubscription(sub_node, Image, topic, received.append, "auto")
-
-    def spin(seconds: float, until: Callable[[], bool] = lambda: False) -> None:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline and not until():
-            executor.spin_once(timeout_sec=0.05)
-
-    try:
-        sub.create()
+    with _Rig(ros_context, "late", "/qos_test_late/image", "auto") as rig:
+        sub, received = rig.sub, rig.received
         before = sub.profile
         # The event as it comes when the graph does not list its publisher yet (here: none).
         sub._on_incompatible_qos(SimpleNamespace(last_policy_kind=None))
-        spin(0.5)
+        rig.spin(0.5)
         # Still looking: nothing re-subscribed, no error yet.
         assert sub._timer is not None and sub.rematches == 0 and sub.profile == before
         assert "cannot match" not in capfd.readouterr().err
         # The publisher shows up while it looks: it is matched.
-        pub = pub_node.create_publisher(
-            Image, topic, QoSProfile(depth=5, reliability=ReliabilityPolicy.BEST_EFFORT)
-        )
-        msg = Image(height=1, width=1, encoding="mono8", step=1)
-        msg.data = [7]
-
-        def three() -> bool:
-            pub.publish(msg)
-            return len(received) >= 3
-
-        spin(30.0, three)
+        rig.publish_until(ReliabilityPolicy.BEST_EFFORT, lambda: len(received) >= 3, 30.0)
         assert len(received) >= 3 and sub.rematches == 1
         assert sub.profile.reliability == ReliabilityPolicy.BEST_EFFORT
-        pub_node.destroy_publisher(pub)
         # No best-effort publisher ever shows up: after the wait it says so, once.
         sub._on_incompatible_qos(SimpleNamespace(last_policy_kind=None))
-        spin(5.0, lambda: sub._timer is None)
+        rig.spin(5.0, lambda: sub._timer is None)
         assert sub._timer is None
         assert "input.qos auto cannot match by reliability" in capfd.readouterr().err
-    finally:
-        sub.destroy()
-        executor.shutdown()
-        sub_node.destroy_node()
-        pub_node.destroy_node()
