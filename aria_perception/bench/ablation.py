@@ -17,9 +17,12 @@ class EngineOptions:
     Attributes:
         fixed_nms: NMS, box depth and packing at fixed shapes inside the CUDA graph (no host
             sync); False runs the exact torchvision NMS with host syncs on every frame.
+        frame_graph: a single frame runs as one CUDA graph (:mod:`~aria_perception.engine.
+            frame_graph`); False replays each step's graph on its own.
     """
 
     fixed_nms: bool = True
+    frame_graph: bool = True
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,11 @@ ABLATIONS: tuple[Ablation, ...] = (
         "exact-nms",
         "NMS with host syncs (torchvision) instead of fixed shapes in the CUDA graph",
         engine_options=EngineOptions(fixed_nms=False),
+    ),
+    Ablation(
+        "step-graphs",
+        "one CUDA graph per step (five replays a frame) instead of one per frame",
+        engine_options=EngineOptions(frame_graph=False),
     ),
 )
 

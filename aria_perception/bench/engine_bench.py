@@ -195,7 +195,8 @@ def run_config(
     from aria_perception.records import BatchItem
 
     try:
-        engine = Engine(config, fixed_nms=ablation.engine_options.fixed_nms)
+        options = ablation.engine_options
+        engine = Engine(config, fixed_nms=options.fixed_nms, frame_graph=options.frame_graph)
     except ConfigError as err:
         raise UsageError(f"{ablation.name}: {err}") from err
     except AriaPerceptionError as err:

@@ -95,6 +95,10 @@ class BatchedFrames:
                     out[k] = err
                     continue
                 staged.append((k, item, plan, self._depth_due(plan, index)))
+                if len(items) == 1:  # a frame alone may run as one graph
+                    whole = self._whole_frame(item, plan, staged[-1][3])
+                    if whole is not None:
+                        return [whole]
                 self._prepare(plan)
         if not staged:
             return out  # type: ignore[return-value]

@@ -33,10 +33,11 @@ from aria_perception.engine.batch_plan import BatchPlans
 from aria_perception.engine.batched import BatchedFrames
 from aria_perception.engine.compile import CompiledStep
 from aria_perception.engine.detector import YoloDetector
-from aria_perception.engine.host_memory import HostMemory
+from aria_perception.engine.frame_graph import FrameGraphs
+from aria_perception.engine.host_memory import HostMemory, output_target
 from aria_perception.engine.lanes import make_lanes
 from aria_perception.engine.midas import MidasSmall
-from aria_perception.engine.networks import ROW_FLOATS, Networks
+from aria_perception.engine.networks import ROW_FLOATS, Networks, unpack_rows
 from aria_perception.engine.plan import GraphRunner, ShapePlan
 from aria_perception.engine.plan_cache import PlanCache
 from aria_perception.engine.preprocess import MidasPreprocess
@@ -70,6 +71,8 @@ class Engine(BatchedFrames):
         fixed_nms: on CUDA, run the fixed-shape NMS inside the detect graph (no host sync) and
             fall back to the exact path for a frame it cannot do exactly; False always takes
             the exact variable-size path (which the CPU always does).
+        frame_graph: on CUDA with graphs, fixed-shape NMS and parallel streams, run a single
+            frame as one CUDA graph once its steps' graphs exist (:mod:`.frame_graph`).
 
     Attributes:
         config: the configuration built from.
@@ -85,7 +88,9 @@ class Engine(BatchedFrames):
             need arbitrary code to load (and ``detector.trust_pickle`` is off).
     """
 
-    def __init__(self, config: EngineConfig, *, fixed_nms: bool = True) -> None:
+    def __init__(
+        self, config: EngineConfig, *, fixed_nms: bool = True, frame_graph: bool = True
+    ) -> None:
         validate_engine_config(config)
         self.config = config
         rt = self.runtime = resolve_runtime(config.device, config.precision)
@@ -95,6 +100,12 @@ class Engine(BatchedFrames):
         self._nets = Networks(config, rt, fixed_post=self._fixed_post)
         self._lanes = make_lanes(rt.device, config.parallel_streams)
         self._graphs = GraphRunner(config.cuda_graphs and rt.is_cuda, rt.device)
+        whole = frame_graph and self._graphs.pool is not None and self._fixed_post
+        self._frame_graphs = (
+            FrameGraphs(self._nets, self._lanes, self._graphs.pool)
+            if whole and config.parallel_streams
+            else None
+        )
         self._host = HostMemory(rt.is_cuda)
         self._plans = PlanCache(rt.device)
         self._batches = BatchPlans(self._plans.holds, rt.device)  # process_batch's groups
@@ -327,6 +338,38 @@ class Engine(BatchedFrames):
         if packed is not None and self._fixed_post:
             return self._fixed_rows(rows, plan)
         return rows.reshape(-1, ROW_FLOATS).copy()
+
+    def _whole_frame(self, item: BatchItem, plan: ShapePlan, due: bool) -> EngineResult | None:
+        """The uploaded frame as one CUDA graph (:mod:`.frame_graph`), on the upload lane.
+
+        Returns None where the frame fits no frame graph: the caller runs the steps' graphs.
+        """
+        graphs, nets = self._frame_graphs, self._nets
+        want_depth = item.want_depth and nets.midas is not None
+        if graphs is None or item.rect_out is not None or not graphs.ready(plan, want_depth):
+            return None
+        target = dest = None
+        if want_depth:
+            if item.depth_out is None or plan.depth_full is None:
+                return None
+            shape = tuple(plan.depth_full.shape)
+            target = output_target(item.depth_out, shape, np.float32, "depth_out")
+            dest = self._host.registered_tensor(target)
+            if dest is None:
+                return None  # not page-locked: the steps' path stages it
+        upload, clock = self._lanes.upload, self._clock
+        clock.detect.start(upload.stream)
+        host_rows = graphs.replay(plan, due, dest)
+        if host_rows is None:
+            return None
+        clock.detect.stop(upload.stream)
+        if due:
+            plan.depth_valid = True
+        self.progress += 2
+        upload.finish()
+        with self._lanes.detect:  # the exact path, if needed, runs on the detect lane
+            rows = self._fixed_rows(host_rows, plan)
+        return EngineResult(unpack_rows(rows), target, clock.times(), due)
 
     def _fixed_rows(self, host_rows: np.ndarray, plan: ShapePlan) -> np.ndarray:
         """The real rows of the fixed-shape result, or the exact path's if it was not exact."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
+from typing import Any
 
 import torch
 
@@ -55,6 +56,8 @@ class ShapePlan:
         pinned: what the plan's graphs read that a cache outside the plan holds (the letterbox's
             resize tables of this size), kept alive as long as the plan: a cache may drop it.
         depth_valid: ``depth_low`` holds a prediction of this shape.
+        frames: the plan's whole-frame graphs by variant; None where capture failed
+            (:mod:`.frame_graph`).
     """
 
     height: int
@@ -79,6 +82,7 @@ class ShapePlan:
     graphs: dict[str, torch.cuda.CUDAGraph | None] = field(default_factory=dict)
     pinned: dict[str, object] = field(default_factory=dict)
     depth_valid: bool = False
+    frames: dict[tuple, Any] = field(default_factory=dict)
 
     def nbytes(self) -> int:
         """Bytes of the plan's own buffers (not its graphs' memory pool, shared by all plans)."""
@@ -115,6 +119,11 @@ class GraphRunner:
         self.enabled = enabled
         self._device = device
         self._pool = torch.cuda.graph_pool_handle() if enabled else None
+
+    @property
+    def pool(self) -> tuple[int, int] | None:
+        """The memory pool every captured graph shares (None without graphs)."""
+        return self._pool
 
     def run(
         self,

@@ -1,0 +1,144 @@
+"""One CUDA graph per frame: the single-frame flow after the upload in one replay.
+
+At a camera's rate the host, idle since the last frame, takes about 0.8 ms to queue a frame's
+five graph replays, its events and its stream switches, and the GPU waits for it. A *frame
+graph* holds all of it: the prepare step on the upload stream; MiDaS, the upsampling and the
+depth map's copy into its destination on the depth stream, and YOLO with the fixed-shape NMS,
+the box depth and the detections' copy into a page-locked buffer on the detect stream (both
+forked from the upload stream inside the capture, and joined back into it). A frame then costs
+one replay and one wait.
+
+A frame graph is captured per plan and *variant*: whether MiDaS runs this frame
+(``depth.frame_skip``) and where the depth map goes (nowhere, or the address of a page-locked
+output buffer, which the graph's copy holds). A plan gets its frame graphs once its per-step
+graphs are captured (:class:`~aria_perception.engine.plan.GraphRunner`: their warm-up and
+first runs allocated every buffer the steps write). Frames that fit no variant (a depth map
+wanted in memory that is not page-locked, a rectified frame wanted, a batch of cameras, the
+exact NMS path) keep the per-step graphs. A capture that fails is logged once per variant and
+that variant keeps the per-step graphs.
+
+Timing events cannot be recorded inside a graph: a frame-graph frame reports its upload as
+the transfer time and the graph as a whole as the detect time.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from aria_perception.engine.lanes import Lanes
+from aria_perception.engine.networks import Networks
+from aria_perception.engine.plan import ShapePlan
+
+__all__ = ["FrameGraphs", "FrameVariant"]
+
+_LOG = logging.getLogger(__name__)
+
+#: Steps whose per-step graph must exist before a plan's frame graph is captured.
+_STEPS = ("prepare", "depth", "detect", "fuse")
+#: Frame graphs kept per plan (depth due or not, times two output slots, times no depth map).
+MAX_VARIANTS = 6
+
+
+@dataclass
+class FrameVariant:
+    """One captured frame graph and the page-locked buffer its detections land in.
+
+    Attributes:
+        graph: the captured graph.
+        rows: flat float32 pinned host tensor the packed detections are copied into.
+    """
+
+    graph: torch.cuda.CUDAGraph
+    rows: torch.Tensor
+
+
+class FrameGraphs:
+    """Captures and replays the frame graphs of the engine's plans.
+
+    Args:
+        nets: the engine's networks (the steps).
+        lanes: its three lanes (CUDA streams).
+        pool: the graph memory pool the per-step graphs share.
+
+    A plan keeps its frame graphs (``ShapePlan.frames``): they go when it leaves the cache.
+    """
+
+    def __init__(self, nets: Networks, lanes: Lanes, pool: tuple[int, int]) -> None:
+        self._nets, self._lanes, self._pool = nets, lanes, pool
+
+    def ready(self, plan: ShapePlan, want_depth: bool) -> bool:
+        """Whether ``plan``'s per-step graphs exist, so a frame graph may be captured."""
+        steps = (*_STEPS, "upsample") if want_depth else _STEPS
+        return all(plan.graphs.get(step) is not None for step in steps)
+
+    def replay(
+        self, plan: ShapePlan, due: bool, depth_dest: torch.Tensor | None
+    ) -> np.ndarray | None:
+        """Queue the frame's graph on the upload lane (capturing it first if new).
+
+        Args:
+            plan: the frame's plan, its frame already uploaded (queued on the upload lane).
+            due: MiDaS runs this frame.
+            depth_dest: flat float32 tensor over page-locked host memory to copy the depth map
+                into, or None for no depth map.
+
+        Returns:
+            The host array the packed detections land in (read it after the upload lane's
+            wait), or None when this variant has no graph (run the per-step graphs).
+        """
+        key = (due, None if depth_dest is None else depth_dest.data_ptr())
+        variants = plan.frames
+        if key in variants:
+            variant = variants[key]
+        elif len(variants) >= MAX_VARIANTS:
+            return None
+        else:
+            variant = variants[key] = self._capture(plan, due, depth_dest)
+        if variant is None:
+            return None
+        variant.graph.replay()
+        return variant.rows.numpy()
+
+    def _capture(
+        self, plan: ShapePlan, due: bool, depth_dest: torch.Tensor | None
+    ) -> FrameVariant | None:
+        nets, lanes = self._nets, self._lanes
+        upload, depth, detect = lanes.upload.stream, lanes.depth.stream, lanes.detect.stream
+        assert upload is not None and depth is not None and detect is not None
+        assert plan.packed is not None
+        rows = torch.empty(plan.packed.numel(), dtype=torch.float32, pin_memory=True)
+        graph = torch.cuda.CUDAGraph()
+        try:
+            with torch.cuda.graph(graph, pool=self._pool, stream=upload):
+                nets.prepare(plan)
+                depth.wait_stream(upload)
+                detect.wait_stream(upload)
+                with torch.cuda.stream(depth):
+                    if due:
+                        nets.depth(plan)
+                    network_done = torch.cuda.Event()
+                    network_done.record(depth)
+                    if depth_dest is not None:
+                        nets.upsample(plan)
+                        assert plan.depth_full is not None
+                        depth_dest.copy_(plan.depth_full.reshape(-1), non_blocking=True)
+                with torch.cuda.stream(detect):
+                    nets.detect(plan)
+                    detect.wait_event(network_done)
+                    nets.fuse(plan)
+                    rows.copy_(plan.packed.reshape(-1), non_blocking=True)
+                upload.wait_stream(depth)
+                upload.wait_stream(detect)
+        except RuntimeError as err:
+            _LOG.warning("CUDA graph capture of a whole frame failed, the frame's steps run as "
+                         "separate graphs: %s", err)  # fmt: skip
+            torch.cuda.synchronize(upload.device)
+            return None
+        _LOG.info("frame graph captured: %dx%d %s, depth %s, depth map %s", plan.width,
+                  plan.height, plan.encoding, "due" if due else "reused",
+                  "copied back" if depth_dest is not None else "not wanted")  # fmt: skip
+        return FrameVariant(graph, rows)

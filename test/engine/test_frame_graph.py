@@ -1,0 +1,83 @@
+"""A frame as one CUDA graph gives what the steps' own graphs give, in every variant."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from aria_perception.engine.engine import Engine
+from aria_perception.records import EngineConfig
+
+pytestmark = pytest.mark.gpu
+
+SIZE = (704, 704)
+
+
+def _config(**changes: object) -> EngineConfig:
+    # Uncompiled (test_compile.py covers compiling); random YOLO weights score every box about
+    # 1.5e-4, so this confidence yields boxes.
+    base = EngineConfig(device="cuda:0", allow_random_weights=True, confidence=1e-4)
+    return base.replace(compile="off", **changes)
+
+
+def _frames() -> list[np.ndarray]:
+    rng = np.random.default_rng(5)
+    return [rng.integers(0, 256, (*SIZE, 3), dtype=np.uint8) for _ in range(3)]
+
+
+def _slots(engine: Engine) -> list[np.ndarray]:
+    """Two page-locked depth outputs, as a camera's two output slots in the worker."""
+    slots = [np.empty(SIZE, np.float32) for _ in range(2)]
+    for slot in slots:
+        assert engine.register_host_buffer(slot)
+    return slots
+
+
+def test_every_variant_gives_the_step_graphs_results() -> None:
+    torch.manual_seed(0)
+    steps = Engine(_config(depth_frame_skip=2), frame_graph=False)
+    whole = Engine(_config(depth_frame_skip=2))
+    whole.midas.load_state_dict(steps.midas.state_dict())
+    whole.detector.model.load_state_dict(steps.detector.model.state_dict())
+    frames, step_slots, whole_slots = _frames(), _slots(steps), _slots(whole)
+    try:
+        # Depth due and reused (frame_skip 2), both output slots, and no depth map wanted.
+        for i in range(12):
+            frame, want = frames[i % 3], i % 5 != 4
+            a = steps.process(frame, want_depth=want, depth_out=step_slots[i % 2])
+            b = whole.process(frame, want_depth=want, depth_out=whole_slots[i % 2])
+            assert a.depth_fresh == b.depth_fresh, i
+            for name in ("boxes", "scores", "class_ids", "depth"):
+                want_values = getattr(a.detections, name)
+                np.testing.assert_allclose(
+                    getattr(b.detections, name), want_values, rtol=1e-4, atol=1e-5, err_msg=name
+                )
+            if want:
+                assert b.depth is not None and np.shares_memory(b.depth, whole_slots[i % 2])
+                np.testing.assert_allclose(b.depth, a.depth, rtol=1e-4, atol=1e-5)
+            else:
+                assert b.depth is None
+        [plan] = whole._plans.plans()
+        variants = plan.frames
+        # (due, slot 0), (due, slot 1), (reused, ...), (.., no map): several, all captured.
+        assert len(variants) >= 4 and all(v is not None for v in variants.values()), variants
+        [step_plan] = steps._plans.plans()
+        assert not step_plan.frames
+    finally:
+        steps.close()
+        whole.close()
+
+
+def test_a_depth_map_in_memory_that_is_not_page_locked_takes_the_steps() -> None:
+    with Engine(_config()) as engine:
+        frame = _frames()[0]
+        outs = [engine.process(frame, depth_out=np.empty(SIZE, np.float32)) for _ in range(6)]
+        [plan] = engine._plans.plans()
+        assert not plan.frames  # every frame staged its depth map: no frame graph
+        np.testing.assert_array_equal(outs[-1].depth, outs[-2].depth)
+        slot = _slots(engine)[0]
+        for _ in range(5):
+            got = engine.process(frame, depth_out=slot)
+        assert any(v is not None for v in plan.frames.values())
+        np.testing.assert_allclose(got.depth, outs[-1].depth, rtol=1e-4, atol=1e-5)
