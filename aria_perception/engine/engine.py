@@ -100,13 +100,13 @@ class Engine(BatchedFrames):
         self._nets = Networks(config, rt, fixed_post=self._fixed_post)
         self._lanes = make_lanes(rt.device, config.parallel_streams)
         self._graphs = GraphRunner(config.cuda_graphs and rt.is_cuda, rt.device)
+        self._host = HostMemory(rt.is_cuda)
         whole = frame_graph and self._graphs.pool is not None and self._fixed_post
         self._frame_graphs = (
-            FrameGraphs(self._nets, self._lanes, self._graphs.pool)
+            FrameGraphs(self._nets, self._lanes, self._host, self._graphs.pool)
             if whole and config.parallel_streams
             else None
         )
-        self._host = HostMemory(rt.is_cuda)
         self._plans = PlanCache(rt.device)
         self._batches = BatchPlans(self._plans.holds, rt.device)  # process_batch's groups
         self._cameras: dict[str, CameraGrid] = {}  # with input.rectify: each camera's grid

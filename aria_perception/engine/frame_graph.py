@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from aria_perception.engine.host_memory import HostMemory
 from aria_perception.engine.lanes import Lanes
 from aria_perception.engine.networks import Networks
 from aria_perception.engine.plan import ShapePlan
@@ -49,11 +50,11 @@ class FrameVariant:
 
     Attributes:
         graph: the captured graph.
-        rows: flat float32 pinned host tensor the packed detections are copied into.
+        rows: flat float32 page-locked host array the packed detections are copied into.
     """
 
     graph: torch.cuda.CUDAGraph
-    rows: torch.Tensor
+    rows: np.ndarray
 
 
 class FrameGraphs:
@@ -62,13 +63,19 @@ class FrameGraphs:
     Args:
         nets: the engine's networks (the steps).
         lanes: its three lanes (CUDA streams).
+        host: the engine's host memory, which page-locks the detections' buffers.
         pool: the graph memory pool the per-step graphs share.
 
     A plan keeps its frame graphs (``ShapePlan.frames``): they go when it leaves the cache.
+    The detections' buffers stay (a few KB each): page-locked memory must not be freed before
+    it is unregistered, which :meth:`HostMemory.close` does for all of them.
     """
 
-    def __init__(self, nets: Networks, lanes: Lanes, pool: tuple[int, int]) -> None:
-        self._nets, self._lanes, self._pool = nets, lanes, pool
+    def __init__(
+        self, nets: Networks, lanes: Lanes, host: HostMemory, pool: tuple[int, int]
+    ) -> None:
+        self._nets, self._lanes, self._host, self._pool = nets, lanes, host, pool
+        self._buffers: list[np.ndarray] = []  # every detections' buffer, page-locked
 
     def ready(self, plan: ShapePlan, want_depth: bool) -> bool:
         """Whether ``plan``'s per-step graphs exist, so a frame graph may be captured."""
@@ -101,7 +108,7 @@ class FrameGraphs:
         if variant is None:
             return None
         variant.graph.replay()
-        return variant.rows.numpy()
+        return variant.rows
 
     def _capture(
         self, plan: ShapePlan, due: bool, depth_dest: torch.Tensor | None
@@ -110,7 +117,11 @@ class FrameGraphs:
         upload, depth, detect = lanes.upload.stream, lanes.depth.stream, lanes.detect.stream
         assert upload is not None and depth is not None and detect is not None
         assert plan.packed is not None
-        rows = torch.empty(plan.packed.numel(), dtype=torch.float32, pin_memory=True)
+        rows = np.empty(plan.packed.numel(), np.float32)
+        if not self._host.register(rows):
+            return None
+        self._buffers.append(rows)
+        rows_dest = torch.from_numpy(rows)
         graph = torch.cuda.CUDAGraph()
         try:
             with torch.cuda.graph(graph, pool=self._pool, stream=upload):
@@ -130,7 +141,7 @@ class FrameGraphs:
                     nets.detect(plan)
                     detect.wait_event(network_done)
                     nets.fuse(plan)
-                    rows.copy_(plan.packed.reshape(-1), non_blocking=True)
+                    rows_dest.copy_(plan.packed.reshape(-1), non_blocking=True)
                 upload.wait_stream(depth)
                 upload.wait_stream(detect)
         except RuntimeError as err:
