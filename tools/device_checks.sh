@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # On the GPU device (the `device` tool), in one command of at most 10 minutes: the GPU tests and
 # the engine figures behind the README's results, written under $OUT. Run it as
-#   bash tools/device_checks.sh [tests|engine|batch|node|headset|copy] ...   (default: tests engine batch)
+#   bash tools/device_checks.sh [tests|engine|batch|node|headset|copy|framegraph] ...   (default: tests engine batch)
 # with `.whl` carried (tools/device_wheels.sh). Each part prints its table; the full outputs
 # are in $OUT. The `node` part (three bench runs of raw 1408² over DDS) and the `headset` part
 # (the three cameras one by one, then with worker.batch_cameras) take about 6 minutes each: give
@@ -64,8 +64,21 @@ for part in "${parts[@]}"; do
         --iterations 300 --ablations default --rate 30 >"$OUT/engine_30hz.txt" 2>&1
       grep "^|" "$OUT/engine_30hz.txt"
       ;;
+    framegraph)
+      # The frame graph's GPU tests, then it against the steps' graphs, back to back and at 30 Hz.
+      timeout 240 python3 -m pytest -q -m gpu test/engine/test_frame_graph.py test/engine/test_engine.py \
+        test/engine/test_batched.py -p no:cacheprovider -p no:logging --tb=short \
+        >"$OUT/framegraph_tests.txt" 2>&1
+      grep -E "^(FAILED|ERROR|E  )|passed|failed" "$OUT/framegraph_tests.txt" | head -n 40
+      for rate in 0 30; do
+        timeout 150 python3 -m aria_perception.bench.engine_bench --size 1408x1408 \
+          --iterations 300 --ablations default,step-graphs --rate $rate \
+          --json "$OUT/framegraph_rate$rate.json" >"$OUT/framegraph_rate$rate.txt" 2>&1
+        grep -E "^\|" "$OUT/framegraph_rate$rate.txt"
+      done
+      ;;
     *)
-      echo "device_checks: unknown part '$part' (tests, engine, batch, node, headset, copy)" >&2
+      echo "device_checks: unknown part '$part' (tests, engine, batch, node, headset, copy, framegraph)" >&2
       exit 2
       ;;
   esac
