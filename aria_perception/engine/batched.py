@@ -98,6 +98,7 @@ class BatchedFrames:
                 if len(items) == 1:  # a frame alone may run as one graph
                     whole = self._whole_frame(item, plan, staged[-1][3])
                     if whole is not None:
+                        whole.times.host_ms = self._host_ms(started, waited)
                         return [whole]
                 self._prepare(plan)
         if not staged:
@@ -171,8 +172,7 @@ class BatchedFrames:
                 rows = self._download(plan, packed[id(plan)])
                 downloads.append((k, fresh_depth, rows))
         times = clock.times()
-        waited = sum(lane.waited_s for lane in lanes) - waited
-        times.host_ms = (time.perf_counter() - started - waited) * 1000.0
+        times.host_ms = self._host_ms(started, waited)
         for k, fresh_depth, rows in downloads:
             depth = fetch_depth[k]() if k in fetch_depth else None
             rect = fetch_rect[k]() if k in fetch_rect else None
@@ -180,6 +180,11 @@ class BatchedFrames:
                 unpack_rows(rows), depth, dataclasses.replace(times), fresh_depth, rectified=rect
             )
         return out  # type: ignore[return-value]
+
+    def _host_ms(self, started: float, waited: float) -> float:
+        """The host's time since ``started`` less its waits since the lanes had ``waited``."""
+        waits = sum(lane.waited_s for lane in self._lanes) - waited
+        return (time.perf_counter() - started - waits) * 1000.0
 
     def _batched(
         self,
