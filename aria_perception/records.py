@@ -228,6 +228,9 @@ class StageTimes:
     ``host_ms`` is the host's own time in the engine call: the call's wall time less its waits
     for the device (queueing the frame's work, reading its results). On the CPU, where nothing
     is waited for, it is the call's wall time.
+
+    A stage that was not timed is NaN: a frame run as one CUDA graph has only ``total_ms`` and
+    ``host_ms`` (:mod:`aria_perception.engine.frame_graph`). Medians skip NaNs.
     """
 
     preprocess_ms: float = 0.0

@@ -357,18 +357,21 @@ class Engine(BatchedFrames):
             dest = self._host.registered_tensor(target)
             if dest is None:
                 return None  # not page-locked: the steps' path stages it
-        upload, clock = self._lanes.upload, self._clock
-        clock.detect.start(upload.stream)
-        host_rows = graphs.replay(plan, due, dest)
-        if host_rows is None:
+        if graphs.stage_sample():
+            return None  # this one times its stages on the steps' graphs
+        variant = graphs.variant(plan, due, dest)
+        if variant is None:
             return None
-        clock.detect.stop(upload.stream)
+        upload, clock = self._lanes.upload, self._clock
+        clock.whole.start(upload.stream)
+        variant.graph.replay()
+        clock.whole.stop(upload.stream)
         if due:
             plan.depth_valid = True
         self.progress += 2
         upload.finish()
         with self._lanes.detect:  # the exact path, if needed, runs on the detect lane
-            rows = self._fixed_rows(host_rows, plan)
+            rows = self._fixed_rows(variant.rows, plan)
         return EngineResult(unpack_rows(rows), target, clock.times(), due)
 
     def _fixed_rows(self, host_rows: np.ndarray, plan: ShapePlan) -> np.ndarray:

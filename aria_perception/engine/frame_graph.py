@@ -17,8 +17,10 @@ wanted in memory that is not page-locked, a rectified frame wanted, a batch of c
 exact NMS path) keep the per-step graphs. A capture that fails is logged once per variant and
 that variant keeps the per-step graphs.
 
-Timing events cannot be recorded inside a graph: a frame-graph frame reports its upload as
-the transfer time and the graph as a whole as the detect time.
+Timing events cannot be recorded inside a graph: a frame-graph frame reports its total, and
+NaN (not measured) for its stages (preparation, depth, detection, transfers). So that the stage
+times stay measured, one frame in :data:`STAGE_SAMPLE_EVERY` that would fit a frame graph runs
+the per-step graphs instead (once a second at 30 Hz); medians of stage times skip the NaNs.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from aria_perception.engine.lanes import Lanes
 from aria_perception.engine.networks import Networks
 from aria_perception.engine.plan import ShapePlan
 
-__all__ = ["FrameGraphs", "FrameVariant"]
+__all__ = ["STAGE_SAMPLE_EVERY", "FrameGraphs", "FrameVariant"]
 
 _LOG = logging.getLogger(__name__)
 
@@ -42,6 +44,8 @@ _LOG = logging.getLogger(__name__)
 _STEPS = ("prepare", "depth", "detect", "fuse")
 #: Frame graphs kept per plan (depth due or not, times two output slots, times no depth map).
 MAX_VARIANTS = 6
+#: One frame in this many that fits a frame graph runs the per-step graphs, to time its stages.
+STAGE_SAMPLE_EVERY = 30
 
 
 @dataclass
@@ -58,7 +62,7 @@ class FrameVariant:
 
 
 class FrameGraphs:
-    """Captures and replays the frame graphs of the engine's plans.
+    """Captures the frame graphs of the engine's plans (the engine replays them).
 
     Args:
         nets: the engine's networks (the steps).
@@ -76,16 +80,25 @@ class FrameGraphs:
     ) -> None:
         self._nets, self._lanes, self._host, self._pool = nets, lanes, host, pool
         self._buffers: list[np.ndarray] = []  # every detections' buffer, page-locked
+        self._fitting = 0  # frames that fitted a frame graph so far
+
+    def stage_sample(self) -> bool:
+        """Whether this fitting frame runs the per-step graphs, to time its stages.
+
+        True for the first and then every :data:`STAGE_SAMPLE_EVERY`-th call.
+        """
+        self._fitting += 1
+        return self._fitting % STAGE_SAMPLE_EVERY == 1
 
     def ready(self, plan: ShapePlan, want_depth: bool) -> bool:
         """Whether ``plan``'s per-step graphs exist, so a frame graph may be captured."""
         steps = (*_STEPS, "upsample") if want_depth else _STEPS
         return all(plan.graphs.get(step) is not None for step in steps)
 
-    def replay(
+    def variant(
         self, plan: ShapePlan, due: bool, depth_dest: torch.Tensor | None
-    ) -> np.ndarray | None:
-        """Queue the frame's graph on the upload lane (capturing it first if new).
+    ) -> FrameVariant | None:
+        """The frame's graph (captured first if new); replay it on the upload lane.
 
         Args:
             plan: the frame's plan, its frame already uploaded (queued on the upload lane).
@@ -94,21 +107,17 @@ class FrameGraphs:
                 into, or None for no depth map.
 
         Returns:
-            The host array the packed detections land in (read it after the upload lane's
-            wait), or None when this variant has no graph (run the per-step graphs).
+            The variant, whose ``rows`` hold the packed detections once the upload lane's
+            work is waited for; None when this variant has no graph (run the per-step graphs).
         """
         key = (due, None if depth_dest is None else depth_dest.data_ptr())
         variants = plan.frames
         if key in variants:
-            variant = variants[key]
-        elif len(variants) >= MAX_VARIANTS:
+            return variants[key]
+        if len(variants) >= MAX_VARIANTS:
             return None
-        else:
-            variant = variants[key] = self._capture(plan, due, depth_dest)
-        if variant is None:
-            return None
-        variant.graph.replay()
-        return variant.rows
+        variants[key] = self._capture(plan, due, depth_dest)
+        return variants[key]
 
     def _capture(
         self, plan: ShapePlan, due: bool, depth_dest: torch.Tensor | None

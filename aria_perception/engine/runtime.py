@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
@@ -87,6 +88,11 @@ class Stopwatch:
         self._t0 = self._t1 = 0.0
         self._used = False
 
+    @property
+    def ran(self) -> bool:
+        """Whether the span was started this frame (and not read yet)."""
+        return self._used
+
     def start(self, stream: torch.cuda.Stream | None = None) -> None:
         """Mark the start of the span."""
         self._used = True
@@ -123,6 +129,8 @@ class StageClock:
         d2h: the detections' copy back to the host.
         depth_out: the depth map's copy back (on the depth lane, as soon as it is upsampled).
         rect_out: the rectified frame's copy back (on the upload lane, once prepared).
+        whole: a frame graph (:mod:`.frame_graph`): the steps and the output copies in one
+            replay, which cannot be timed apart.
     """
 
     def __init__(self, runtime: Runtime) -> None:
@@ -133,14 +141,20 @@ class StageClock:
         self.d2h = Stopwatch(runtime)
         self.depth_out = Stopwatch(runtime)
         self.rect_out = Stopwatch(runtime)
+        self.whole = Stopwatch(runtime)
 
     def times(self) -> StageTimes:
         """The frame's stage times; read once its work is finished.
 
         Depth and detection run at the same time on two streams, so the total counts the
         longer of the two. The transfer time is every copy's, though the output copies may
-        overlap the detector's work.
+        overlap the detector's work. A frame graph's frame has only its total (the upload and
+        the graph): its stage times are NaN (not measured), so that medians over frames of both
+        kinds keep one meaning per stage.
         """
+        if self.whole.ran:
+            total_ms = self.h2d.elapsed_ms() + self.whole.elapsed_ms()
+            return StageTimes(math.nan, math.nan, math.nan, math.nan, total_ms)
         times = StageTimes(
             preprocess_ms=self.prepare.elapsed_ms(),
             depth_ms=self.depth.elapsed_ms(),

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
 
 from aria_perception.engine.engine import Engine
+from aria_perception.engine.frame_graph import STAGE_SAMPLE_EVERY
 from aria_perception.records import EngineConfig
 
 pytestmark = pytest.mark.gpu
@@ -42,8 +45,9 @@ def test_every_variant_gives_the_step_graphs_results() -> None:
     whole.detector.model.load_state_dict(steps.detector.model.state_dict())
     frames, step_slots, whole_slots = _frames(), _slots(steps), _slots(whole)
     try:
-        # Depth due and reused (frame_skip 2), both output slots, and no depth map wanted.
-        for i in range(12):
+        # Depth due and reused (frame_skip 2), both output slots, and no depth map wanted; each
+        # variant more than once, as one frame in STAGE_SAMPLE_EVERY takes the steps' graphs.
+        for i in range(24):
             frame, want = frames[i % 3], i % 5 != 4
             a = steps.process(frame, want_depth=want, depth_out=step_slots[i % 2])
             b = whole.process(frame, want_depth=want, depth_out=whole_slots[i % 2])
@@ -81,3 +85,22 @@ def test_a_depth_map_in_memory_that_is_not_page_locked_takes_the_steps() -> None
             got = engine.process(frame, depth_out=slot)
         assert any(v is not None for v in plan.frames.values())
         np.testing.assert_allclose(got.depth, outs[-1].depth, rtol=1e-4, atol=1e-5)
+
+
+def test_a_frame_graph_leaves_the_stages_untimed_and_one_frame_in_n_times_them() -> None:
+    with Engine(_config()) as engine:
+        slot, frame = _slots(engine)[0], _frames()[0]
+        frames = range(STAGE_SAMPLE_EVERY + 12)
+        times = [engine.process(frame, depth_out=slot).times for _ in frames]
+    whole = [math.isnan(t.depth_ms) for t in times]
+    assert any(whole), "no frame ran as one graph"
+    first = whole.index(True) - 1  # the first frame that fitted a frame graph timed its stages
+    assert not whole[first]
+    assert all(whole[first + 1 : first + STAGE_SAMPLE_EVERY])
+    assert not whole[first + STAGE_SAMPLE_EVERY]
+    for t, graphed in zip(times, whole, strict=True):
+        if graphed:
+            assert math.isnan(t.preprocess_ms) and math.isnan(t.detect_ms)
+            assert math.isnan(t.transfer_ms) and t.total_ms > 0
+        else:
+            assert t.depth_ms > 0 and t.detect_ms > 0 and t.total_ms > 0
