@@ -21,7 +21,7 @@ from aria_perception.engine.batch_plan import MAX_BATCH, BatchPlans, group_by
 from aria_perception.engine.networks import Networks, unpack_rows
 from aria_perception.engine.plan import GraphRunner, ShapePlan
 from aria_perception.errors import ConfigError, EngineError, FrameError
-from aria_perception.records import BatchItem, EngineResult
+from aria_perception.records import COMPRESSED_FORMATS, BatchItem, EngineResult
 
 __all__ = ["BatchedFrames"]
 
@@ -89,17 +89,23 @@ class BatchedFrames:
                 rotation = self.config.rotation if item.rotation is None else item.rotation
                 # A refused frame counts too: depth.frame_skip follows the camera's frames.
                 index = self._frame_index[item.camera] = self._frame_index.get(item.camera, 0) + 1
+                # A raw frame alone may run as one graph, its upload included.
+                alone = len(items) == 1 and item.encoding not in COMPRESSED_FORMATS
                 try:
-                    plan = self._upload(item.frame, item.encoding, item.camera, rotation)
+                    if alone:
+                        plan = self._raw_plan(item.frame, item.encoding, item.camera, rotation)
+                    else:
+                        plan = self._upload(item.frame, item.encoding, item.camera, rotation)
                 except FrameError as err:
                     out[k] = err
                     continue
                 staged.append((k, item, plan, self._depth_due(plan, index)))
-                if len(items) == 1:  # a frame alone may run as one graph
+                if alone:
                     whole = self._whole_frame(item, plan, staged[-1][3])
                     if whole is not None:
                         whole.times.host_ms = self._host_ms(started, waited)
                         return [whole]
+                    self._transfer(item.frame, plan)
                 self._prepare(plan)
         if not staged:
             return out  # type: ignore[return-value]

@@ -273,20 +273,31 @@ class Engine(BatchedFrames):
     # ------------------------------------------------------------------------------ per frame
     def _upload(self, frame: np.ndarray, encoding: str, camera: str, rotation: int) -> ShapePlan:
         """Check the frame and put it on the device in its plan's frame buffer (upload lane)."""
+        if encoding not in COMPRESSED_FORMATS:
+            plan = self._raw_plan(frame, encoding, camera, rotation)
+            self._transfer(frame, plan)
+            return plan
         stream = self._lanes.upload.stream
         self._clock.h2d.start(stream)
-        if encoding in COMPRESSED_FORMATS:
-            check_encoded_frame(frame, encoding)
-            # decode_jpeg on the GPU reads a CPU tensor: hand it a copy we own.
-            rgb = frames.decode(torch.from_numpy(frame.copy()), encoding, self.runtime.device)
-            plan = self._plan(int(rgb.shape[0]), int(rgb.shape[1]), 3, "rgb8", camera, rotation)
-            plan.frame.copy_(rgb)
-        else:
-            height, width, channels = check_raw_frame(frame, encoding)
-            plan = self._plan(height, width, channels, encoding, camera, rotation)
-            self._host.upload(frame, plan.frame)
+        check_encoded_frame(frame, encoding)
+        # decode_jpeg on the GPU reads a CPU tensor: hand it a copy we own.
+        rgb = frames.decode(torch.from_numpy(frame.copy()), encoding, self.runtime.device)
+        plan = self._plan(int(rgb.shape[0]), int(rgb.shape[1]), 3, "rgb8", camera, rotation)
+        plan.frame.copy_(rgb)
         self._clock.h2d.stop(stream)
         return plan
+
+    def _raw_plan(self, frame: np.ndarray, encoding: str, camera: str, rotation: int) -> ShapePlan:
+        """Check a raw frame and find (or make) its plan; nothing is uploaded yet."""
+        height, width, channels = check_raw_frame(frame, encoding)
+        return self._plan(height, width, channels, encoding, camera, rotation)
+
+    def _transfer(self, frame: np.ndarray, plan: ShapePlan) -> None:
+        """Queue a raw frame's upload into its plan's frame buffer (upload lane)."""
+        stream = self._lanes.upload.stream
+        self._clock.h2d.start(stream)
+        self._host.upload(frame, plan.frame)
+        self._clock.h2d.stop(stream)
 
     def _prepare(self, plan: ShapePlan) -> None:
         """Encoding, rotation and both networks' inputs (upload lane)."""
@@ -340,9 +351,11 @@ class Engine(BatchedFrames):
         return rows.reshape(-1, ROW_FLOATS).copy()
 
     def _whole_frame(self, item: BatchItem, plan: ShapePlan, due: bool) -> EngineResult | None:
-        """The uploaded frame as one CUDA graph (:mod:`.frame_graph`), on the upload lane.
+        """A raw frame, not uploaded yet, as one CUDA graph (:mod:`.frame_graph`), upload lane.
 
-        Returns None where the frame fits no frame graph: the caller runs the steps' graphs.
+        A frame in registered memory is uploaded inside the graph; another just before it.
+        Returns None, having queued nothing, where the frame fits no frame graph: the caller
+        uploads it and runs the steps' graphs.
         """
         graphs, nets = self._frame_graphs, self._nets
         want_depth = item.want_depth and nets.midas is not None
@@ -359,19 +372,21 @@ class Engine(BatchedFrames):
                 return None  # not page-locked: the steps' path stages it
         if graphs.stage_sample():
             return None  # this one times its stages on the steps' graphs
-        variant = graphs.variant(plan, due, dest)
+        source = self._host.registered_tensor(item.frame)  # uploaded inside the graph
+        variant = graphs.variant(plan, due, dest, source)
         if variant is None:
             return None
         upload, clock = self._lanes.upload, self._clock
         clock.whole.start(upload.stream)
+        if source is None:
+            self._host.upload(item.frame, plan.frame)
         variant.graph.replay()
         clock.whole.stop(upload.stream)
         if due:
             plan.depth_valid = True
         self.progress += 2
         upload.finish()
-        with self._lanes.detect:  # the exact path, if needed, runs on the detect lane
-            rows = self._fixed_rows(variant.rows, plan)
+        rows = self._fixed_rows(variant.rows, plan)
         return EngineResult(unpack_rows(rows), target, clock.times(), due)
 
     def _fixed_rows(self, host_rows: np.ndarray, plan: ShapePlan) -> np.ndarray:
@@ -382,7 +397,8 @@ class Engine(BatchedFrames):
             return host_rows[:-3].reshape(-1, ROW_FLOATS)[: int(count)].copy()
         # Too many candidates or a long suppression chain: recompute exactly (rare).
         self.exact_post_frames += 1
-        fetch = self._host.download(self._nets.exact_packed(plan), self._host.exact_staging)
+        with self._lanes.detect:
+            fetch = self._host.download(self._nets.exact_packed(plan), self._host.exact_staging)
         self._lanes.detect.finish()
         return fetch().reshape(-1, ROW_FLOATS).copy()
 

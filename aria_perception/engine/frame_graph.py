@@ -1,16 +1,19 @@
-"""One CUDA graph per frame: the single-frame flow after the upload in one replay.
+"""One CUDA graph per frame: a single frame's upload, steps and output copies in one replay.
 
 At a camera's rate the host, idle since the last frame, takes about 0.8 ms to queue a frame's
 five graph replays, its events and its stream switches, and the GPU waits for it. A *frame
-graph* holds all of it: the prepare step on the upload stream; MiDaS, the upsampling and the
+graph* holds all of it: the frame's upload from page-locked memory and the prepare step on the
+upload stream; MiDaS, the upsampling and the
 depth map's copy into its destination on the depth stream, and YOLO with the fixed-shape NMS,
 the box depth and the detections' copy into a page-locked buffer on the detect stream (both
 forked from the upload stream inside the capture, and joined back into it). A frame then costs
 one replay and one wait.
 
 A frame graph is captured per plan and *variant*: whether MiDaS runs this frame
-(``depth.frame_skip``) and where the depth map goes (nowhere, or the address of a page-locked
-output buffer, which the graph's copy holds). A plan gets its frame graphs once its per-step
+(``depth.frame_skip``), where the frame comes from (the address of a page-locked input buffer,
+which the graph's upload holds; or anywhere else, uploaded just before the replay) and where the
+depth map goes (nowhere, or the address of a page-locked output buffer, which the graph's copy
+holds). A plan gets its frame graphs once its per-step
 graphs are captured (:class:`~aria_perception.engine.plan.GraphRunner`: their warm-up and
 first runs allocated every buffer the steps write). Frames that fit no variant (a depth map
 wanted in memory that is not page-locked, a rectified frame wanted, a batch of cameras, the
@@ -42,8 +45,9 @@ _LOG = logging.getLogger(__name__)
 
 #: Steps whose per-step graph must exist before a plan's frame graph is captured.
 _STEPS = ("prepare", "depth", "detect", "fuse")
-#: Frame graphs kept per plan (depth due or not, times two output slots, times no depth map).
-MAX_VARIANTS = 6
+#: Frame graphs kept per plan: a camera's four input slots times two output slots and no depth
+#: map (MiDaS runs every frame by default), with room to spare.
+MAX_VARIANTS = 16
 #: One frame in this many that fits a frame graph runs the per-step graphs, to time its stages.
 STAGE_SAMPLE_EVERY = 30
 
@@ -96,7 +100,11 @@ class FrameGraphs:
         return all(plan.graphs.get(step) is not None for step in steps)
 
     def variant(
-        self, plan: ShapePlan, due: bool, depth_dest: torch.Tensor | None
+        self,
+        plan: ShapePlan,
+        due: bool,
+        depth_dest: torch.Tensor | None,
+        source: torch.Tensor | None = None,
     ) -> FrameVariant | None:
         """The frame's graph (captured first if new); replay it on the upload lane.
 
@@ -105,22 +113,32 @@ class FrameGraphs:
             due: MiDaS runs this frame.
             depth_dest: flat float32 tensor over page-locked host memory to copy the depth map
                 into, or None for no depth map.
+            source: flat uint8 tensor over page-locked host memory holding the frame, which
+                the graph uploads; None when the caller uploads the frame before the replay.
 
         Returns:
             The variant, whose ``rows`` hold the packed detections once the upload lane's
             work is waited for; None when this variant has no graph (run the per-step graphs).
         """
-        key = (due, None if depth_dest is None else depth_dest.data_ptr())
+        key = (
+            due,
+            None if depth_dest is None else depth_dest.data_ptr(),
+            None if source is None else source.data_ptr(),
+        )
         variants = plan.frames
         if key in variants:
             return variants[key]
         if len(variants) >= MAX_VARIANTS:
             return None
-        variants[key] = self._capture(plan, due, depth_dest)
+        variants[key] = self._capture(plan, due, depth_dest, source)
         return variants[key]
 
     def _capture(
-        self, plan: ShapePlan, due: bool, depth_dest: torch.Tensor | None
+        self,
+        plan: ShapePlan,
+        due: bool,
+        depth_dest: torch.Tensor | None,
+        source: torch.Tensor | None,
     ) -> FrameVariant | None:
         nets, lanes = self._nets, self._lanes
         upload, depth, detect = lanes.upload.stream, lanes.depth.stream, lanes.detect.stream
@@ -134,6 +152,8 @@ class FrameGraphs:
         graph = torch.cuda.CUDAGraph()
         try:
             with torch.cuda.graph(graph, pool=self._pool, stream=upload):
+                if source is not None:
+                    plan.frame.view(-1).copy_(source, non_blocking=True)
                 nets.prepare(plan)
                 depth.wait_stream(upload)
                 detect.wait_stream(upload)
@@ -158,7 +178,8 @@ class FrameGraphs:
                          "separate graphs: %s", err)  # fmt: skip
             torch.cuda.synchronize(upload.device)
             return None
-        _LOG.info("frame graph captured: %dx%d %s, depth %s, depth map %s", plan.width,
-                  plan.height, plan.encoding, "due" if due else "reused",
-                  "copied back" if depth_dest is not None else "not wanted")  # fmt: skip
+        _LOG.info("frame graph captured: %dx%d %s, depth %s, depth map %s, upload %s",
+                  plan.width, plan.height, plan.encoding, "due" if due else "reused",
+                  "copied back" if depth_dest is not None else "not wanted",
+                  "in the graph" if source is not None else "before it")  # fmt: skip
         return FrameVariant(graph, rows)

@@ -27,19 +27,20 @@ class Lane:
 
     def __init__(self, stream: torch.cuda.Stream | None) -> None:
         self.stream = stream
-        self._context: torch.cuda.StreamContext | None = None
+        self._contexts: list[torch.cuda.StreamContext] = []  # ``with lane:`` may nest
+        self._done = torch.cuda.Event() if stream is not None else None  # finish()'s
         self.waited_s = 0.0  # the host's time in finish(), all calls together
 
     def __enter__(self) -> Lane:
         if self.stream is not None:
-            self._context = torch.cuda.stream(self.stream)
-            self._context.__enter__()
+            context = torch.cuda.stream(self.stream)
+            context.__enter__()
+            self._contexts.append(context)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        context, self._context = self._context, None
-        if context is not None:
-            context.__exit__(*exc)
+        if self._contexts:
+            self._contexts.pop().__exit__(*exc)
 
     def mark(self) -> torch.cuda.Event | None:
         """An event after the work queued so far (None on the CPU, where it is all done)."""
@@ -59,8 +60,9 @@ class Lane:
 
         The time it blocks adds to :attr:`waited_s`.
         """
-        done = self.mark()
+        done = self._done  # one event, re-recorded: nothing else waits for it
         if done is not None:
+            done.record(self.stream)
             start = time.perf_counter()
             done.synchronize()
             self.waited_s += time.perf_counter() - start

@@ -10,7 +10,7 @@ import torch
 
 from aria_perception.engine.engine import Engine
 from aria_perception.engine.frame_graph import STAGE_SAMPLE_EVERY
-from aria_perception.records import EngineConfig
+from aria_perception.records import EngineConfig, EngineResult
 
 pytestmark = pytest.mark.gpu
 
@@ -37,12 +37,36 @@ def _slots(engine: Engine) -> list[np.ndarray]:
     return slots
 
 
-def test_every_variant_gives_the_step_graphs_results() -> None:
+def _twins(**changes: object) -> tuple[Engine, Engine]:
+    """An engine on the steps' graphs and one with frame graphs, with the same weights."""
     torch.manual_seed(0)
-    steps = Engine(_config(depth_frame_skip=2), frame_graph=False)
-    whole = Engine(_config(depth_frame_skip=2))
+    steps = Engine(_config(**changes), frame_graph=False)
+    whole = Engine(_config(**changes))
     whole.midas.load_state_dict(steps.midas.state_dict())
     whole.detector.model.load_state_dict(steps.detector.model.state_dict())
+    return steps, whole
+
+
+def _assert_same(a: EngineResult, b: EngineResult, slot: np.ndarray, want: bool, i: int) -> None:
+    """``b`` (frame graphs, depth map into ``slot``) gives what ``a`` (the steps) gives."""
+    assert a.depth_fresh == b.depth_fresh, i
+    for name in ("boxes", "scores", "class_ids", "depth"):
+        np.testing.assert_allclose(
+            getattr(b.detections, name),
+            getattr(a.detections, name),
+            rtol=1e-4,
+            atol=1e-5,
+            err_msg=f"{name}, frame {i}",
+        )
+    if want:
+        assert b.depth is not None and np.shares_memory(b.depth, slot)
+        np.testing.assert_allclose(b.depth, a.depth, rtol=1e-4, atol=1e-5)
+    else:
+        assert b.depth is None
+
+
+def test_every_variant_gives_the_step_graphs_results() -> None:
+    steps, whole = _twins(depth_frame_skip=2)
     frames, step_slots, whole_slots = _frames(), _slots(steps), _slots(whole)
     try:
         # Depth due and reused (frame_skip 2), both output slots, and no depth map wanted; each
@@ -51,17 +75,7 @@ def test_every_variant_gives_the_step_graphs_results() -> None:
             frame, want = frames[i % 3], i % 5 != 4
             a = steps.process(frame, want_depth=want, depth_out=step_slots[i % 2])
             b = whole.process(frame, want_depth=want, depth_out=whole_slots[i % 2])
-            assert a.depth_fresh == b.depth_fresh, i
-            for name in ("boxes", "scores", "class_ids", "depth"):
-                want_values = getattr(a.detections, name)
-                np.testing.assert_allclose(
-                    getattr(b.detections, name), want_values, rtol=1e-4, atol=1e-5, err_msg=name
-                )
-            if want:
-                assert b.depth is not None and np.shares_memory(b.depth, whole_slots[i % 2])
-                np.testing.assert_allclose(b.depth, a.depth, rtol=1e-4, atol=1e-5)
-            else:
-                assert b.depth is None
+            _assert_same(a, b, whole_slots[i % 2], want, i)
         [plan] = whole._plans.plans()
         variants = plan.frames
         # (due, slot 0), (due, slot 1), (reused, ...), (.., no map): several, all captured.
@@ -104,3 +118,25 @@ def test_a_frame_graph_leaves_the_stages_untimed_and_one_frame_in_n_times_them()
             assert math.isnan(t.transfer_ms) and t.total_ms > 0
         else:
             assert t.depth_ms > 0 and t.detect_ms > 0 and t.total_ms > 0
+
+
+def test_a_frame_in_page_locked_memory_is_uploaded_inside_the_graph() -> None:
+    steps, whole = _twins()
+    frames, step_slots, whole_slots = _frames(), _slots(steps), _slots(whole)
+    inputs = [np.empty((*SIZE, 3), np.uint8) for _ in range(2)]  # a camera's input slots
+    for buffer in inputs:
+        assert whole.register_host_buffer(buffer)
+    try:
+        for i in range(12):
+            # The next frame lands in an input slot, as the node copies it there.
+            buffer, frame = inputs[i % 2], frames[i % 3]
+            buffer[...] = frame
+            a = steps.process(frame, depth_out=step_slots[i % 2])
+            b = whole.process(buffer, depth_out=whole_slots[i % 2])
+            _assert_same(a, b, whole_slots[i % 2], True, i)
+        [plan] = whole._plans.plans()
+        sources = {key[2] for key, variant in plan.frames.items() if variant is not None}
+        assert sources == {buffer.ctypes.data for buffer in inputs}, plan.frames
+    finally:
+        steps.close()
+        whole.close()
