@@ -137,6 +137,8 @@ def test_a_frame_in_page_locked_memory_is_uploaded_inside_the_graph() -> None:
         [plan] = whole._plans.plans()
         sources = {key[2] for key, variant in plan.frames.items() if variant is not None}
         assert sources == {buffer.ctypes.data for buffer in inputs}, plan.frames
+        # One frame runs at a time: every variant copies its detections into the same buffer.
+        assert len({variant.rows.ctypes.data for variant in plan.frames.values()}) == 1
     finally:
         steps.close()
         whole.close()
