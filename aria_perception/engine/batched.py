@@ -89,10 +89,11 @@ class BatchedFrames:
                 rotation = self.config.rotation if item.rotation is None else item.rotation
                 # A refused frame counts too: depth.frame_skip follows the camera's frames.
                 index = self._frame_index[item.camera] = self._frame_index.get(item.camera, 0) + 1
-                # A raw frame alone may run as one graph, its upload included.
-                alone = len(items) == 1 and item.encoding not in COMPRESSED_FORMATS
+                # A frame alone may run as one graph, a raw frame's upload included.
+                alone = len(items) == 1
+                raw = item.encoding not in COMPRESSED_FORMATS
                 try:
-                    if alone:
+                    if alone and raw:
                         plan = self._raw_plan(item.frame, item.encoding, item.camera, rotation)
                     else:
                         plan = self._upload(item.frame, item.encoding, item.camera, rotation)
@@ -101,11 +102,12 @@ class BatchedFrames:
                     continue
                 staged.append((k, item, plan, self._depth_due(plan, index)))
                 if alone:
-                    whole = self._whole_frame(item, plan, staged[-1][3])
+                    whole = self._whole_frame(item, plan, staged[-1][3], uploaded=not raw)
                     if whole is not None:
                         whole.times.host_ms = self._host_ms(started, waited)
                         return [whole]
-                    self._transfer(item.frame, plan)
+                    if raw:
+                        self._transfer(item.frame, plan)
                 self._prepare(plan)
         if not staged:
             return out  # type: ignore[return-value]

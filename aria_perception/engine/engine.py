@@ -350,12 +350,15 @@ class Engine(BatchedFrames):
             return self._fixed_rows(rows, plan)
         return rows.reshape(-1, ROW_FLOATS).copy()
 
-    def _whole_frame(self, item: BatchItem, plan: ShapePlan, due: bool) -> EngineResult | None:
-        """A raw frame, not uploaded yet, as one CUDA graph (:mod:`.frame_graph`), upload lane.
+    def _whole_frame(
+        self, item: BatchItem, plan: ShapePlan, due: bool, *, uploaded: bool
+    ) -> EngineResult | None:
+        """A frame as one CUDA graph (:mod:`.frame_graph`), on the upload lane.
 
-        A frame in registered memory is uploaded inside the graph; another just before it.
-        Returns None, having queued nothing, where the frame fits no frame graph: the caller
-        uploads it and runs the steps' graphs.
+        ``uploaded``: the frame is on the device already (decoded). Else it is a raw frame,
+        uploaded inside the graph from registered memory, or just before the replay. Returns
+        None, having queued nothing, where the frame fits no frame graph: the caller uploads it
+        (if not ``uploaded``) and runs the steps' graphs.
         """
         graphs, nets = self._frame_graphs, self._nets
         want_depth = item.want_depth and nets.midas is not None
@@ -372,13 +375,14 @@ class Engine(BatchedFrames):
                 return None  # not page-locked: the steps' path stages it
         if graphs.stage_sample():
             return None  # this one times its stages on the steps' graphs
-        source = self._host.registered_tensor(item.frame)  # uploaded inside the graph
+        # A raw frame in registered memory is uploaded inside the graph.
+        source = None if uploaded else self._host.registered_tensor(item.frame)
         variant = graphs.variant(plan, due, dest, source)
         if variant is None:
             return None
         upload, clock = self._lanes.upload, self._clock
         clock.whole.start(upload.stream)
-        if source is None:
+        if source is None and not uploaded:
             self._host.upload(item.frame, plan.frame)
         variant.graph.replay()
         clock.whole.stop(upload.stream)
