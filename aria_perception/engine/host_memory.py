@@ -10,6 +10,7 @@ staging buffer. On the CPU both are plain copies.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -223,7 +224,7 @@ def output_target(out: np.ndarray, shape: tuple[int, ...], dtype: type, what: st
     Raises:
         FrameError: ``out`` is neither.
     """
-    size = int(np.prod(shape))
+    size = math.prod(shape)
     if out.dtype == dtype and out.ndim == 1 and out.size >= size:
         return out[:size].reshape(shape)
     if out.dtype != dtype or out.shape != shape:

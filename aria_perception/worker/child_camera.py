@@ -8,6 +8,7 @@ request (newest wins per camera) and its own thresholds and rotation.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -69,7 +70,7 @@ class ChildCamera:
 
     def pixels(self, request: msg.FrameRequest) -> np.ndarray:
         """The frame of ``request`` in its input slot (a view)."""
-        size = int(np.prod(request.shape))
+        size = math.prod(request.shape)  # np.prod made this 0.09 ms p50 at 30 Hz
         return self.slots.input(request.in_slot)[:size].reshape(request.shape)
 
     @staticmethod

@@ -10,6 +10,7 @@ control messages of :mod:`aria_perception.worker.protocol`.
 from __future__ import annotations
 
 import itertools
+import math
 import mmap
 import os
 import sys
@@ -280,7 +281,7 @@ class OutputSlot:
             depth.flags.writeable = False
         rect = None
         if rect_shape is not None:
-            rect = self.rect[: int(np.prod(rect_shape))].reshape(rect_shape)
+            rect = self.rect[: math.prod(rect_shape)].reshape(rect_shape)
             rect.flags.writeable = False
         return EngineResult(dets, depth, times, depth_fresh, rectified=rect)
 

@@ -81,6 +81,23 @@ def test_cpu_runs_are_reported_not_judged_except_crashes() -> None:
     ) is (Verdict.FAIL)
 
 
+def test_a_latency_limit_the_echo_misses_too_says_what_echo_measured() -> None:
+    echo = run("echo", 17.0, 19.0, 80.0, role=Role.ECHO)
+    ours = run("node", 21.0, 14.0, 75.0)
+    got = by_name(evaluate(ours, echo, Criteria()))
+    assert got["max_p50_ms"].passed is False  # still a failure, with the reason beside it
+    assert got["max_p50_ms"].description == (
+        "latency p50 < 10 ms (echo's own: 17.00 ms; the transport alone is over the limit)"
+    )
+    # A row that passes gets no note, though echo misses its limit.
+    assert got["max_p95_ms"].passed is True
+    assert got["max_p95_ms"].description == "latency p95 < 15 ms"
+    # Echo within the limit: the node alone misses it.
+    quick_echo = run("echo", 5.0, 7.0, 80.0, role=Role.ECHO)
+    alone = by_name(evaluate(ours, quick_echo, Criteria()))["max_p50_ms"]
+    assert alone.passed is False and alone.description == "latency p50 < 10 ms"
+
+
 def test_criteria_over_echo_and_parsing() -> None:
     echo = run("echo", 2.0, 3.0, 200.0, role=Role.ECHO)
     ours = run("node", 6.0, 12.0, 190.0, dropped=1)
