@@ -71,15 +71,16 @@ class FrameGraphs:
         pool: the graph memory pool the per-step graphs share.
 
     A plan keeps its frame graphs (``ShapePlan.frames``): they go when it leaves the cache.
-    The detections' buffers stay (a few KB each): page-locked memory must not be freed before
-    it is unregistered, which :meth:`HostMemory.close` does for all of them.
+    Every frame graph copies its detections into one page-locked buffer per row count (one
+    frame runs at a time, and its rows are copied out before the next): the buffers do not grow
+    with the plans a long run sees, and :meth:`HostMemory.close` unregisters them.
     """
 
     def __init__(
         self, nets: Networks, lanes: Lanes, host: HostMemory, pool: tuple[int, int]
     ) -> None:
         self._nets, self._lanes, self._host, self._pool = nets, lanes, host, pool
-        self._buffers: list[np.ndarray] = []  # every detections' buffer, page-locked
+        self._rows: dict[int, np.ndarray] = {}  # the detections' buffers by size, page-locked
         self._fitting = 0  # frames that fitted a frame graph so far
 
     def stage_sample(self) -> bool:
@@ -126,10 +127,12 @@ class FrameGraphs:
         upload, depth, detect = lanes.upload.stream, lanes.depth.stream, lanes.detect.stream
         assert upload is not None and depth is not None and detect is not None
         assert plan.packed is not None
-        rows = np.empty(plan.packed.numel(), np.float32)
-        if not self._host.register(rows):
-            return None
-        self._buffers.append(rows)
+        rows = self._rows.get(plan.packed.numel())
+        if rows is None:
+            rows = np.empty(plan.packed.numel(), np.float32)
+            if not self._host.register(rows):
+                return None
+            self._rows[rows.size] = rows
         rows_dest = torch.from_numpy(rows)
         graph = torch.cuda.CUDAGraph()
         try:
