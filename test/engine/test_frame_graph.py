@@ -80,6 +80,8 @@ def test_every_variant_gives_the_step_graphs_results() -> None:
         variants = plan.frames
         # (due, slot 0), (due, slot 1), (reused, ...), (.., no map): several, all captured.
         assert len(variants) >= 4 and all(v is not None for v in variants.values()), variants
+        # One frame runs at a time: every variant copies its detections into the same buffer.
+        assert len({variant.rows.ctypes.data for variant in variants.values()}) == 1
         [step_plan] = steps._plans.plans()
         assert not step_plan.frames
     finally:
