@@ -142,6 +142,7 @@ class CameraChannel:
             if slot is None:
                 return None
             assert slots is not None  # a worker is attached, so the slots are mapped
+            dispatch.wake()
             try:
                 copy_frame(slots.input(slot)[: data.size].reshape(data.shape), data)
             except BaseException:

@@ -284,6 +284,7 @@ class _Worker:
             self.debug(message)
         elif isinstance(message, msg.Shutdown):
             return 0
+        # msg.Wake: reading it was the point (the request follows once its frame is copied in).
         return None
 
     def set_thresholds(self, engine: InferenceEngine, message: msg.SetThresholds) -> None:

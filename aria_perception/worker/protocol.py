@@ -186,6 +186,16 @@ class Shutdown:
     """Close the engine and exit."""
 
 
+@dataclass(frozen=True)
+class Wake:
+    """A frame is being copied in for a worker that holds none of its camera's: nothing to do.
+
+    Sent before the copy, so that the worker's process is awake when the request follows:
+    a process woken after tens of milliseconds asleep runs its first Python several times
+    slower than one that slept for a millisecond.
+    """
+
+
 # Worker -> parent ---------------------------------------------------------------------------
 
 
