@@ -99,7 +99,7 @@ class FrameGraphs:
     def variant(
         self, plan: ShapePlan, due: bool, depth_dest: torch.Tensor | None
     ) -> FrameVariant | None:
-        """The frame's graph (captured first if new); replay it on the upload lane.
+        """The frame's graph, captured first if new (the engine replays it on the upload lane).
 
         Args:
             plan: the frame's plan, its frame already uploaded (queued on the upload lane).
