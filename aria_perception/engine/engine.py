@@ -34,7 +34,7 @@ from aria_perception.engine.batched import BatchedFrames
 from aria_perception.engine.compile import CompiledStep
 from aria_perception.engine.detector import YoloDetector
 from aria_perception.engine.frame_graph import FrameGraphs
-from aria_perception.engine.host_memory import HostMemory, output_target
+from aria_perception.engine.host_memory import HostMemory
 from aria_perception.engine.lanes import make_lanes
 from aria_perception.engine.midas import MidasSmall
 from aria_perception.engine.networks import ROW_FLOATS, Networks, unpack_rows
@@ -369,8 +369,7 @@ class Engine(BatchedFrames):
             if item.depth_out is None or plan.depth_full is None:
                 return None
             shape = tuple(plan.depth_full.shape)
-            target = output_target(item.depth_out, shape, np.float32, "depth_out")
-            dest = self._host.registered_tensor(target)
+            target, dest = self._host.output_dest(item.depth_out, shape, np.float32, "depth_out")
             if dest is None:
                 return None  # not page-locked: the steps' path stages it
         if graphs.stage_sample():

@@ -107,7 +107,7 @@ class FrameGraphs:
         depth_dest: torch.Tensor | None,
         source: torch.Tensor | None = None,
     ) -> FrameVariant | None:
-        """The frame's graph (captured first if new); replay it on the upload lane.
+        """The frame's graph, captured first if new (the engine replays it on the upload lane).
 
         Args:
             plan: the frame's plan, its frame already uploaded (queued on the upload lane).

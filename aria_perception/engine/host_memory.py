@@ -168,6 +168,21 @@ class HostMemory:
         pinned.copy_(flat, non_blocking=True)
         return pinned.numpy
 
+    def output_dest(
+        self, out: np.ndarray, shape: tuple[int, ...], dtype: type, what: str
+    ) -> tuple[np.ndarray, torch.Tensor | None]:
+        """Where an output of ``shape`` and ``dtype`` goes in ``out``, and whether by DMA.
+
+        Returns:
+            The target array (:func:`output_target`) and, when it lies in registered memory,
+            the same memory as a flat tensor to copy into straight from the device (else None).
+
+        Raises:
+            FrameError: ``out`` does not fit.
+        """
+        target = output_target(out, shape, dtype, what)
+        return target, self.registered_tensor(target)
+
     def fetch_into(
         self, tensor: torch.Tensor, out: np.ndarray, what: str, staging: PinnedBuffer
     ) -> Callable[[], np.ndarray]:
@@ -187,8 +202,7 @@ class HostMemory:
             FrameError: ``out`` does not fit.
         """
         dtype = np.dtype(str(tensor.dtype).removeprefix("torch."))
-        target = output_target(out, tuple(tensor.shape), dtype.type, what)
-        direct = self.registered_tensor(target)
+        target, direct = self.output_dest(out, tuple(tensor.shape), dtype.type, what)
         if direct is not None:
             direct.copy_(tensor.reshape(-1), non_blocking=True)
             return lambda: target
