@@ -82,6 +82,7 @@ class BatchedFrames:
         """One round: distinct cameras, at most MAX_BATCH frames."""
         lanes, clock, nets, graphs = self._lanes, self._clock, self._nets, self._graphs
         started, waited = time.perf_counter(), sum(lane.waited_s for lane in lanes)
+        captures = graphs.captures
         out: list[EngineResult | FrameError | None] = [None] * len(items)
         staged: list[tuple[int, BatchItem, ShapePlan, bool]] = []
         with lanes.upload:
@@ -179,7 +180,8 @@ class BatchedFrames:
             for k, _, plan, fresh_depth in staged:
                 rows = self._download(plan, packed[id(plan)])
                 downloads.append((k, fresh_depth, rows))
-        times = clock.times()
+        # A round that captured graphs (a shape's first frame) timed compiling and capturing.
+        times = clock.times(steady=graphs.captures == captures)
         times.host_ms = self._host_ms(started, waited)
         for k, fresh_depth, rows in downloads:
             depth = fetch_depth[k]() if k in fetch_depth else None

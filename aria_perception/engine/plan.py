@@ -119,6 +119,8 @@ class GraphRunner:
         self.enabled = enabled
         self._device = device
         self._pool = torch.cuda.graph_pool_handle() if enabled else None
+        #: Captures attempted so far: a frame that made one timed the building, not the steps.
+        self.captures = 0
 
     @property
     def pool(self) -> tuple[int, int] | None:
@@ -141,6 +143,7 @@ class GraphRunner:
         if not self.enabled or name in plan.graphs:
             return
         plan.graphs[name] = None  # one capture attempt per step and plan
+        self.captures += 1
         try:
             for _ in range(GRAPH_WARMUP):
                 step(plan)

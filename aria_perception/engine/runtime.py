@@ -143,14 +143,16 @@ class StageClock:
         self.rect_out = Stopwatch(runtime)
         self.whole = Stopwatch(runtime)
 
-    def times(self) -> StageTimes:
+    def times(self, steady: bool = True) -> StageTimes:
         """The frame's stage times; read once its work is finished.
 
         Depth and detection run at the same time on two streams, so the total counts the
         longer of the two. The transfer time is every copy's, though the output copies may
         overlap the detector's work. A frame graph's frame has only its total (the upload and
         the graph): its stage times are NaN (not measured), so that medians over frames of both
-        kinds keep one meaning per stage.
+        kinds keep one meaning per stage. So are a frame's that is not ``steady``: one that
+        compiled and captured graphs times the building (seconds), and a median over the few
+        frames that time their stages would be taken over by it; its total still counts.
         """
         if self.whole.ran:
             total_ms = self.h2d.elapsed_ms() + self.whole.elapsed_ms()
@@ -167,4 +169,6 @@ class StageClock:
         times.total_ms = (
             times.preprocess_ms + max(times.depth_ms, times.detect_ms) + times.transfer_ms
         )
+        if not steady:
+            return StageTimes(math.nan, math.nan, math.nan, math.nan, times.total_ms)
         return times

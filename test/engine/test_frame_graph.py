@@ -108,18 +108,22 @@ def test_a_frame_graph_leaves_the_stages_untimed_and_one_frame_in_n_times_them()
         slot, frame = _slots(engine)[0], _frames()[0]
         frames = range(STAGE_SAMPLE_EVERY + 12)
         times = [engine.process(frame, depth_out=slot).times for _ in frames]
+    # The first frame captured the steps' graphs: its stages timed that, so they are NaN.
+    building, times = times[0], times[1:]
+    assert math.isnan(building.depth_ms) and math.isnan(building.preprocess_ms)
+    assert building.total_ms > 0
+    # The next fitted a frame graph, and timed its stages on the steps' graphs.
     whole = [math.isnan(t.depth_ms) for t in times]
-    assert any(whole), "no frame ran as one graph"
-    first = whole.index(True) - 1  # the first frame that fitted a frame graph timed its stages
-    assert not whole[first]
-    assert all(whole[first + 1 : first + STAGE_SAMPLE_EVERY])
-    assert not whole[first + STAGE_SAMPLE_EVERY]
+    assert not whole[0]
+    assert all(whole[1:STAGE_SAMPLE_EVERY]), whole
+    assert not whole[STAGE_SAMPLE_EVERY]
     for t, graphed in zip(times, whole, strict=True):
         if graphed:
             assert math.isnan(t.preprocess_ms) and math.isnan(t.detect_ms)
             assert math.isnan(t.transfer_ms) and t.total_ms > 0
         else:
-            assert t.depth_ms > 0 and t.detect_ms > 0 and t.total_ms > 0
+            # Steady: a sampled frame's stages are the steps' replays, not seconds of capture.
+            assert 0 < t.depth_ms < 100 and 0 < t.detect_ms < 100 and t.total_ms > 0
 
 
 def test_a_frame_in_page_locked_memory_is_uploaded_inside_the_graph() -> None:

@@ -45,3 +45,17 @@ def test_a_frame_graph_has_its_total_and_no_stage_times() -> None:
     _span(clock.detect)
     after = clock.times()
     assert after.detect_ms > 0 and after.depth_ms == 0.0 and not math.isnan(after.total_ms)
+
+
+def test_a_frame_that_built_graphs_has_its_total_and_no_stage_times() -> None:
+    clock = StageClock(resolve_runtime("cpu", "fp32"))
+    for watch in (clock.h2d, clock.prepare, clock.depth, clock.detect, clock.d2h):
+        _span(watch)
+    built = clock.times(steady=False)
+    stages = (built.preprocess_ms, built.depth_ms, built.detect_ms, built.transfer_ms)
+    assert all(math.isnan(v) for v in stages)
+    assert built.total_ms > 0
+    # Every stopwatch was read: the next, steady frame times only what it ran.
+    _span(clock.depth)
+    after = clock.times()
+    assert after.depth_ms > 0 and after.preprocess_ms == 0.0 and after.transfer_ms == 0.0
