@@ -50,7 +50,7 @@ from aria_perception.worker import (
     FrameTiming,
     Supervisor,
     WorkerSettings,
-    slots,
+    frame_copy,
 )
 
 _RING = 8
@@ -313,7 +313,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    previous, slots.COPY_THREADS = slots.COPY_THREADS, args.copy_threads
+    previous, frame_copy.COPY_THREADS = frame_copy.COPY_THREADS, args.copy_threads
     try:
         report = measure_transport(
             size=args.size,
@@ -326,7 +326,7 @@ def _report(args: argparse.Namespace) -> int:
             rate_hz=args.rate,
         )
     finally:
-        slots.COPY_THREADS = previous
+        frame_copy.COPY_THREADS = previous
     print(report.table())
     if args.copy_threads is not None:
         print(f"copy into shared memory: {args.copy_threads} thread(s)")

@@ -6,7 +6,8 @@ Modules: :mod:`~.supervisor` (the public :class:`Supervisor` and its thread),
 :mod:`~.lifecycle` (start, loss, restart, stop of worker processes), :mod:`~.process` (one
 worker process), :mod:`~.restart` (restart policy), :mod:`~.dispatch` and :mod:`~.ledger`
 (which job is where), :mod:`~.watchdog` (when the worker counts as hung or frozen),
-:mod:`~.slots` (shared memory), :mod:`~.protocol` (pipe messages),
+:mod:`~.slots` (shared memory), :mod:`~.frame_copy` (a frame into its slot, on a few threads),
+:mod:`~.protocol` (pipe messages),
 :mod:`~.child` (the worker's side), :mod:`~.engine_api` (what the worker needs of an engine),
 :mod:`~.result` and :mod:`~.settings`. Several cameras share one worker: :mod:`~.registry` (a
 worker per engine key in the process), :mod:`~.client` (a camera's handle; it and

@@ -23,10 +23,11 @@ from aria_perception.errors import AriaPerceptionError, FrameError
 from aria_perception.records import EngineConfig
 from aria_perception.worker import protocol as msg
 from aria_perception.worker.dispatch import Dispatcher
+from aria_perception.worker.frame_copy import copy_frame
 from aria_perception.worker.ledger import Job, Ledger
 from aria_perception.worker.result import FrameResult, FrameTiming
 from aria_perception.worker.settings import WorkerSettings
-from aria_perception.worker.slots import SharedSlots, SlotLayout, copy_frame, input_data
+from aria_perception.worker.slots import SharedSlots, SlotLayout, input_data
 
 __all__ = ["CameraChannel", "ErrorCallback", "ResultCallback"]
 

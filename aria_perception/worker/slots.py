@@ -14,8 +14,6 @@ import math
 import mmap
 import os
 import sys
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import shared_memory
 
@@ -42,53 +40,6 @@ OUTPUT_SLOTS = 2
 _PAGE = 4096
 _LINE = 64
 _names = itertools.count()
-
-
-#: Frames of at least this size are copied into a slot by several threads.
-PARALLEL_COPY_BYTES = 1 << 20
-#: Threads :func:`copy_frame` uses for such frames; None: the default (two where there are two
-#: cores). The transport benchmark's ``--copy-threads`` sets it.
-COPY_THREADS: int | None = None
-_copy_pool: ThreadPoolExecutor | None = None
-_copy_pool_workers = 0
-_copy_pool_lock = threading.Lock()
-
-
-def _copy_threads() -> int:
-    if COPY_THREADS is not None:
-        return max(1, COPY_THREADS)
-    # Measured on the GPU machine (5.9 MB, cold source, the caller copying one band): 1 thread
-    # 0.65 ms p50 / 0.77 p95, 2 threads 0.41 / 0.58, 4 threads 0.32 / 0.41, 8 threads 0.60 /
-    # 1.07. Two was chosen on end-to-end runs, where the copy competes with the node's other
-    # threads (4 threads had a 1.8 ms p95 there); in the node the copy measures 0.97 ms p50.
-    return max(1, min(2, os.cpu_count() or 1))
-
-
-def copy_frame(dst: np.ndarray, src: np.ndarray) -> None:
-    """``np.copyto(dst, src)``, split over a few threads for multi-MB frames.
-
-    One thread copies a 1408x1408 rgb8 frame (5.9 MB) in about 0.6 ms on the GPU machine;
-    numpy releases the GIL while it copies, so row bands copy in parallel.
-    """
-    threads = _copy_threads()
-    if src.nbytes < PARALLEL_COPY_BYTES or threads == 1 or src.ndim == 0 or src.shape[0] < 2:
-        np.copyto(dst, src)
-        return
-    global _copy_pool, _copy_pool_workers
-    with _copy_pool_lock:
-        if _copy_pool is None or _copy_pool_workers != threads - 1:
-            if _copy_pool is not None:
-                _copy_pool.shutdown(wait=True)
-            _copy_pool = ThreadPoolExecutor(threads - 1, thread_name_prefix="aria-copy")
-            _copy_pool_workers = threads - 1
-    bounds = np.linspace(0, src.shape[0], threads + 1).astype(int)
-    bands = [(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
-    # The calling thread copies the first band itself: one thread wake-up fewer per frame.
-    futures = [_copy_pool.submit(np.copyto, dst[a:b], src[a:b]) for a, b in bands[1:]]
-    first, end = bands[0]
-    np.copyto(dst[first:end], src[first:end])
-    for future in futures:
-        future.result()
 
 
 def input_data(frame: object, encoding: str, settings: WorkerSettings) -> np.ndarray:

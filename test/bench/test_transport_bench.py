@@ -83,12 +83,12 @@ def test_user_mistakes_are_one_line_errors(capsys: pytest.CaptureFixture) -> Non
 
 
 def test_copy_threads_apply_to_the_run_only(capsys: pytest.CaptureFixture) -> None:
-    from aria_perception.worker import slots
+    from aria_perception.worker import frame_copy
 
     args = ["--engine", "echo", "--size", "1024x1024", "--frames", "3", "--warmup", "1"]
     assert main([*args, "--copy-threads", "3"]) == 0
     assert "copy into shared memory: 3 thread(s)" in capsys.readouterr().out
-    assert slots._copy_pool_workers == 2 and slots.COPY_THREADS is None
+    assert frame_copy.pool_workers() == 2 and frame_copy.COPY_THREADS is None
 
 
 @pytest.mark.gpu

@@ -202,28 +202,3 @@ def test_no_resource_tracker_complaints(tmp_path: Path) -> None:
     assert not os.path.exists(f"/dev/shm/{name}")
     # The resource tracker's complaints: "leaked shared_memory", KeyError on a double unregister.
     assert "resource_tracker" not in proc.stderr and "KeyError" not in proc.stderr, proc.stderr
-
-
-@pytest.mark.parametrize("threads", [None, 1, 3], ids=["default", "one-thread", "three-threads"])
-@pytest.mark.parametrize("shape", [(1408, 1408, 3), (700, 900), (3_000_000,), (5, 7, 3)])
-def test_copy_frame_copies_every_byte_whatever_the_size(
-    shape: tuple[int, ...], threads: int | None, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from aria_perception.worker import slots
-    from aria_perception.worker.slots import copy_frame
-
-    monkeypatch.setattr(slots, "COPY_THREADS", threads)
-
-    src = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
-    dst = np.zeros_like(src)
-    copy_frame(dst, src)
-    np.testing.assert_array_equal(dst, src)
-    # A strided source (a padded row step seen through a view) too.
-    if len(shape) == 3:
-        padded = np.zeros((shape[0], shape[1] + 8, shape[2]), np.uint8)
-        padded[:, : shape[1]] = src
-        dst2 = np.zeros_like(src)
-        copy_frame(dst2, padded[:, : shape[1]])
-        np.testing.assert_array_equal(dst2, src)
-    if threads is not None and threads > 1 and src.nbytes >= slots.PARALLEL_COPY_BYTES:
-        assert slots._copy_pool_workers == threads - 1  # the caller copies one band itself
