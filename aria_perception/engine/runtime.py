@@ -155,8 +155,7 @@ class StageClock:
         frames that time their stages would be taken over by it; its total still counts.
         """
         if self.whole.ran:
-            total_ms = self.h2d.elapsed_ms() + self.whole.elapsed_ms()
-            return StageTimes(math.nan, math.nan, math.nan, math.nan, total_ms)
+            return _untimed(self.h2d.elapsed_ms() + self.whole.elapsed_ms())
         times = StageTimes(
             preprocess_ms=self.prepare.elapsed_ms(),
             depth_ms=self.depth.elapsed_ms(),
@@ -169,6 +168,9 @@ class StageClock:
         times.total_ms = (
             times.preprocess_ms + max(times.depth_ms, times.detect_ms) + times.transfer_ms
         )
-        if not steady:
-            return StageTimes(math.nan, math.nan, math.nan, math.nan, times.total_ms)
-        return times
+        return times if steady else _untimed(times.total_ms)
+
+
+def _untimed(total_ms: float) -> StageTimes:
+    """A frame's times with only its total: each stage NaN (not measured)."""
+    return StageTimes(math.nan, math.nan, math.nan, math.nan, total_ms)
